@@ -1,0 +1,89 @@
+//! The HTTP surface: the Leptos pages and server functions, health checks, and the middleware
+//! around them (request span, sessions, CSRF).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::Request;
+use axum::routing::get;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use pipebridge::db::Pool;
+use pipebridge_app::api::server::ServerState;
+use pipebridge_app::{App, shell};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
+
+use crate::config::Config;
+use crate::csrf::{self, CsrfConfig};
+use crate::health;
+
+/// The router's state: what handlers and the Leptos integration take from it.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub pool: Pool,
+}
+
+pub const SESSION_COOKIE: &str = "pipebridge_session";
+
+pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router {
+    let server_state = ServerState {
+        pool: state.pool.clone(),
+        trust_forwarded_for: config.trust_forwarded_for,
+    };
+    let context = move || provide_context(server_state.clone());
+    let routes = generate_route_list(App);
+
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(config.session_idle_minutes)));
+    let csrf = CsrfConfig { public_origin: config.public_url.clone() };
+
+    let app = Router::new()
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(axum::middleware::from_fn_with_state(csrf, csrf::protect))
+        .layer(sessions);
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.pool.clone())
+        .merge(app.with_state(state))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // The path only: query strings may carry OAuth codes and states.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Removes expired sessions every few minutes, for as long as the server runs.
+pub fn spawn_session_cleanup(store: PostgresStore) {
+    use tower_sessions::ExpiredDeletion;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+        }
+    });
+}

@@ -1,0 +1,94 @@
+//! Start-up: connect, migrate, bind, serve until SIGTERM / Ctrl-C. Shared by `main` and the tests.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use pipebridge::db::{self, Pool};
+use tokio::net::TcpListener;
+use tower_sessions_sqlx_store::PostgresStore;
+
+use crate::config::Config;
+use crate::routes::{self, AppState};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    pool: Pool,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, and binds `addr` (port 0 picks a free port).
+    pub async fn build(config: &Config, leptos_options: LeptosOptions, addr: SocketAddr) -> anyhow::Result<Self> {
+        let pool = db::connect(&config.database_url, config.db_max_connections)
+            .await
+            .context("connecting to the database (DATABASE_URL)")?;
+        Self::with_pool(config, leptos_options, addr, pool).await
+    }
+
+    pub async fn with_pool(
+        config: &Config,
+        leptos_options: LeptosOptions,
+        addr: SocketAddr,
+        pool: Pool,
+    ) -> anyhow::Result<Self> {
+        db::migrate(&pool).await.context("applying database migrations")?;
+        let router = build_router(config, leptos_options, pool.clone()).await?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Ok(Self { listener, router, pool })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("stopped: in-flight requests finished");
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+pub async fn build_router(config: &Config, leptos_options: LeptosOptions, pool: Pool) -> anyhow::Result<Router> {
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.context("creating the session table")?;
+    routes::spawn_session_cleanup(store.clone());
+    Ok(routes::router(config, AppState { leptos_options, pool }, store))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,8 @@
+//! pipebridge core: domain types, persistence and services.
+//!
+//! No Leptos, no axum: the web layers (`app/`, `server/`) call into this crate, never the reverse.
+//! Every service that touches tenant data takes the [`domain::TenantId`] as an argument.
+
+pub mod accounts;
+pub mod db;
+pub mod domain;
