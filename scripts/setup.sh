@@ -7,6 +7,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$ROOT/end2end/node_modules/.bin:$PATH"
 
+# cargo-leptos compiles with LEPTOS_OUTPUT_NAME set, and leptos reads it at compile time
+# (option_env!): plain cargo commands need the same value, or each rebuilds what the other built.
+export LEPTOS_OUTPUT_NAME=pipebridge
+
 CARGO_LEPTOS_VERSION=0.3.10
 PG_PRIVATE_DIR="$ROOT/.data/postgres"
 PG_PRIVATE_PORT="${PIPEBRIDGE_PRIVATE_PG_PORT:-54329}"
@@ -66,7 +70,7 @@ pg_bin() {
 
 # Runs a PostgreSQL server binary as a user it accepts (initdb and postgres refuse root).
 pg_as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then "$(command -v runuser || echo /usr/sbin/runuser)" -u postgres -- "$@"; else "$@"; fi
 }
 
 start_private_cluster() {
