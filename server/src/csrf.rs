@@ -40,12 +40,12 @@ fn is_safe(method: &Method) -> bool {
 
 fn allowed(config: &CsrfConfig, headers: &HeaderMap) -> bool {
     let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = get("sec-fetch-site") {
-        if site == "same-origin" || site == "none" {
-            return true;
-        }
-        // `same-site` or `cross-site`: fall through to the Origin check (a sibling subdomain is
-        // not us; but a proxy may legitimately rewrite hosts, which the Origin check covers).
+    // `same-site` or `cross-site` fall through to the Origin check (a sibling subdomain is not
+    // us; but a proxy may legitimately rewrite hosts, which the Origin check covers).
+    if let Some(site) = get("sec-fetch-site")
+        && (site == "same-origin" || site == "none")
+    {
+        return true;
     }
     let Some(origin) = get(header::ORIGIN.as_str()) else {
         return false;

@@ -79,12 +79,11 @@ pub async fn client_ip(trust_forwarded_for: bool) -> Option<String> {
 /// Sets the HTTP status of an error answer (for server functions and for pages rendered on the
 /// server alike), so that every error leaves with its own status and never as a bare 500.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
-    if let Err(e) = &result {
-        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
-            if let Ok(status) = axum::http::StatusCode::from_u16(e.status()) {
-                options.set_status(status);
-            }
-        }
+    if let Err(e) = &result
+        && let Some(options) = use_context::<leptos_axum::ResponseOptions>()
+        && let Ok(status) = axum::http::StatusCode::from_u16(e.status())
+    {
+        options.set_status(status);
     }
     result
 }

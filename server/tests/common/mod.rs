@@ -63,10 +63,10 @@ impl Browser<'_> {
     fn remember(&mut self, res: &Response) {
         for value in res.headers().get_all(SET_COOKIE) {
             let value = value.to_str().unwrap();
-            if let Some(pair) = value.split(';').next() {
-                if let Some(v) = pair.strip_prefix("pipebridge_session=") {
-                    self.cookie = if v.is_empty() { None } else { Some(v.to_owned()) };
-                }
+            if let Some(pair) = value.split(';').next()
+                && let Some(v) = pair.strip_prefix("pipebridge_session=")
+            {
+                self.cookie = if v.is_empty() { None } else { Some(v.to_owned()) };
             }
         }
     }
