@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pipebridge_sandbox::pipedrive::{OAuthApp, Plan};
 use pipebridge_sandbox::{Config, brevo, pipedrive};
 

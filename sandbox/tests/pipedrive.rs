@@ -436,3 +436,123 @@ async fn the_seed_is_deterministic_and_varied() {
     assert_eq!(kinds.len(), 4);
     assert!(!w.leads.is_empty());
 }
+
+#[tokio::test]
+async fn every_operation_answers_per_spec_and_bad_requests_are_refused() {
+    let sb = sandbox(40, |s| s.rate_limits = false).await;
+    use reqwest::Method as M;
+    // (method, path called, spec file, spec path, spec method, status, body)
+    let cases: Vec<(M, &str, &str, &str, &str, &str, Value)> = vec![
+        (M::GET, "/api/v2/persons/5", V2, "/persons/{id}", "get", "200", Value::Null),
+        (M::PATCH, "/api/v2/persons/5", V2, "/persons/{id}", "patch", "200", json!({"name": "Ann Updated", "phones": [{"value": "+3725550001", "primary": true, "label": "mobile"}]})),
+        (M::GET, "/api/v2/organizations/2", V2, "/organizations/{id}", "get", "200", Value::Null),
+        (M::POST, "/api/v2/organizations", V2, "/organizations", "post", "200", json!({"name": "New Org"})),
+        (M::PATCH, "/api/v2/organizations/2", V2, "/organizations/{id}", "patch", "200", json!({"name": "Renamed Org"})),
+        (M::GET, "/api/v2/deals/3", V2, "/deals/{id}", "get", "200", Value::Null),
+        (M::POST, "/api/v2/deals", V2, "/deals", "post", "200", json!({"title": "Big deal", "value": 1200, "currency": "USD", "person_id": 5, "stage_id": 2})),
+        (M::PATCH, "/api/v2/deals/3", V2, "/deals/{id}", "patch", "200", json!({"status": "won"})),
+        (M::GET, "/api/v2/activities/4", V2, "/activities/{id}", "get", "200", Value::Null),
+        (M::POST, "/api/v2/activities", V2, "/activities", "post", "200", json!({"subject": "Call Ann", "type": "call", "participants": [{"person_id": 5, "primary": true}]})),
+        (M::GET, "/api/v2/pipelines", V2, "/pipelines", "get", "200", Value::Null),
+        (M::GET, "/api/v2/pipelines/1", V2, "/pipelines/{id}", "get", "200", Value::Null),
+        (M::GET, "/api/v2/stages/1", V2, "/stages/{id}", "get", "200", Value::Null),
+        (M::GET, "/api/v2/dealFields", V2, "/dealFields", "get", "200", Value::Null),
+        (M::GET, "/api/v2/organizationFields", V2, "/organizationFields", "get", "200", Value::Null),
+        (M::DELETE, "/api/v2/deals/6", V2, "/deals/{id}", "delete", "200", Value::Null),
+        (M::DELETE, "/api/v2/persons/7", V2, "/persons/{id}", "delete", "200", Value::Null),
+        (M::GET, "/v1/persons?limit=5", V1, "/persons", "get", "200", Value::Null),
+        (M::POST, "/v1/persons", V1, "/persons", "post", "201", json!({"name": "V1 Person", "email": "v1@example.com"})),
+        (M::PUT, "/v1/persons/8", V1, "/persons/{id}", "put", "200", json!({"name": "V1 Renamed"})),
+        (M::GET, "/v1/deals?limit=5", V1, "/deals", "get", "200", Value::Null),
+        (M::GET, "/v1/organizations?limit=5", V1, "/organizations", "get", "200", Value::Null),
+        (M::GET, "/v1/activities?limit=5", V1, "/activities", "get", "200", Value::Null),
+        (M::GET, "/v1/pipelines", V1, "/pipelines", "get", "200", Value::Null),
+        (M::GET, "/v1/stages", V1, "/stages", "get", "200", Value::Null),
+        (M::GET, "/v1/dealFields", V1, "/dealFields", "get", "200", Value::Null),
+        (M::GET, "/v1/organizationFields", V1, "/organizationFields", "get", "200", Value::Null),
+        (M::POST, "/v1/leads", V1, "/leads", "post", "201", json!({"title": "Hot lead", "person_id": 5, "value": {"amount": 100, "currency": "EUR"}})),
+        (M::GET, "/v1/webhooks", V1, "/webhooks", "get", "200", Value::Null),
+        (M::GET, "/v1/recents?since_timestamp=2000-01-01%2000:00:00&items=person&limit=5", V1, "/recents", "get", "200", Value::Null),
+        (M::GET, "/v1/itemSearch?term=deal&item_types=deal&limit=3", V1, "/itemSearch", "get", "200", Value::Null),
+    ];
+    for (method, path, file, spec_path, spec_method, status, body) in cases {
+        let (got, answer) = if body.is_null() { get_or(&sb, method.clone(), path).await } else { send(&sb, method.clone(), path, body).await };
+        assert_eq!(got.as_str(), status, "{method} {path}: {answer}");
+        assert_matches(file, spec_path, spec_method, status, &answer);
+    }
+
+    // What the specs reject, the sandbox rejects: missing required fields, wrong types, bad enums.
+    let refused: Vec<(M, &str, Value)> = vec![
+        (M::POST, "/api/v2/persons", json!({"emails": [{"value": "x@example.com"}]})),
+        (M::POST, "/api/v2/persons", json!({"name": 42})),
+        (M::POST, "/api/v2/persons", json!({"name": "A", "visible_to": 2})),
+        (M::POST, "/api/v2/persons", json!({"name": "A", "org_id": "9"})),
+        (M::POST, "/api/v2/deals", json!({"value": 10})),
+        (M::PATCH, "/api/v2/deals/3", json!({"status": "archived"})),
+        (M::POST, "/api/v2/organizations", json!({})),
+        (M::POST, "/v1/webhooks", json!({"subscription_url": "not a url", "event_action": "create", "event_object": "person"})),
+        (M::POST, "/v1/leads", json!({"title": "No owner of any kind"})),
+    ];
+    for (method, path, body) in refused {
+        let (status, answer) = send(&sb, method.clone(), path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {answer}");
+        assert_eq!(answer["success"], false);
+    }
+    let (status, _) = get(&sb, "/api/v2/deals?status=archived").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = get(&sb, "/api/v2/persons/999999").await;
+    assert_eq!((status, body["success"].clone()), (StatusCode::NOT_FOUND, json!(false)));
+    let (status, _) = get(&sb, "/v1/recents").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "since_timestamp is required");
+}
+
+async fn get_or(sb: &Running, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
+    let res = client().request(method, format!("{}{path}", sb.pipedrive_url)).header("x-api-token", DEFAULT_API_TOKEN).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn recents_reach_back_one_month_at_most() {
+    let sb = sandbox(200, |s| s.rate_limits = false).await;
+    let (status, body) = get(&sb, "/v1/recents?since_timestamp=2000-01-01%2000:00:00&items=person,deal&limit=500").await;
+    assert_eq!(status, StatusCode::OK);
+    let since = body["additional_data"]["since_timestamp"].as_str().unwrap().to_owned();
+    assert!(since.as_str() > "2000-01-02", "capped to a month back: {since}");
+    let items = body["data"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for i in items {
+        assert!(i["item"] == "person" || i["item"] == "deal");
+        let updated = i["data"]["update_time"].as_str().unwrap();
+        assert!(updated > since.as_str(), "{updated} after {since}");
+        if i["item"] == "person" {
+            assert!(i["data"]["owner_id"].is_u64(), "v1 shape with plain ids");
+        }
+    }
+}
+
+#[tokio::test]
+async fn webhook_limits_and_deletion_after_three_failing_days() {
+    let sb = sandbox(5, |s| {
+        s.rate_limits = false;
+        s.time_scale = 10_000.0;
+    })
+    .await;
+    for i in 0..40 {
+        let (status, _) = send(&sb, reqwest::Method::POST, "/v1/webhooks", json!({"subscription_url": format!("http://127.0.0.1:9/h{i}"), "event_action": "create", "event_object": "note", "name": "n"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _) = send(&sb, reqwest::Method::POST, "/v1/webhooks", json!({"subscription_url": "http://127.0.0.1:9/h41", "event_action": "create", "event_object": "note", "name": "n"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "40 webhooks per user");
+    sb.pipedrive.world().webhooks.clear();
+
+    let (url, got) = receiver(StatusCode::BAD_GATEWAY).await;
+    send(&sb, reqwest::Method::POST, "/v1/webhooks", json!({"subscription_url": url, "event_action": "*", "event_object": "deal", "name": "d"})).await;
+    send(&sb, reqwest::Method::PATCH, "/api/v2/deals/1", json!({"title": "fails"})).await;
+    wait_for(&got, 4).await;
+    // Three (sandbox) days without a success: the next event finds the webhook deleted.
+    sb.pipedrive.clock().advance(time::Duration::days(4));
+    send(&sb, reqwest::Method::PATCH, "/api/v2/deals/1", json!({"title": "again"})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(sb.pipedrive.world().webhooks.is_empty(), "deleted after 3 days of failures");
+}

@@ -120,9 +120,15 @@ pub fn person_v2(w: &World, p: &Person, o: &V2Opts, counts: Option<DealCounts>) 
     v
 }
 
+/// The v1 user object. The spec types `has_pic` as an integer on persons and organizations and as
+/// a boolean on deals; each shape follows its operation.
 fn user_object(w: &World, id: u64) -> Value {
+    user_object_as(w, id, json!(0))
+}
+
+fn user_object_as(w: &World, id: u64, has_pic: Value) -> Value {
     match w.user(id) {
-        Some(u) => json!({"id": u.id, "name": u.name, "email": u.email, "has_pic": 0, "pic_hash": null, "active_flag": true, "value": u.id}),
+        Some(u) => json!({"id": u.id, "name": u.name, "email": u.email, "has_pic": has_pic, "pic_hash": null, "active_flag": true, "value": u.id}),
         None => Value::Null,
     }
 }
@@ -201,8 +207,8 @@ pub fn deal_v1(w: &World, d: &Deal, flat: bool) -> Value {
     let stage = w.stages.get(d.stage_id);
     let mut obj = json!({
         "id": d.id, "title": d.title,
-        "creator_user_id": if flat { json!(d.creator_user_id) } else { user_object(w, d.creator_user_id) },
-        "user_id": if flat { json!(d.owner_id) } else { user_object(w, d.owner_id) },
+        "creator_user_id": if flat { json!(d.creator_user_id) } else { user_object_as(w, d.creator_user_id, json!(false)) },
+        "user_id": if flat { json!(d.owner_id) } else { user_object_as(w, d.owner_id, json!(false)) },
         "person_id": if flat { json!(d.person_id) } else {
             d.person_id.and_then(|id| w.persons.get(id)).map(|p| json!({"name": p.name, "active_flag": !p.is_deleted, "value": p.id})).unwrap_or(Value::Null)
         },
@@ -321,4 +327,96 @@ pub fn field_v2(f: &Field) -> Value {
         "options": options(f), "subfields": subfields, "is_custom_field": f.is_custom,
         "is_optional_response_field": false,
     })
+}
+
+/// The v2 person, serialized straight from the record: the hot path of every backfill, so it
+/// skips building a `serde_json::Value` tree (which cost most of a 500-person page's time).
+pub struct PersonV2Ref<'a> {
+    pub world: &'a World,
+    pub person: &'a Person,
+    pub opts: &'a V2Opts,
+    pub counts: Option<DealCounts>,
+}
+
+struct LabeledList<'a>(&'a [Labeled]);
+
+impl serde::Serialize for LabeledList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct One<'b>(&'b Labeled);
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("value", &self.0.value)?;
+                m.serialize_entry("primary", &self.0.primary)?;
+                m.serialize_entry("label", &self.0.label)?;
+                m.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for l in self.0 {
+            seq.serialize_element(&One(l))?;
+        }
+        seq.end()
+    }
+}
+
+struct CustomV2<'a> {
+    fields: &'a [Field],
+    values: &'a BTreeMap<String, Value>,
+    labels: bool,
+}
+
+impl serde::Serialize for CustomV2<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for f in self.fields.iter().filter(|f| f.is_custom) {
+            let v = self.values.get(&f.key);
+            match (self.labels, f.field_type.as_str(), v) {
+                (true, "enum" | "set", Some(_)) => {
+                    // Rare (include_option_labels): reuse the Value path.
+                    let one = custom_v2(std::slice::from_ref(f), self.values, true);
+                    m.serialize_entry(&f.key, &one[&f.key])?;
+                }
+                (_, _, Some(v)) => m.serialize_entry(&f.key, v)?,
+                (_, _, None) => m.serialize_entry(&f.key, &Value::Null)?,
+            }
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for PersonV2Ref<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.person;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &p.id)?;
+        m.serialize_entry("name", &p.name)?;
+        m.serialize_entry("first_name", &p.first_name)?;
+        m.serialize_entry("last_name", &p.last_name)?;
+        m.serialize_entry("owner_id", &p.owner_id)?;
+        m.serialize_entry("org_id", &p.org_id)?;
+        m.serialize_entry("add_time", &t2(p.add_time))?;
+        m.serialize_entry("update_time", &t2(p.update_time))?;
+        m.serialize_entry("emails", &LabeledList(&p.emails))?;
+        m.serialize_entry("phones", &LabeledList(&p.phones))?;
+        m.serialize_entry("is_deleted", &p.is_deleted)?;
+        m.serialize_entry("visible_to", &p.visible_to)?;
+        m.serialize_entry("label_ids", &p.label_ids)?;
+        m.serialize_entry("picture_id", &Value::Null)?;
+        m.serialize_entry("custom_fields", &CustomV2 { fields: &self.world.person_fields, values: &p.custom_fields, labels: self.opts.option_labels })?;
+        if let Some(c) = self.counts {
+            for (name, n) in [("open_deals_count", c.open), ("won_deals_count", c.won), ("lost_deals_count", c.lost), ("closed_deals_count", c.won + c.lost)] {
+                if self.opts.include.iter().any(|i| i == name) {
+                    m.serialize_entry(name, &n)?;
+                }
+            }
+            if self.opts.include.iter().any(|i| i == "marketing_status") {
+                m.serialize_entry("marketing_status", &p.marketing_status)?;
+            }
+        }
+        m.end()
+    }
 }

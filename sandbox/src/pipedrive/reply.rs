@@ -16,6 +16,24 @@ pub fn ok_with(data: Value, additional: Value) -> Response {
     Json(json!({"success": true, "data": data, "additional_data": additional})).into_response()
 }
 
+/// A v2 list page serialized straight from borrowed views (no intermediate `Value`).
+pub fn ok_page<T: serde::Serialize>(data: &[T], next_cursor: Option<String>) -> Response {
+    #[derive(serde::Serialize)]
+    struct Additional {
+        next_cursor: Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct Page<'a, T> {
+        success: bool,
+        data: &'a [T],
+        additional_data: Additional,
+    }
+    match serde_json::to_vec(&Page { success: true, data, additional_data: Additional { next_cursor } }) {
+        Ok(body) => ([("content-type", "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("serializing the page failed: {e}")),
+    }
+}
+
 pub fn created(data: Value) -> Response {
     (StatusCode::CREATED, Json(json!({"success": true, "data": data}))).into_response()
 }

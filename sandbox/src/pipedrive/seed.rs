@@ -101,8 +101,9 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     w.deal_fields = vec![
         builtin(9201, "title", "Title", "varchar"),
         builtin(9202, "value", "Value", "monetary"),
-        builtin(9203, "stage_id", "Stage", "stage"),
-        builtin(9204, "status", "Status", "status"),
+        // The dealFields spec lists no `stage` or `status` field types: both are enums here.
+        Field { options: stage_ids.iter().map(|(_, id)| (*id, w.stages.get(*id).map(|s| s.name.clone()).unwrap_or_default())).collect(), ..builtin(9203, "stage_id", "Stage", "enum") },
+        Field { options: vec![(1, "open".into()), (2, "won".into()), (3, "lost".into())], ..builtin(9204, "status", "Status", "enum") },
         builtin(9205, "person_id", "Contact person", "people"),
         builtin(9206, "org_id", "Organization", "org"),
     ];

@@ -227,3 +227,68 @@ impl Cursor {
         Ok(Self { field, field_value: v["fieldValue"].clone(), direction, id, time_key })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipedrive::model::Pipeline;
+
+    fn table(n: u64) -> Table<Pipeline> {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let mut t = Table::default();
+        for id in 1..=n {
+            // Update times run against the ids, so the two orders differ.
+            let at = t0 + time::Duration::seconds((n - id) as i64);
+            t.put(Pipeline { id, name: format!("p{id}"), order_nr: 0, is_deleted: false, add_time: at, update_time: at });
+        }
+        t
+    }
+
+    fn all_pages(t: &Table<Pipeline>, order: &Order, limit: usize) -> (Vec<u64>, usize) {
+        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<Cursor>);
+        loop {
+            let (rows, next) = t.page(order, cursor.as_ref(), limit, |_| true);
+            pages += 1;
+            ids.extend(rows.iter().map(|r| r.id));
+            match next {
+                Some(c) => cursor = Some(Cursor::decode(&c, order).unwrap()),
+                None => return (ids, pages),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_exact_and_partial_last_pages() {
+        let by_id = Order::parse(None, None).unwrap();
+        assert_eq!(all_pages(&table(0), &by_id, 500), (vec![], 1), "empty: one empty page, no cursor");
+        let (ids, pages) = all_pages(&table(500), &by_id, 500);
+        assert_eq!((ids.len(), pages), (500, 1), "exactly one full page: no next cursor");
+        let (ids, pages) = all_pages(&table(1001), &by_id, 500);
+        assert_eq!((ids.len(), pages), (1001, 3));
+        assert_eq!(ids, (1..=1001).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_order_visits_each_row_once() {
+        let t = table(37);
+        for (by, dir) in [("id", "desc"), ("update_time", "asc"), ("update_time", "desc"), ("add_time", "asc"), ("add_time", "desc")] {
+            let order = Order::parse(Some(by), Some(dir)).unwrap();
+            let (ids, _) = all_pages(&t, &order, 5);
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(sorted, (1..=37).collect::<Vec<_>>(), "{by} {dir}");
+        }
+        let (ids, _) = all_pages(&t, &Order::parse(Some("update_time"), Some("asc")).unwrap(), 5);
+        assert_eq!(ids[0], 37, "the oldest update first");
+    }
+
+    #[test]
+    fn a_cursor_of_another_order_is_refused() {
+        let t = table(3);
+        let by_id = Order::parse(None, None).unwrap();
+        let (_, next) = t.page(&by_id, None, 1, |_| true);
+        let by_time = Order::parse(Some("update_time"), None).unwrap();
+        assert!(Cursor::decode(&next.unwrap(), &by_time).is_err());
+        assert!(Cursor::decode("not base64 json", &by_id).is_err());
+    }
+}

@@ -11,7 +11,7 @@ use super::gate::{Caller, Query};
 use super::listing::{V2List, object_body, opt_str, opt_u64};
 use super::model::*;
 use super::reply::{bad_request, bool_param, int_param, not_found, ok, ok_with};
-use super::render::{DealCounts, V2Opts, organization_v1, organization_v2, person_v1, person_v2};
+use super::render::{DealCounts, PersonV2Ref, V2Opts, organization_v1, organization_v2, person_v1, person_v2};
 use super::state::{Pipedrive, World};
 use super::webhooks::Action;
 use super::custom;
@@ -56,11 +56,11 @@ pub async fn list_persons(State(pd): State<Pipedrive>, Q(q): Q<Query>) -> Respon
     let (rows, next) = list.page(&w.persons, |p| {
         !p.is_deleted && org_id.is_none_or(|o| p.org_id == Some(o)) && deal_person.is_none_or(|dp| dp == Some(p.id))
     });
-    let data: Vec<Value> = rows
+    let data: Vec<PersonV2Ref<'_>> = rows
         .into_iter()
-        .map(|p| person_v2(&w, p, &opts, counts.as_ref().map(|c| c.get(&p.id).copied().unwrap_or_default())))
+        .map(|p| PersonV2Ref { world: &w, person: p, opts: &opts, counts: counts.as_ref().map(|c| c.get(&p.id).copied().unwrap_or_default()) })
         .collect();
-    ok_with(json!(data), json!({"next_cursor": next}))
+    super::reply::ok_page(&data, next)
 }
 
 pub async fn get_person(State(pd): State<Pipedrive>, Path(id): Path<String>, Q(q): Q<Query>) -> Response {
