@@ -4,5 +4,9 @@
 //! Every service that touches tenant data takes the [`domain::TenantId`] as an argument.
 
 pub mod accounts;
+pub mod brevo;
+pub mod connections;
 pub mod db;
 pub mod domain;
+pub mod pipedrive;
+pub mod secrets;

@@ -19,6 +19,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Another service (Pipedrive, Brevo) could not be reached or refused to answer for now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The details are in the server log, not in the browser.
     #[error("Something went wrong on our side and it has been logged. Please try again.")]
     Internal,
@@ -35,6 +38,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::Forbidden(_) => 403,
             AppError::TooManyRequests(_) => 429,
+            AppError::Unavailable(_) => 503,
             AppError::Internal => 500,
             AppError::Request(_) => 400,
         }

@@ -2,10 +2,23 @@
 //! The address to listen on and the site folder come from cargo-leptos's `LEPTOS_*` variables.
 
 use std::env;
+use std::path::Path;
 use std::str::FromStr;
 
-#[derive(Debug, Clone)]
+use pipebridge::connections::Providers;
+use pipebridge::secrets::{Secret, SecretKey};
+
+#[derive(Clone)]
 pub struct Config {
+    /// `PIPEBRIDGE_ENV`: `development` (default) or `production`. Production refuses to start
+    /// without `PIPEBRIDGE_SECRET_KEY`.
+    pub production: bool,
+    /// `PIPEBRIDGE_SECRET_KEY`: 32 bytes, base64 (`openssl rand -base64 32`): seals tokens and keys
+    /// at rest. In development without it, a key is kept in `PIPEBRIDGE_DEV_KEY_FILE`
+    /// (default `.data/dev-secret.key`), created on first start.
+    pub secret_key: SecretKey,
+    /// Where Pipedrive and Brevo are (`PIPEBRIDGE_PROVIDERS=sandbox|real` and the URLs below).
+    pub providers: Providers,
     /// `DATABASE_URL`: the PostgreSQL database (default: the local server, database `pipebridge`).
     pub database_url: String,
     /// `PIPEBRIDGE_DB_MAX_CONNECTIONS` (default 10).
@@ -38,11 +51,22 @@ impl Config {
                 message: format!("{public_url:?} must start with http:// or https://"),
             });
         }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let production = match var("PIPEBRIDGE_ENV").as_deref() {
+            None | Some("development") => false,
+            Some("production") => true,
+            Some(other) => {
+                return Err(ConfigError { name: "PIPEBRIDGE_ENV", message: format!("{other:?} is not one of development, production") });
+            }
+        };
         Ok(Self {
+            production,
+            secret_key: secret_key(production)?,
+            providers: providers(&public_url)?,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/pipebridge".into()),
             db_max_connections: parse("PIPEBRIDGE_DB_MAX_CONNECTIONS", 10)?,
-            public_url: public_url.trim_end_matches('/').to_owned(),
+            public_url,
             session_idle_minutes: parse("PIPEBRIDGE_SESSION_IDLE_MINUTES", 720)?,
             trust_forwarded_for: parse("PIPEBRIDGE_TRUST_FORWARDED_FOR", false)?,
             log_json: match var("PIPEBRIDGE_LOG_FORMAT").as_deref() {
@@ -58,12 +82,16 @@ impl Config {
         })
     }
 
-    /// The settings for a test: the given database, everything else at its default.
-    pub fn for_tests(database_url: String) -> Self {
+    /// The settings for a test: the given database and public URL, a fresh secret key, the
+    /// providers at the sandbox's defaults (tests point them at their own sandbox).
+    pub fn for_tests(database_url: String, public_url: &str) -> Self {
         Self {
+            production: false,
+            secret_key: SecretKey::generate(),
+            providers: Providers::sandbox(public_url),
             database_url,
             db_max_connections: 5,
-            public_url: "http://127.0.0.1:3000".into(),
+            public_url: public_url.to_owned(),
             session_idle_minutes: 720,
             trust_forwarded_for: false,
             log_json: false,
@@ -90,4 +118,86 @@ where
             message: format!("{raw:?} is not valid: {e}"),
         }),
     }
+}
+
+fn secret_key(production: bool) -> Result<SecretKey, ConfigError> {
+    let name = "PIPEBRIDGE_SECRET_KEY";
+    if let Some(text) = var(name) {
+        return SecretKey::from_base64(&text).map_err(|e| ConfigError { name, message: e.to_string() });
+    }
+    if production {
+        return Err(ConfigError {
+            name,
+            message: "is required when PIPEBRIDGE_ENV=production (make one with: openssl rand -base64 32)".into(),
+        });
+    }
+    let file_var = "PIPEBRIDGE_DEV_KEY_FILE";
+    let path = var(file_var).unwrap_or_else(|| ".data/dev-secret.key".into());
+    let err = |message: String| ConfigError { name: file_var, message };
+    if Path::new(&path).exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| err(format!("reading {path}: {e}")))?;
+        return SecretKey::from_base64(&text).map_err(|e| err(format!("{path}: {e}")));
+    }
+    let key = SecretKey::generate();
+    if let Some(dir) = Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+    }
+    write_private(&path, &key.to_base64()).map_err(|e| err(format!("writing {path}: {e}")))?;
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// `PIPEBRIDGE_PROVIDERS=sandbox` (default): the local sandbox; `real`: Pipedrive and Brevo, with
+/// `PIPEBRIDGE_PIPEDRIVE_CLIENT_ID` / `_CLIENT_SECRET` required. Each URL can be set on its own.
+fn providers(public_url: &str) -> Result<Providers, ConfigError> {
+    let mut p = Providers::sandbox(public_url);
+    match var("PIPEBRIDGE_PROVIDERS").as_deref() {
+        None | Some("sandbox") => {}
+        Some("real") => {
+            p.sandbox = false;
+            p.pipedrive_oauth.server = "https://oauth.pipedrive.com".into();
+            p.pipedrive_api = "https://{company_domain}.pipedrive.com".into();
+            p.brevo_api = "https://api.brevo.com".into();
+            for name in ["PIPEBRIDGE_PIPEDRIVE_CLIENT_ID", "PIPEBRIDGE_PIPEDRIVE_CLIENT_SECRET"] {
+                if var(name).is_none() {
+                    return Err(ConfigError { name, message: "is required with PIPEBRIDGE_PROVIDERS=real (from Pipedrive's Developer Hub)".into() });
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ConfigError { name: "PIPEBRIDGE_PROVIDERS", message: format!("{other:?} is not one of sandbox, real") });
+        }
+    }
+    let url = |name: &'static str, current: &mut String| -> Result<(), ConfigError> {
+        if let Some(v) = var(name) {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(ConfigError { name, message: format!("{v:?} must start with http:// or https://") });
+            }
+            *current = v.trim_end_matches('/').to_owned();
+        }
+        Ok(())
+    };
+    url("PIPEBRIDGE_PIPEDRIVE_OAUTH_URL", &mut p.pipedrive_oauth.server)?;
+    url("PIPEBRIDGE_PIPEDRIVE_API_URL", &mut p.pipedrive_api)?;
+    url("PIPEBRIDGE_BREVO_API_URL", &mut p.brevo_api)?;
+    url("PIPEBRIDGE_PIPEDRIVE_REDIRECT_URL", &mut p.pipedrive_oauth.redirect_url)?;
+    if let Some(id) = var("PIPEBRIDGE_PIPEDRIVE_CLIENT_ID") {
+        p.pipedrive_oauth.client_id = id;
+    }
+    if let Some(secret) = var("PIPEBRIDGE_PIPEDRIVE_CLIENT_SECRET") {
+        p.pipedrive_oauth.client_secret = Secret::new(secret);
+    }
+    Ok(p)
 }

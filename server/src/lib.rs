@@ -4,6 +4,7 @@
 pub mod config;
 mod csrf;
 mod health;
+mod oauth;
 mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -35,7 +35,10 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router 
     let server_state = ServerState {
         pool: state.pool.clone(),
         trust_forwarded_for: config.trust_forwarded_for,
+        secret_key: config.secret_key.clone(),
+        providers: config.providers.clone(),
     };
+    let oauth = crate::oauth::router(server_state.clone());
     let context = move || provide_context(server_state.clone());
     let routes = generate_route_list(App);
 
@@ -48,6 +51,7 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router 
     let csrf = CsrfConfig { public_origin: config.public_url.clone() };
 
     let app = Router::new()
+        .merge(oauth)
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -24,18 +24,19 @@ impl Application {
         let pool = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to the database (DATABASE_URL)")?;
-        Self::with_pool(config, leptos_options, addr, pool).await
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Self::with_listener(config, leptos_options, listener, pool).await
     }
 
-    pub async fn with_pool(
+    /// For tests: a listener bound beforehand (so the public URL is known) and a given pool.
+    pub async fn with_listener(
         config: &Config,
         leptos_options: LeptosOptions,
-        addr: SocketAddr,
+        listener: TcpListener,
         pool: Pool,
     ) -> anyhow::Result<Self> {
         db::migrate(&pool).await.context("applying database migrations")?;
         let router = build_router(config, leptos_options, pool.clone()).await?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         Ok(Self { listener, router, pool })
     }
 

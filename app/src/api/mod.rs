@@ -3,12 +3,14 @@
 //! data, separate from database rows and domain types.
 
 mod auth;
+mod connections;
 mod team;
 mod tenant;
 #[cfg(feature = "ssr")]
 pub mod server;
 
 pub use auth::*;
+pub use connections::*;
 pub use team::*;
 pub use tenant::*;
 

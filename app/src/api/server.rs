@@ -16,6 +16,10 @@ pub struct ServerState {
     pub pool: Pool,
     /// Behind a reverse proxy, take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Seals tokens and keys at rest.
+    pub secret_key: pipebridge::secrets::SecretKey,
+    /// Where Pipedrive and Brevo are.
+    pub providers: pipebridge::connections::Providers,
 }
 
 const USER_KEY: &str = "user_id";

@@ -1,6 +1,7 @@
 //! The pages, one file per area.
 
 mod auth;
+mod connections;
 mod home;
 mod placeholders;
 mod settings;
@@ -9,7 +10,8 @@ mod tenant;
 
 pub use auth::{LoginPage, SignupPage};
 pub use home::{HomePage, NewCompanyPage};
-pub use placeholders::{ConnectionsPage, DashboardPage, HistoryPage, MappingsPage};
+pub use connections::ConnectionsPage;
+pub use placeholders::{DashboardPage, HistoryPage, MappingsPage};
 pub use settings::SettingsPage;
 pub use team::TeamPage;
 pub use tenant::TenantShell;

@@ -34,22 +34,6 @@ pub fn DashboardPage() -> impl IntoView {
 }
 
 #[component]
-pub fn ConnectionsPage() -> impl IntoView {
-    view! {
-        <Title text="Connections"/>
-        <h1>"Connections"</h1>
-        <section class="card">
-            <h2>"Pipedrive"</h2>
-            <p class="status off">"Not connected yet."</p>
-        </section>
-        <section class="card">
-            <h2>"Brevo"</h2>
-            <p class="status off">"Not connected yet."</p>
-        </section>
-    }
-}
-
-#[component]
 pub fn MappingsPage() -> impl IntoView {
     view! {
         <Title text="Mappings"/>

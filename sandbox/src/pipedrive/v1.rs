@@ -334,3 +334,34 @@ pub fn merge_in(w: &mut World, id: u64, into: u64, user_id: u64, now: OffsetDate
     data["merge_what_id"] = json!(id);
     ok(data)
 }
+
+/// v1 creates share the v2 rules and answer in v1 form with 201 (the v1 spec's status).
+async fn as_v1_created(pd: &Pipedrive, v2_answer: Response, render: impl Fn(&World, u64) -> Option<Value>) -> Response {
+    if !v2_answer.status().is_success() {
+        return v2_answer;
+    }
+    let Ok(bytes) = axum::body::to_bytes(v2_answer.into_body(), 1 << 20).await else {
+        return super::reply::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["data"]["id"].as_u64());
+    let w = pd.world();
+    match id.and_then(|id| render(&w, id)) {
+        Some(view) => created(view),
+        None => super::reply::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
+}
+
+pub async fn create_deal(State(pd): State<Pipedrive>, caller: Extension<Caller>, body: Option<Json<Value>>) -> Response {
+    let answer = super::v2_deals::create_deal(State(pd.clone()), caller, body).await;
+    as_v1_created(&pd, answer, |w, id| w.deals.get(id).map(|d| deal_v1(w, d, false))).await
+}
+
+pub async fn create_organization(State(pd): State<Pipedrive>, caller: Extension<Caller>, body: Option<Json<Value>>) -> Response {
+    let answer = super::v2_contacts::create_organization(State(pd.clone()), caller, body).await;
+    as_v1_created(&pd, answer, |w, id| w.organizations.get(id).map(|o| organization_v1(w, o, false))).await
+}
+
+pub async fn create_activity(State(pd): State<Pipedrive>, caller: Extension<Caller>, body: Option<Json<Value>>) -> Response {
+    let answer = super::v2_deals::create_activity(State(pd.clone()), caller, body).await;
+    as_v1_created(&pd, answer, |w, id| w.activities.get(id).map(|a| activity_v1(w, a))).await
+}

@@ -16,18 +16,29 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
+    /// The app's own sandbox (fake Pipedrive and Brevo), its OAuth app registered for this app.
+    pub sandbox: pipebridge_sandbox::Running,
+    pub config: Config,
 }
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
-        let config = Config::for_tests(String::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let public_url = format!("http://{addr}");
+        let callback = format!("{public_url}/oauth/pipedrive/callback");
+        let mut sandbox_config = pipebridge_sandbox::Config::default();
+        sandbox_config.pipedrive.oauth_apps[0].redirect_uris = vec![callback];
+        let sandbox = pipebridge_sandbox::start(sandbox_config).await.expect("the sandbox starts");
+
+        let mut config = Config::for_tests(String::new(), &public_url);
+        config.providers.pipedrive_oauth.server = sandbox.pipedrive_url.clone();
+        config.providers.pipedrive_api = sandbox.pipedrive_url.clone();
+        config.providers.brevo_api = sandbox.brevo_url.clone();
         let options = LeptosOptions::builder().output_name("pipebridge").site_root("target/site").build();
-        let app = Application::with_pool(&config, options, "127.0.0.1:0".parse().unwrap(), pool.clone())
-            .await
-            .expect("the app starts");
-        let addr = app.local_addr();
+        let app = Application::with_listener(&config, options, listener, pool.clone()).await.expect("the app starts");
         tokio::spawn(app.run_until_stopped());
-        Self { addr, pool }
+        Self { addr, pool, sandbox, config }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -82,6 +93,19 @@ impl Browser<'_> {
             .header("sec-fetch-site", "same-origin")
             .body(body);
         if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, format!("pipebridge_session={c}"));
+        }
+        let res = req.send().await.unwrap();
+        self.remember(&res);
+        res
+    }
+
+    /// GET any URL (ours or the sandbox's) with our session cookie when it is ours.
+    pub async fn get_url(&mut self, url: &str) -> Response {
+        let mut req = Self::client().get(url).header(ACCEPT, "text/html");
+        if url.starts_with(&self.app.url(""))
+            && let Some(c) = &self.cookie
+        {
             req = req.header(COOKIE, format!("pipebridge_session={c}"));
         }
         let res = req.send().await.unwrap();

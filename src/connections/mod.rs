@@ -1,0 +1,274 @@
+//! A tenant's connections to Pipedrive and Brevo: connect (OAuth or API token; Brevo API key
+//! checked against `GET /v3/account` first), show (never the secret: its last four characters),
+//! disconnect (revoking OAuth grants). Every function takes the tenant through a [`Member`].
+
+mod providers;
+
+pub use providers::Providers;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::accounts::{AccessError, Member};
+use crate::brevo::{BrevoClient, BrevoError};
+use crate::pipedrive::oauth::{OAuthError, Tokens};
+use crate::pipedrive::{self, Auth, PipedriveError};
+use crate::secrets::{Secret, SecretKey};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Pipedrive,
+    Brevo,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Pipedrive => "pipedrive",
+            Provider::Brevo => "brevo",
+        }
+    }
+}
+
+/// A connection as the UI may see it: no secret, only its last four characters.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConnectionInfo {
+    pub provider: String,
+    pub auth_kind: String,
+    pub status: String,
+    pub api_base: String,
+    pub account_label: String,
+    pub secret_last4: String,
+    pub is_sandbox: bool,
+    pub last_checked_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The provider refused what the user gave: the message says what to do.
+    #[error("{0}")]
+    Refused(String),
+    /// The provider could not be reached or answered oddly: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const SEAL_SECRET: &str = "connection.secret";
+const SEAL_REFRESH: &str = "connection.refresh";
+
+pub async fn list(pool: &PgPool, member: &Member) -> Result<Vec<ConnectionInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "select provider, auth_kind, status, api_base, account_label, secret_last4, is_sandbox,
+                last_checked_at, last_error
+         from connections where tenant_id = $1 order by provider",
+    )
+    .bind(member.tenant_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Checks a pasted Brevo key with `GET /v3/account`, then stores it sealed.
+#[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
+pub async fn connect_brevo(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    member: &Member,
+    api_key: Secret,
+) -> Result<ConnectionInfo, ConnectError> {
+    member.require_manage()?;
+    let trimmed = Secret::new(api_key.expose().trim());
+    if trimmed.expose().is_empty() {
+        return Err(ConnectError::Refused("Paste your Brevo API key (it starts with xkeysib-).".into()));
+    }
+    let client = BrevoClient::new(&providers.brevo_api);
+    let account = client.account(&trimmed).await.map_err(|e| match e {
+        BrevoError::BadKey(message) => ConnectError::Refused(format!(
+            "Brevo refused this key ({}). Check that you copied a v3 API key (xkeysib-…), not an SMTP key, and that it is active.",
+            if message.is_empty() { "unauthorized".into() } else { message }
+        )),
+        BrevoError::RateLimited { reset_secs } => {
+            ConnectError::Unavailable(format!("Brevo is rate limiting this key; try again in {reset_secs} seconds."))
+        }
+        other => ConnectError::Unavailable(format!("Brevo could not check the key right now: {other}. Try again shortly.")),
+    })?;
+    let label = match account.company_name.filter(|c| !c.is_empty()) {
+        Some(company) => format!("{company} ({})", account.email),
+        None => account.email,
+    };
+    upsert(pool, key, member, Provider::Brevo, "api_key", &providers.brevo_api, &label, &trimmed, None, None, providers.sandbox)
+        .await?;
+    tracing::info!("brevo connected");
+    one(pool, member, Provider::Brevo).await
+}
+
+/// Stores the tokens of a completed OAuth exchange, after asking Pipedrive who they belong to.
+#[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
+pub async fn connect_pipedrive_oauth(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    member: &Member,
+    tokens: Tokens,
+) -> Result<ConnectionInfo, ConnectError> {
+    member.require_manage()?;
+    let me = pipedrive::users_me(&pipedrive::http_client(), &tokens.api_domain, Auth::Bearer(&tokens.access))
+        .await
+        .map_err(pipedrive_error)?;
+    let label = format!("{} ({})", me.company_name, me.company_domain);
+    upsert(
+        pool,
+        key,
+        member,
+        Provider::Pipedrive,
+        "oauth",
+        &tokens.api_domain,
+        &label,
+        &tokens.access,
+        Some(&tokens.refresh),
+        Some(tokens.expires_at),
+        providers.sandbox,
+    )
+    .await?;
+    tracing::info!("pipedrive connected by OAuth");
+    one(pool, member, Provider::Pipedrive).await
+}
+
+/// Connects with a personal API token and the company domain, checked with `/v1/users/me`.
+#[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
+pub async fn connect_pipedrive_token(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    member: &Member,
+    token: Secret,
+    company_domain: &str,
+) -> Result<ConnectionInfo, ConnectError> {
+    member.require_manage()?;
+    let token = Secret::new(token.expose().trim());
+    if token.expose().is_empty() {
+        return Err(ConnectError::Refused("Paste your Pipedrive API token (Settings → Personal preferences → API).".into()));
+    }
+    let base = providers.pipedrive_company_url(company_domain).map_err(ConnectError::Refused)?;
+    let me = pipedrive::users_me(&pipedrive::http_client(), &base, Auth::ApiToken(&token)).await.map_err(pipedrive_error)?;
+    let label = format!("{} ({})", me.company_name, me.company_domain);
+    upsert(pool, key, member, Provider::Pipedrive, "api_token", &base, &label, &token, None, None, providers.sandbox).await?;
+    tracing::info!("pipedrive connected by API token");
+    one(pool, member, Provider::Pipedrive).await
+}
+
+/// Removes a connection; an OAuth grant is revoked at Pipedrive first (best effort: a failed
+/// revocation is logged, the local tokens are deleted anyway).
+#[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id, provider = provider.as_str()))]
+pub async fn disconnect(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    member: &Member,
+    provider: Provider,
+) -> Result<(), ConnectError> {
+    member.require_manage()?;
+    let row: Option<(String, Option<Vec<u8>>)> =
+        sqlx::query_as("select auth_kind, refresh_secret from connections where tenant_id = $1 and provider = $2")
+            .bind(member.tenant_id)
+            .bind(provider.as_str())
+            .fetch_optional(pool)
+            .await?;
+    if let Some((kind, Some(sealed))) = &row
+        && kind == "oauth"
+    {
+        match key.open(member.tenant_id, SEAL_REFRESH, sealed) {
+            Ok(refresh) => match providers.pipedrive_oauth().map(|o| async move { o.revoke(&refresh).await }) {
+                Ok(fut) => {
+                    if let Err(e) = fut.await {
+                        tracing::warn!(error = %e, "revoking the Pipedrive grant failed; deleting the tokens anyway");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "no OAuth client to revoke with"),
+            },
+            Err(e) => tracing::warn!(error = %e, "stored refresh token does not open"),
+        }
+    }
+    sqlx::query("delete from connections where tenant_id = $1 and provider = $2")
+        .bind(member.tenant_id)
+        .bind(provider.as_str())
+        .execute(pool)
+        .await?;
+    tracing::info!("disconnected");
+    Ok(())
+}
+
+fn pipedrive_error(e: PipedriveError) -> ConnectError {
+    match e {
+        PipedriveError::Unauthorized => ConnectError::Refused(
+            "Pipedrive refused these credentials. Check the API token and the company domain, or connect with OAuth.".into(),
+        ),
+        other => ConnectError::Unavailable(format!("Pipedrive could not be reached: {other}. Try again shortly.")),
+    }
+}
+
+pub fn oauth_error(e: OAuthError) -> ConnectError {
+    match e {
+        OAuthError::Refused(m) => ConnectError::Refused(format!("Pipedrive did not accept the authorization ({m}). Please connect again.")),
+        other => ConnectError::Unavailable(format!("{other}. Try again shortly.")),
+    }
+}
+
+async fn one(pool: &PgPool, member: &Member, provider: Provider) -> Result<ConnectionInfo, ConnectError> {
+    Ok(sqlx::query_as(
+        "select provider, auth_kind, status, api_base, account_label, secret_last4, is_sandbox,
+                last_checked_at, last_error
+         from connections where tenant_id = $1 and provider = $2",
+    )
+    .bind(member.tenant_id)
+    .bind(provider.as_str())
+    .fetch_one(pool)
+    .await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upsert(
+    pool: &PgPool,
+    key: &SecretKey,
+    member: &Member,
+    provider: Provider,
+    auth_kind: &str,
+    api_base: &str,
+    label: &str,
+    secret: &Secret,
+    refresh: Option<&Secret>,
+    expires_at: Option<OffsetDateTime>,
+    is_sandbox: bool,
+) -> Result<(), sqlx::Error> {
+    let sealed = key.seal(member.tenant_id, SEAL_SECRET, secret);
+    let sealed_refresh = refresh.map(|r| key.seal(member.tenant_id, SEAL_REFRESH, r));
+    sqlx::query(
+        "insert into connections (tenant_id, provider, auth_kind, status, api_base, account_label, secret,
+                                  refresh_secret, access_expires_at, secret_last4, is_sandbox, last_checked_at)
+         values ($1, $2, $3, 'connected', $4, $5, $6, $7, $8, $9, $10, now())
+         on conflict on constraint connections_pkey do update set
+            auth_kind = excluded.auth_kind, status = 'connected', api_base = excluded.api_base,
+            account_label = excluded.account_label, secret = excluded.secret,
+            refresh_secret = excluded.refresh_secret, access_expires_at = excluded.access_expires_at,
+            secret_last4 = excluded.secret_last4, is_sandbox = excluded.is_sandbox,
+            last_checked_at = now(), last_error = null, updated_at = now()",
+    )
+    .bind(member.tenant_id)
+    .bind(provider.as_str())
+    .bind(auth_kind)
+    .bind(api_base)
+    .bind(label)
+    .bind(sealed)
+    .bind(sealed_refresh)
+    .bind(expires_at)
+    .bind(secret.last4())
+    .bind(is_sandbox)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
