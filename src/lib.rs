@@ -9,4 +9,5 @@ pub mod connections;
 pub mod db;
 pub mod domain;
 pub mod pipedrive;
+pub mod queue;
 pub mod secrets;

@@ -23,6 +23,8 @@ pub struct Config {
     pub database_url: String,
     /// `PIPEBRIDGE_DB_MAX_CONNECTIONS` (default 10).
     pub db_max_connections: u32,
+    /// `PIPEBRIDGE_WORKERS`: job worker tasks in this process (default 4).
+    pub workers: usize,
     /// `PIPEBRIDGE_PUBLIC_URL`: where users reach the app (default http://127.0.0.1:3000). An
     /// `https://` URL makes cookies `Secure`; its origin is also accepted by the CSRF check.
     pub public_url: String,
@@ -66,6 +68,7 @@ impl Config {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/pipebridge".into()),
             db_max_connections: parse("PIPEBRIDGE_DB_MAX_CONNECTIONS", 10)?,
+            workers: parse("PIPEBRIDGE_WORKERS", 4)?,
             public_url,
             session_idle_minutes: parse("PIPEBRIDGE_SESSION_IDLE_MINUTES", 720)?,
             trust_forwarded_for: parse("PIPEBRIDGE_TRUST_FORWARDED_FOR", false)?,
@@ -91,6 +94,7 @@ impl Config {
             providers: Providers::sandbox(public_url),
             database_url,
             db_max_connections: 5,
+            workers: 1,
             public_url: public_url.to_owned(),
             session_idle_minutes: 720,
             trust_forwarded_for: false,

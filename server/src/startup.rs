@@ -6,6 +6,7 @@ use anyhow::Context;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use pipebridge::db::{self, Pool};
+use pipebridge::queue::{Worker, WorkerSettings};
 use tokio::net::TcpListener;
 use tower_sessions_sqlx_store::PostgresStore;
 
@@ -16,6 +17,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     pool: Pool,
+    workers: Worker,
 }
 
 impl Application {
@@ -37,7 +39,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         db::migrate(&pool).await.context("applying database migrations")?;
         let router = build_router(config, leptos_options, pool.clone()).await?;
-        Ok(Self { listener, router, pool })
+        // Job handlers register here as the sync engine grows; a job of an unknown kind is
+        // marked dead with a message, never lost silently.
+        let workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() });
+        Ok(Self { listener, router, pool, workers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -48,15 +53,20 @@ impl Application {
         &self.pool
     }
 
+    /// Serves HTTP and runs the workers until SIGTERM / Ctrl-C; then stops accepting, finishes the
+    /// requests in flight, lets running jobs finish (or releases them after the grace period).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let workers = tokio::spawn(self.workers.run(stop_rx));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?;
-        tracing::info!("stopped: in-flight requests finished");
+        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
+        tracing::info!("stopped serving: in-flight requests finished");
+        let _ = stop_tx.send(true);
+        if let Err(e) = workers.await {
+            tracing::error!(error = %e, "a worker task panicked");
+        }
         self.pool.close().await;
-        Ok(())
+        served.context("serving HTTP")
     }
 }
 

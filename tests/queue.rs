@@ -1,0 +1,197 @@
+//! The job queue against a real PostgreSQL (a fresh database per test).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pipebridge::queue::{self, Handler, Job, JobError, NewJob, Outcome, Worker, WorkerSettings};
+use serde_json::json;
+use sqlx::PgPool;
+
+fn settings() -> WorkerSettings {
+    WorkerSettings { concurrency: 4, lease: Duration::from_secs(30), poll_interval: Duration::from_millis(20), shutdown_grace: Duration::from_secs(5) }
+}
+
+/// A handler that runs a closure.
+struct Func<F>(F);
+
+impl<F> Handler for Func<F>
+where
+    F: Fn(&Job) -> Result<(), JobError> + Send + Sync + 'static,
+{
+    fn run<'a>(&'a self, job: &'a Job) -> queue::HandlerFuture<'a> {
+        Box::pin(async move { (self.0)(job) })
+    }
+}
+
+/// One run: job id, concurrency key, start, end.
+type Run = (i64, Option<String>, Instant, Instant);
+
+/// Records every run with its start and end, and sleeps a little to make overlaps possible.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Run>>>);
+
+impl Handler for Recorder {
+    fn run<'a>(&'a self, job: &'a Job) -> queue::HandlerFuture<'a> {
+        Box::pin(async move {
+            let start = Instant::now();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            self.0.lock().unwrap().push((job.id, job.concurrency_key.clone(), start, Instant::now()));
+            Ok(())
+        })
+    }
+}
+
+async fn state(pool: &PgPool, id: i64) -> (String, i32, Option<String>) {
+    sqlx::query_as("select state, attempts, last_error from jobs where id = $1").bind(id).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn dedupe_keys_hold_while_queued_or_running(pool: PgPool) {
+    let job = NewJob::new("sync", json!({})).dedupe("sync:t1");
+    let first = queue::enqueue(&pool, &job).await.unwrap().expect("enqueued");
+    assert_eq!(queue::enqueue(&pool, &job).await.unwrap(), None, "same key while queued");
+    let worker = Worker::new(pool.clone(), settings()).register("sync", Func(|_: &Job| Ok(())));
+    let (ran, outcome) = worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!((ran.id, outcome), (first, Outcome::Succeeded));
+    assert!(queue::enqueue(&pool, &job).await.unwrap().is_some(), "after it finished, again");
+
+    // Enqueued in the transaction of the change that causes it: rolled back together.
+    let mut tx = pool.begin().await.unwrap();
+    queue::enqueue(&mut *tx, &NewJob::new("other", json!({}))).await.unwrap().unwrap();
+    tx.rollback().await.unwrap();
+    let others: i64 = sqlx::query_scalar("select count(*) from jobs where kind = 'other'").fetch_one(&pool).await.unwrap();
+    assert_eq!(others, 0);
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn failures_back_off_then_die_and_snoozes_spend_nothing(pool: PgPool) {
+    let id = queue::enqueue(&pool, &NewJob::new("flaky", json!({})).attempts(2)).await.unwrap().unwrap();
+    let worker = Worker::new(pool.clone(), settings()).register("flaky", Func(|_: &Job| Err(JobError::Retryable("502 from Pipedrive".into()))));
+    let (_, outcome) = worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Retrying);
+    let (st, attempts, error) = state(&pool, id).await;
+    assert_eq!((st.as_str(), attempts, error.as_deref()), ("queued", 1, Some("502 from Pipedrive")));
+    let wait: f64 = sqlx::query_scalar("select extract(epoch from run_at - now())::float8 from jobs where id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    assert!(wait > 0.5, "backs off before the next attempt ({wait} s)");
+    assert!(worker.run_next_job().await.unwrap().is_none(), "not due yet");
+    sqlx::query("update jobs set run_at = now() where id = $1").bind(id).execute(&pool).await.unwrap();
+    let (_, outcome) = worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Dead);
+    assert_eq!(state(&pool, id).await.0, "dead", "kept for inspection");
+
+    let id = queue::enqueue(&pool, &NewJob::new("fatal", json!({}))).await.unwrap().unwrap();
+    let worker = worker.register("fatal", Func(|_: &Job| Err(JobError::Fatal("no Brevo key".into()))));
+    assert_eq!(worker.run_next_job().await.unwrap().unwrap().1, Outcome::Dead);
+    assert_eq!(state(&pool, id).await.1, 1, "fatal errors are not retried");
+
+    let id = queue::enqueue(&pool, &NewJob::new("limited", json!({}))).await.unwrap().unwrap();
+    let worker = worker.register("limited", Func(|_: &Job| Err(JobError::Snooze(Duration::from_secs(60)))));
+    assert_eq!(worker.run_next_job().await.unwrap().unwrap().1, Outcome::Snoozed);
+    assert_eq!(state(&pool, id).await, ("queued".into(), 0, None), "a snooze spends no attempt");
+
+    let id = queue::enqueue(&pool, &NewJob::new("unknown.kind", json!({}))).await.unwrap().unwrap();
+    assert_eq!(worker.run_next_job().await.unwrap().unwrap().1, Outcome::Dead);
+    assert!(state(&pool, id).await.2.unwrap().contains("no handler"));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_dead_workers_job_runs_again_after_its_lease(pool: PgPool) {
+    let id = queue::enqueue(&pool, &NewJob::new("sync", json!({}))).await.unwrap().unwrap();
+    // A worker claims it with a 1 s lease and dies (no heartbeat, no result).
+    let claimed = queue::claim(&pool, "dead-worker", Duration::from_secs(1)).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    let worker = Worker::new(pool.clone(), settings()).register("sync", Func(|_: &Job| Ok(())));
+    assert!(worker.run_next_job().await.unwrap().is_none(), "held while the lease lasts");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (job, outcome) = worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!((job.id, job.attempts, outcome), (id, 2, Outcome::Succeeded));
+    // The dead worker's late result is refused.
+    assert!(!queue::complete(&pool, id, "dead-worker").await.unwrap());
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn heartbeats_keep_a_long_job(pool: PgPool) {
+    let id = queue::enqueue(&pool, &NewJob::new("long", json!({}))).await.unwrap().unwrap();
+    struct Slow;
+    impl Handler for Slow {
+        fn run<'a>(&'a self, _: &'a Job) -> queue::HandlerFuture<'a> {
+            Box::pin(async { tokio::time::sleep(Duration::from_millis(2500)).await; Ok(()) })
+        }
+    }
+    let short = WorkerSettings { lease: Duration::from_millis(900), ..settings() };
+    let worker = Worker::new(pool.clone(), short.clone()).register("long", Slow);
+    let other = Worker::new(pool.clone(), short).register("long", Slow);
+    let running = tokio::spawn(async move { worker.run_next_job().await });
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(other.run_next_job().await.unwrap().is_none(), "renewed: not claimable at twice the lease");
+    let (job, outcome) = running.await.unwrap().unwrap().unwrap();
+    assert_eq!((job.id, outcome), (id, Outcome::Succeeded));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn two_consumers_never_share_a_job_or_a_concurrency_key(pool: PgPool) {
+    // Two consumers with their own connection pools, as two processes would have.
+    let options = pool.connect_options().as_ref().clone();
+    let other_pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect_with(options).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let tenant = format!("sync:tenant-{}", i % 3);
+        ids.push(queue::enqueue(&pool, &NewJob::new("sync", json!({"i": i})).concurrency(tenant)).await.unwrap().unwrap());
+    }
+    let recorder = Recorder::default();
+    let a = Worker::new(pool.clone(), settings()).register("sync", recorder.clone());
+    let b = Worker::new(other_pool, settings()).register("sync", recorder.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ha = tokio::spawn(a.run(stop_rx.clone()));
+    let hb = tokio::spawn(b.run(stop_rx));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: i64 = sqlx::query_scalar("select count(*) from jobs where state <> 'succeeded'").fetch_one(&pool).await.unwrap();
+        if left == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).unwrap();
+    ha.await.unwrap();
+    hb.await.unwrap();
+
+    let runs = recorder.0.lock().unwrap().clone();
+    let mut per_job: HashMap<i64, usize> = HashMap::new();
+    for (id, ..) in &runs {
+        *per_job.entry(*id).or_default() += 1;
+    }
+    assert_eq!(per_job.len(), 60, "every job ran");
+    assert!(per_job.values().all(|n| *n == 1), "no job ran twice");
+    let mut by_key: HashMap<String, Vec<(Instant, Instant)>> = HashMap::new();
+    for (_, key, start, end) in runs {
+        by_key.entry(key.unwrap()).or_default().push((start, end));
+    }
+    for (key, mut spans) in by_key {
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "two jobs of {key} overlapped");
+        }
+    }
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn shutdown_releases_what_is_still_running(pool: PgPool) {
+    let id = queue::enqueue(&pool, &NewJob::new("forever", json!({}))).await.unwrap().unwrap();
+    struct Forever;
+    impl Handler for Forever {
+        fn run<'a>(&'a self, _: &'a Job) -> queue::HandlerFuture<'a> {
+            Box::pin(async { tokio::time::sleep(Duration::from_secs(3600)).await; Ok(()) })
+        }
+    }
+    let s = WorkerSettings { shutdown_grace: Duration::from_millis(200), concurrency: 1, ..settings() };
+    let worker = Worker::new(pool.clone(), s).register("forever", Forever);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stop_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&pool, id).await.0, "running");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("stops within the grace").unwrap();
+    assert_eq!(state(&pool, id).await, ("queued".into(), 0, None), "back in the queue, attempt not spent");
+}
