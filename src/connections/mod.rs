@@ -272,3 +272,102 @@ async fn upsert(
     .await?;
     Ok(())
 }
+
+/// OAuth credentials of a tenant's Pipedrive connection, for the API client: the access token is
+/// refreshed before it expires and after a 401, one refresh at a time; new tokens are stored
+/// sealed. A refused refresh marks the connection "needs reauthorization" (its jobs wait for the
+/// user to connect again).
+pub struct OAuthCredentials {
+    pool: PgPool,
+    key: SecretKey,
+    tenant: crate::domain::TenantId,
+    providers: Providers,
+    state: tokio::sync::Mutex<(Secret, Secret, OffsetDateTime)>,
+}
+
+/// The sealed token, sealed refresh token, expiry and API base of an OAuth connection.
+type StoredOAuth = (Vec<u8>, Option<Vec<u8>>, Option<OffsetDateTime>, String);
+
+/// Refresh this long before the access token expires.
+const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
+
+impl OAuthCredentials {
+    /// Loads the tenant's OAuth connection; `None` if it has none (or an API-token one).
+    pub async fn load(pool: &PgPool, key: &SecretKey, providers: &Providers, member: &Member) -> Result<Option<(Self, String)>, ConnectError> {
+        let row: Option<StoredOAuth> = sqlx::query_as(
+            "select secret, refresh_secret, access_expires_at, api_base from connections
+             where tenant_id = $1 and provider = 'pipedrive' and auth_kind = 'oauth'",
+        )
+        .bind(member.tenant_id)
+        .fetch_optional(pool)
+        .await?;
+        let Some((secret, Some(refresh), expires, base)) = row else { return Ok(None) };
+        let open = |b: &[u8], purpose| key.open(member.tenant_id, purpose, b).map_err(|e| ConnectError::Refused(e.to_string()));
+        let state = (open(&secret, SEAL_SECRET)?, open(&refresh, SEAL_REFRESH)?, expires.unwrap_or(OffsetDateTime::UNIX_EPOCH));
+        let creds = Self { pool: pool.clone(), key: key.clone(), tenant: member.tenant_id, providers: providers.clone(), state: tokio::sync::Mutex::new(state) };
+        Ok(Some((creds, base)))
+    }
+
+    async fn refresh_locked(&self, state: &mut (Secret, Secret, OffsetDateTime)) -> Result<(), PipedriveError> {
+        let oauth = self.providers.pipedrive_oauth().map_err(|e| PipedriveError::Transient(e.to_string()))?;
+        match oauth.refresh(&state.1).await {
+            Ok(tokens) => {
+                let sealed = self.key.seal(self.tenant, SEAL_SECRET, &tokens.access);
+                let sealed_refresh = self.key.seal(self.tenant, SEAL_REFRESH, &tokens.refresh);
+                sqlx::query(
+                    "update connections set secret = $2, refresh_secret = $3, access_expires_at = $4, secret_last4 = $5,
+                            api_base = $6, status = 'connected', last_error = null, last_checked_at = now(), updated_at = now()
+                     where tenant_id = $1 and provider = 'pipedrive'",
+                )
+                .bind(self.tenant)
+                .bind(sealed)
+                .bind(sealed_refresh)
+                .bind(tokens.expires_at)
+                .bind(tokens.access.last4())
+                .bind(&tokens.api_domain)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| PipedriveError::Transient(format!("storing refreshed tokens: {e}")))?;
+                tracing::info!(tenant_id = %self.tenant, "Pipedrive access token refreshed");
+                *state = (tokens.access, tokens.refresh, tokens.expires_at);
+                Ok(())
+            }
+            Err(OAuthError::Refused(reason)) => {
+                tracing::warn!(tenant_id = %self.tenant, %reason, "Pipedrive refused the refresh: needs reauthorization");
+                let _ = sqlx::query(
+                    "update connections set status = 'needs_reauthorization', last_error = $2, updated_at = now()
+                     where tenant_id = $1 and provider = 'pipedrive'",
+                )
+                .bind(self.tenant)
+                .bind("Pipedrive no longer accepts this authorization. Connect Pipedrive again.")
+                .execute(&self.pool)
+                .await;
+                Err(PipedriveError::Unauthorized)
+            }
+            Err(e) => Err(PipedriveError::Transient(e.to_string())),
+        }
+    }
+}
+
+impl pipedrive::client::Credentials for OAuthCredentials {
+    fn current(&self) -> futures_util::future::BoxFuture<'_, Result<pipedrive::client::AuthHeader, PipedriveError>> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            if state.2 - REFRESH_MARGIN <= OffsetDateTime::now_utc() {
+                self.refresh_locked(&mut state).await?;
+            }
+            Ok(pipedrive::client::AuthHeader::Bearer(state.0.clone()))
+        })
+    }
+
+    fn refresh<'a>(&'a self, refused: &'a pipedrive::client::AuthHeader) -> futures_util::future::BoxFuture<'a, Result<pipedrive::client::AuthHeader, PipedriveError>> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            // Another task may have refreshed while this one waited for the lock.
+            if *refused == pipedrive::client::AuthHeader::Bearer(state.0.clone()) {
+                self.refresh_locked(&mut state).await?;
+            }
+            Ok(pipedrive::client::AuthHeader::Bearer(state.0.clone()))
+        })
+    }
+}

@@ -2,6 +2,9 @@
 //! revoke, with `api_domain`) through the `oauth2` crate, and `GET /v1/users/me` to identify the
 //! connected company. Requests go to the connection's own API base (`api_domain`).
 
+pub mod client;
+pub mod limits;
+pub mod models;
 pub mod oauth;
 
 use std::time::Duration;
@@ -23,6 +26,12 @@ pub enum PipedriveError {
     Rejected { status: u16, message: String },
     #[error("Pipedrive's answer could not be read (field {field})")]
     Decode { field: String },
+    /// The company's daily token budget is spent (for this priority): wait, do not call.
+    #[error("the Pipedrive daily token budget is spent until {renews_at}")]
+    BudgetExhausted { renews_at: time::OffsetDateTime },
+    /// Pipedrive's abuse block (an HTML 403 after repeated 429s): stop calling.
+    #[error("Pipedrive is blocking this token for sending too many requests")]
+    Blocked,
 }
 
 /// How a request authenticates.
@@ -97,6 +106,6 @@ pub(crate) fn short(e: &reqwest::Error) -> String {
     }
 }
 
-fn field_of(e: &serde_json::Error) -> String {
+pub(crate) fn field_of(e: &serde_json::Error) -> String {
     e.to_string().split('`').nth(1).unwrap_or("?").to_owned()
 }

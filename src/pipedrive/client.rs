@@ -1,0 +1,238 @@
+//! The Pipedrive API client: every call waits for its token's rate-limit slot and is charged to
+//! the company's daily budget; 429 waits for the reset without spending an attempt; 5xx and
+//! network failures back off exponentially with jitter; a 401 refreshes the credentials once.
+//! Lists are streams of pages (constant memory), following v2's `next_cursor`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::limits::{Budget, BudgetExhausted, Priority, TokenLimiter};
+use super::{PipedriveError, short};
+use crate::secrets::Secret;
+
+/// How requests authenticate, and how they get fresh credentials after a 401.
+pub trait Credentials: Send + Sync {
+    /// The header to send now (`x-api-token` or a bearer token).
+    fn current(&self) -> futures_util::future::BoxFuture<'_, Result<AuthHeader, PipedriveError>>;
+    /// Called once after a 401 with what was refused; returns new credentials or `Unauthorized`.
+    fn refresh<'a>(&'a self, refused: &'a AuthHeader) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>>;
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthHeader {
+    ApiToken(Secret),
+    Bearer(Secret),
+}
+
+/// A personal API token: nothing to refresh.
+pub struct StaticToken(pub Secret);
+
+impl Credentials for StaticToken {
+    fn current(&self) -> futures_util::future::BoxFuture<'_, Result<AuthHeader, PipedriveError>> {
+        Box::pin(async move { Ok(AuthHeader::ApiToken(self.0.clone())) })
+    }
+    fn refresh<'a>(&'a self, _: &'a AuthHeader) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>> {
+        Box::pin(async { Err(PipedriveError::Unauthorized) })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Attempts for 5xx and network failures.
+    pub attempts: u32,
+    pub base_delay: Duration,
+    /// 429s in a row before giving up (each waits for the reset).
+    pub max_rate_limited: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { attempts: 6, base_delay: Duration::from_millis(250), max_rate_limited: 30 }
+    }
+}
+
+#[derive(Clone)]
+pub struct PipedriveClient {
+    http: reqwest::Client,
+    base: String,
+    credentials: Arc<dyn Credentials>,
+    limiter: Arc<TokenLimiter>,
+    budget: Arc<Budget>,
+    priority: Priority,
+    retry: RetrySettings,
+}
+
+/// What a list request asks for (v2 list endpoints).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub updated_since: Option<OffsetDateTime>,
+    pub sort_by_update_time: bool,
+    /// Extra parameters (filters, include_fields).
+    pub extra: Vec<(String, String)>,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListBody<T> {
+    data: Vec<T>,
+    #[serde(default)]
+    additional_data: Option<Additional>,
+}
+
+#[derive(Deserialize)]
+struct Additional {
+    next_cursor: Option<String>,
+}
+
+impl PipedriveClient {
+    /// `base` is the company's API base (`api_domain`); `limiter` and `budget` are shared by every
+    /// client of the same token and company in this process.
+    pub fn new(base: &str, credentials: Arc<dyn Credentials>, limiter: Arc<TokenLimiter>, budget: Arc<Budget>) -> Self {
+        Self {
+            http: super::http_client(),
+            base: base.trim_end_matches('/').to_owned(),
+            credentials,
+            limiter,
+            budget,
+            priority: Priority::Background,
+            retry: RetrySettings::default(),
+        }
+    }
+
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// A GET with its token cost; the body on success.
+    #[tracing::instrument(skip_all, fields(path))]
+    pub async fn get(&self, path: &str, query: &[(String, String)], cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+        let search = path.contains("itemSearch") || path.ends_with("/search");
+        let mut auth = self.credentials.current().await?;
+        let mut refreshed = false;
+        let mut failures = 0;
+        let mut limited = 0;
+        loop {
+            self.limiter.acquire(search).await;
+            self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(|BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at })?;
+            let req = self.http.get(format!("{}{path}", self.base)).query(query);
+            let req = match &auth {
+                AuthHeader::ApiToken(t) => req.header("x-api-token", t.expose()),
+                AuthHeader::Bearer(t) => req.bearer_auth(t.expose()),
+            };
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= self.retry.attempts {
+                        return Err(PipedriveError::Transient(short(&e)));
+                    }
+                    tokio::time::sleep(self.backoff(failures)).await;
+                    continue;
+                }
+            };
+            let status = res.status().as_u16();
+            let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            if let Some(limit) = header("x-ratelimit-limit") {
+                self.limiter.adapt(limit as u32);
+            }
+            let reset = header("x-ratelimit-reset").unwrap_or(2);
+            let html = res.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/html"));
+            match status {
+                200..=299 => return res.bytes().await.map_err(|e| PipedriveError::Transient(short(&e))),
+                401 if !refreshed => {
+                    refreshed = true;
+                    auth = self.credentials.refresh(&auth).await?;
+                }
+                401 => return Err(PipedriveError::Unauthorized),
+                429 => {
+                    limited += 1;
+                    if limited > self.retry.max_rate_limited {
+                        return Err(PipedriveError::RateLimited { reset_secs: reset });
+                    }
+                    tracing::debug!(reset, "429: waiting for the window to reset");
+                    tokio::time::sleep(Duration::from_secs(reset.max(1))).await;
+                }
+                // The abuse block is an HTML page: stop at once, hammering makes it last.
+                403 if html => return Err(PipedriveError::Blocked),
+                500..=599 => {
+                    failures += 1;
+                    if failures >= self.retry.attempts {
+                        return Err(PipedriveError::Transient(format!("status {status}")));
+                    }
+                    tokio::time::sleep(self.backoff(failures)).await;
+                }
+                _ => {
+                    let body = res.bytes().await.unwrap_or_default();
+                    let message = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    return Err(PipedriveError::Rejected { status, message });
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        use rand::Rng;
+        let cap = self.retry.base_delay.as_secs_f64() * 2f64.powi(failures.min(8) as i32);
+        Duration::from_secs_f64(rand::thread_rng().gen_range(cap / 2.0..=cap))
+    }
+
+    async fn page<T: DeserializeOwned>(&self, path: &str, q: &ListQuery, cursor: Option<&str>) -> Result<Page<T>, PipedriveError> {
+        let mut query: Vec<(String, String)> = vec![("limit".into(), q.limit.unwrap_or(500).to_string())];
+        if let Some(since) = q.updated_since {
+            let text = since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            query.push(("updated_since".into(), text));
+        }
+        if q.sort_by_update_time {
+            query.push(("sort_by".into(), "update_time".into()));
+        }
+        query.extend(q.extra.iter().cloned());
+        if let Some(c) = cursor {
+            query.push(("cursor".into(), c.to_owned()));
+        }
+        let body = self.get(path, &query, list_cost(path)).await?;
+        let list: ListBody<T> = serde_json::from_slice(&body).map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })?;
+        Ok(Page { items: list.data, next_cursor: list.additional_data.and_then(|a| a.next_cursor) })
+    }
+
+    /// Every page of a v2 list (`/api/v2/persons`, ...), one at a time.
+    pub fn list<T: DeserializeOwned + Send + 'static>(&self, path: &str, query: ListQuery) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
+        let client = self.clone();
+        let path = path.to_owned();
+        futures_util::stream::try_unfold((Some(None::<String>), client, path, query), |(cursor, client, path, query)| async move {
+            let Some(cursor) = cursor else { return Ok(None) };
+            let page: Page<T> = client.page(&path, &query, cursor.as_deref()).await?;
+            let next = page.next_cursor.clone().map(Some);
+            Ok(Some((page, (next, client, path, query))))
+        })
+    }
+}
+
+/// Token cost of a v2 list call (`x-token-cost` in the spec).
+fn list_cost(path: &str) -> u32 {
+    match path {
+        p if p.ends_with("/pipelines") || p.ends_with("/stages") => 5,
+        p if p.contains("itemSearch") || p.ends_with("/search") => 20,
+        _ => 10,
+    }
+}

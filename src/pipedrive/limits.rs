@@ -1,0 +1,151 @@
+//! Staying inside Pipedrive's limits (pipedrive-api.md §11) instead of discovering them by 429s:
+//! a GCRA limiter per token (governor) spreading requests evenly under the burst limit, adapted
+//! when `x-ratelimit-limit` says otherwise; and a daily token budget per company, charged each
+//! call's token cost, with a reserve that background syncs may not spend (kept for webhook work).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use time::OffsetDateTime;
+
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// itemSearch and the other search endpoints: 10 per 2 s on every plan.
+pub const SEARCH_PER_WINDOW: u32 = 10;
+
+/// A limiter for `per_window` requests per rolling 2 s, evenly spaced. Two slots are left free:
+/// requests leave evenly but arrive with jitter, and a full window answers 429.
+fn limiter(per_window: u32) -> DefaultDirectRateLimiter {
+    let usable = per_window.saturating_sub(2).max(1);
+    let quota = Quota::with_period(WINDOW / usable).expect("a non-zero period").allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+/// The burst limiter of one token, and its search limiter.
+pub struct TokenLimiter {
+    state: Mutex<(u32, Arc<DefaultDirectRateLimiter>)>,
+    search: DefaultDirectRateLimiter,
+}
+
+impl TokenLimiter {
+    pub fn new(per_window: u32) -> Self {
+        Self { state: Mutex::new((per_window, Arc::new(limiter(per_window)))), search: limiter(SEARCH_PER_WINDOW) }
+    }
+
+    pub fn per_window(&self) -> u32 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Waits for a slot.
+    pub async fn acquire(&self, search: bool) {
+        if search {
+            self.search.until_ready().await;
+        }
+        let current = self.state.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
+        current.until_ready().await;
+    }
+
+    /// Follows the limit the server reports (`x-ratelimit-limit`), which is the truth for this
+    /// token whatever the plan table says.
+    pub fn adapt(&self, reported: u32) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if reported > 0 && reported != state.0 {
+            tracing::info!(from = state.0, to = reported, "adapting to Pipedrive's reported burst limit");
+            *state = (reported, Arc::new(limiter(reported)));
+        }
+    }
+}
+
+/// Why a call may not be made today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExhausted {
+    /// When the budget renews (server midnight, UTC here).
+    pub renews_at: OffsetDateTime,
+}
+
+/// Who is asking: background syncs may not spend the reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Background,
+    Realtime,
+}
+
+/// The daily token budget of one Pipedrive company, as this process has spent it.
+pub struct Budget {
+    daily: u64,
+    reserve: u64,
+    state: Mutex<(i64, u64)>,
+}
+
+impl Budget {
+    /// `reserve_share` of the budget (e.g. 0.1) is kept for real-time (webhook-driven) work.
+    pub fn new(daily: u64, reserve_share: f64) -> Self {
+        Self { daily, reserve: (daily as f64 * reserve_share.clamp(0.0, 0.9)) as u64, state: Mutex::new((0, 0)) }
+    }
+
+    pub fn spent_today(&self, now: OffsetDateTime) -> u64 {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == day(now) { state.1 } else { 0 }
+    }
+
+    /// Charges `cost` tokens, or says when the budget renews.
+    pub fn charge(&self, cost: u32, priority: Priority, now: OffsetDateTime) -> Result<(), BudgetExhausted> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 != day(now) {
+            *state = (day(now), 0);
+        }
+        let limit = match priority {
+            Priority::Background => self.daily - self.reserve,
+            Priority::Realtime => self.daily,
+        };
+        if state.1 + u64::from(cost) > limit {
+            let renews_at = OffsetDateTime::from_unix_timestamp((day(now) + 1) * 86_400).unwrap_or(now);
+            return Err(BudgetExhausted { renews_at });
+        }
+        state.1 += u64::from(cost);
+        Ok(())
+    }
+}
+
+fn day(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_keeps_a_reserve_for_realtime_work_and_renews_daily() {
+        let b = Budget::new(100, 0.2);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for _ in 0..8 {
+            b.charge(10, Priority::Background, now).unwrap();
+        }
+        let e = b.charge(10, Priority::Background, now).unwrap_err();
+        assert_eq!(e.renews_at.unix_timestamp() % 86_400, 0, "at midnight");
+        assert!(e.renews_at > now);
+        b.charge(10, Priority::Realtime, now).unwrap();
+        b.charge(10, Priority::Realtime, now).unwrap();
+        assert!(b.charge(1, Priority::Realtime, now).is_err());
+        assert_eq!(b.spent_today(now), 100);
+        let tomorrow = now + time::Duration::days(1);
+        b.charge(10, Priority::Background, tomorrow).unwrap();
+        assert_eq!(b.spent_today(tomorrow), 10);
+    }
+
+    #[tokio::test]
+    async fn requests_are_spread_under_the_window_limit() {
+        let l = TokenLimiter::new(12);
+        let start = std::time::Instant::now();
+        for _ in 0..11 {
+            l.acquire(false).await;
+        }
+        // 10 usable slots per 2 s, evenly spaced: 11 acquisitions need at least 10 periods (2 s).
+        assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+        l.adapt(80);
+        assert_eq!(l.per_window(), 80);
+    }
+}
