@@ -1,5 +1,7 @@
-//! The Brevo API client (v3, `api-key` header). This part: the account check that
-//! validates a pasted key. Errors are decoded into what the caller can act on.
+//! The Brevo API client (v3, `api-key` header): the account check that validates a pasted key
+//! (here), and the sync engine's calls (`api`). Errors are decoded into what the caller acts on.
+
+pub mod api;
 
 use std::time::Duration;
 
@@ -21,6 +23,16 @@ pub enum BrevoError {
     Rejected { status: u16, message: String },
     #[error("Brevo's answer could not be read (field {field})")]
     Decode { field: String },
+    /// `SMS` is not a valid international number: retry without it.
+    #[error("Brevo refused the phone number (SMS must be an international number)")]
+    InvalidPhone,
+    /// `SMS` belongs to another contact already.
+    #[error("this phone number belongs to another Brevo contact")]
+    SmsTaken,
+    #[error("Brevo has another contact with the same {identifiers:?}")]
+    Duplicate { identifiers: Vec<String> },
+    #[error("Brevo has no such contact")]
+    UnknownContact,
 }
 
 /// What `GET /v3/account` tells about the key's account.

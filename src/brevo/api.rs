@@ -1,0 +1,336 @@
+//! The Brevo calls the sync engine makes: contacts (upsert, get, delete), bulk import with process
+//! polling, list membership in chunks of 150, attributes, companies and their links, events.
+//! Every call waits for its key's rate-limit slot (contacts 10/s, others 100/h per key); 429 waits
+//! for `x-sib-ratelimit-reset` without spending an attempt; 5xx and network failures back off.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::BrevoError;
+use crate::secrets::Secret;
+
+/// At most this many contacts per list add / remove call.
+pub const LIST_CHUNK: usize = 150;
+
+/// The per-key limiters; share one per key across every client of the process.
+pub struct BrevoLimits {
+    contacts: DefaultDirectRateLimiter,
+    others: DefaultDirectRateLimiter,
+}
+
+impl BrevoLimits {
+    pub fn new(contacts_per_second: u32, others_per_hour: u32) -> Self {
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least one");
+        Self {
+            contacts: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
+            // Evenly spread over the hour, with a small burst for a connection check and set-up.
+            others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(10)))),
+        }
+    }
+
+    /// Brevo's documented limits (brevo-api.md §7).
+    pub fn documented() -> Self {
+        Self::new(10, 100)
+    }
+}
+
+/// What a contact write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    Created(i64),
+    Updated,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    #[serde(rename = "listIds", default)]
+    pub list_ids: Vec<i64>,
+    #[serde(rename = "emailBlacklisted", default)]
+    pub email_blacklisted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    pub category: String,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Process {
+    pub id: i64,
+    pub status: String,
+    #[serde(default)]
+    pub info: Option<Value>,
+}
+
+/// Emails that joined or left a list, and those that did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListChange {
+    pub success: Vec<String>,
+    pub failure: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct BrevoApi {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    limits: Arc<BrevoLimits>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl BrevoApi {
+    pub fn new(base: &str, key: Secret, limits: Arc<BrevoLimits>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a reqwest client with a timeout builds");
+        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits }
+    }
+
+    /// One call with its retries; `(status, body)` of the final 2xx/4xx answer.
+    async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, bytes::Bytes), BrevoError> {
+        let contacts = path.starts_with("/v3/contacts") || path.starts_with("/v3/events");
+        let (mut failures, mut limited) = (0u32, 0u32);
+        loop {
+            if contacts { self.limits.contacts.until_ready().await } else { self.limits.others.until_ready().await }
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 5 {
+                        return Err(BrevoError::Transient(crate::pipedrive::short(&e)));
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+            };
+            let status = res.status().as_u16();
+            let reset = res.headers().get("x-sib-ratelimit-reset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+            let bytes = res.bytes().await.map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
+            match status {
+                429 => {
+                    limited += 1;
+                    if limited > 20 {
+                        return Err(BrevoError::RateLimited { reset_secs: reset });
+                    }
+                    tokio::time::sleep(Duration::from_secs(reset.clamp(1, 3600))).await;
+                }
+                500..=599 => {
+                    failures += 1;
+                    if failures >= 5 {
+                        return Err(BrevoError::Transient(format!("status {status}")));
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                401 => return Err(BrevoError::BadKey(parse_error(&bytes).message)),
+                _ => return Ok((status, bytes)),
+            }
+        }
+    }
+
+    /// Creates or updates a contact by email (`updateEnabled`), with attributes and lists.
+    pub async fn upsert_contact(&self, email: &str, attributes: &Map<String, Value>, list_ids: &[i64], unlink_list_ids: &[i64]) -> Result<Upserted, BrevoError> {
+        let body = json!({"email": email, "attributes": attributes, "listIds": list_ids, "unlinkListIds": unlink_list_ids, "updateEnabled": true});
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts", &[], Some(&body)).await?;
+        match status {
+            201 => {
+                let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_i64()).ok_or(BrevoError::Decode { field: "id".into() })?;
+                Ok(Upserted::Created(id))
+            }
+            200 | 204 => Ok(Upserted::Updated),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    pub async fn get_contact(&self, email: &str) -> Result<Option<Contact>, BrevoError> {
+        let path = format!("/v3/contacts/{}", urlencode(email));
+        let (status, bytes) = self.call(reqwest::Method::GET, &path, &[("identifierType", "email_id")], None).await?;
+        match status {
+            200 => serde_json::from_slice(&bytes).map(Some).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            404 => Ok(None),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// Deletes a contact (GDPR erasure, a person deleted in Pipedrive); `false` if it was not there.
+    pub async fn delete_contact(&self, email: &str) -> Result<bool, BrevoError> {
+        let path = format!("/v3/contacts/{}", urlencode(email));
+        let (status, bytes) = self.call(reqwest::Method::DELETE, &path, &[("identifierType", "email_id")], None).await?;
+        match status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// Starts a bulk import (`/contacts/import`, the replacement of the deprecated batch
+    /// endpoint); returns the process id to poll.
+    pub async fn import(&self, contacts: &[Value], list_ids: &[i64]) -> Result<i64, BrevoError> {
+        let body = json!({"jsonBody": contacts, "listIds": list_ids, "updateExistingContacts": true, "emptyContactsAttributes": false});
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/import", &[], Some(&body)).await?;
+        match status {
+            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["processId"].as_i64()).ok_or(BrevoError::Decode { field: "processId".into() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    pub async fn process(&self, id: i64) -> Result<Process, BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::GET, &format!("/v3/processes/{id}"), &[], None).await?;
+        match status {
+            200 => serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// Polls a process until it completes (gently: processes are in the 100-per-hour bucket).
+    pub async fn wait_process(&self, id: i64, every: Duration, at_most: Duration) -> Result<Process, BrevoError> {
+        let deadline = tokio::time::Instant::now() + at_most;
+        loop {
+            let p = self.process(id).await?;
+            if p.status == "completed" {
+                return Ok(p);
+            }
+            if tokio::time::Instant::now() + every > deadline {
+                return Err(BrevoError::Transient(format!("import process {id} still {} after {at_most:?}", p.status)));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Adds emails to a list, 150 per call.
+    pub async fn add_to_list(&self, list_id: i64, emails: &[String]) -> Result<ListChange, BrevoError> {
+        self.list_change(list_id, emails, "add").await
+    }
+
+    pub async fn remove_from_list(&self, list_id: i64, emails: &[String]) -> Result<ListChange, BrevoError> {
+        self.list_change(list_id, emails, "remove").await
+    }
+
+    async fn list_change(&self, list_id: i64, emails: &[String], verb: &str) -> Result<ListChange, BrevoError> {
+        let mut out = ListChange::default();
+        for chunk in emails.chunks(LIST_CHUNK) {
+            let path = format!("/v3/contacts/lists/{list_id}/contacts/{verb}");
+            let (status, bytes) = self.call(reqwest::Method::POST, &path, &[], Some(&json!({"emails": chunk}))).await?;
+            match status {
+                200..=299 => {
+                    let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                    let strings = |k: &str| -> Vec<String> { v["contacts"][k].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect() };
+                    out.success.extend(strings("success"));
+                    out.failure.extend(strings("failure"));
+                }
+                // Nothing in the chunk could change (already in / not in the list, unknown
+                // contacts): not an error for an idempotent sync.
+                400 if parse_error(&bytes).message.contains("already in list") || parse_error(&bytes).message.contains("does not exist") => {
+                    out.failure.extend(chunk.iter().cloned());
+                }
+                _ => return Err(contact_error(status, &bytes)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn attributes(&self) -> Result<Vec<Attribute>, BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts/attributes", &[], None).await?;
+        #[derive(Deserialize)]
+        struct Body {
+            attributes: Vec<Attribute>,
+        }
+        match status {
+            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.attributes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// Creates a `normal` attribute of `kind` (text, float, date, boolean).
+    pub async fn create_attribute(&self, name: &str, kind: &str) -> Result<(), BrevoError> {
+        let path = format!("/v3/contacts/attributes/normal/{}", urlencode(&name.to_uppercase()));
+        let (status, bytes) = self.call(reqwest::Method::POST, &path, &[], Some(&json!({"type": kind}))).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
+    }
+
+    /// Creates a company; returns its id (a string in Brevo).
+    pub async fn create_company(&self, name: &str, attributes: &Map<String, Value>) -> Result<String, BrevoError> {
+        let body = json!({"name": name, "attributes": attributes});
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
+        match status {
+            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).ok_or(BrevoError::Decode { field: "id".into() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    pub async fn link_company(&self, company_id: &str, link: &[i64], unlink: &[i64]) -> Result<(), BrevoError> {
+        let body = json!({"linkContactIds": link, "unlinkContactIds": unlink});
+        let (status, bytes) = self.call(reqwest::Method::PATCH, &format!("/v3/companies/link-unlink/{company_id}"), &[], Some(&body)).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
+    }
+
+    /// A custom event on a contact (automations start from these).
+    pub async fn track_event(&self, name: &str, email: &str, properties: &Map<String, Value>) -> Result<(), BrevoError> {
+        let body = json!({"event_name": name, "identifiers": {"email_id": email}, "event_properties": properties});
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/events", &[], Some(&body)).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
+    }
+}
+
+fn parse_error(bytes: &[u8]) -> ErrorBody {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// Decodes a contact error into what the sync engine acts on (brevo-api.md §1.3, §2).
+fn contact_error(status: u16, bytes: &[u8]) -> BrevoError {
+    let e = parse_error(bytes);
+    let lower = e.message.to_lowercase();
+    let duplicates: Vec<String> = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m["duplicate_identifiers"].as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if status == 404 {
+        BrevoError::UnknownContact
+    } else if lower.contains("invalid phone number") {
+        BrevoError::InvalidPhone
+    } else if duplicates.iter().any(|d| d.eq_ignore_ascii_case("sms")) || (e.code == "duplicate_parameter" && lower.contains("sms")) {
+        BrevoError::SmsTaken
+    } else if e.code == "duplicate_parameter" || !duplicates.is_empty() {
+        BrevoError::Duplicate { identifiers: duplicates }
+    } else {
+        BrevoError::Rejected { status, message: if e.message.is_empty() { e.code } else { e.message } }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    use rand::Rng;
+    let cap = 0.25 * 2f64.powi(failures.min(8) as i32);
+    Duration::from_secs_f64(rand::thread_rng().gen_range(cap / 2.0..=cap))
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
