@@ -170,3 +170,44 @@ async fn a_revoked_grant_marks_the_connection_for_reauthorization(pool: PgPool) 
     assert_eq!(list[0].status, "needs_reauthorization");
     assert!(list[0].last_error.as_deref().unwrap().contains("Connect Pipedrive again"));
 }
+
+#[tokio::test]
+async fn v1_webhooks_leads_recents_and_merge() {
+    use pipebridge::pipedrive::v1::NewWebhook;
+    let sb = sandbox(300, |_| {}).await;
+    let client = token_client(&sb, 1_000_000);
+
+    let hook = client
+        .create_webhook(&NewWebhook {
+            subscription_url: "http://127.0.0.1:9/webhooks/pipedrive/t1",
+            event_action: "*",
+            event_object: "person",
+            name: "pipebridge",
+            http_auth_user: "pipebridge",
+            http_auth_password: "s3cret",
+        })
+        .await
+        .unwrap();
+    assert_eq!((hook.event_action.as_str(), hook.version.as_deref()), ("*", Some("2.0")));
+    assert_eq!(client.webhooks().await.unwrap().len(), 1);
+    client.delete_webhook(hook.id).await.unwrap();
+    assert!(client.webhooks().await.unwrap().is_empty());
+    assert!(matches!(client.delete_webhook(hook.id).await.unwrap_err(), PipedriveError::Rejected { status: 404, .. }));
+
+    let expected = sb.pipedrive.world().leads.len();
+    let (mut leads, mut start) = (Vec::new(), Some(0));
+    while let Some(s) = start {
+        let (page, next) = client.leads(s, 7).await.unwrap();
+        leads.extend(page);
+        start = next;
+    }
+    assert_eq!(leads.len(), expected);
+    assert!(leads.iter().all(|l| l.id.len() == 36), "lead ids are UUIDs");
+
+    let (recent, _) = client.recents("2000-01-01 00:00:00", "person", 0).await.unwrap();
+    assert!(!recent.is_empty() && recent.iter().all(|r| r.item == "person"));
+
+    let merged = client.merge_persons(10, 11).await.unwrap();
+    assert_eq!(merged["id"], 11);
+    assert_eq!(merged["merge_what_id"], 10);
+}

@@ -122,8 +122,17 @@ impl PipedriveClient {
     }
 
     /// A GET with its token cost; the body on success.
-    #[tracing::instrument(skip_all, fields(path))]
     pub async fn get(&self, path: &str, query: &[(String, String)], cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+        self.request(reqwest::Method::GET, path, query, None, cost).await
+    }
+
+    /// A write (POST, PUT, PATCH, DELETE) with a JSON body and its token cost.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>, cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+        self.request(method, path, &[], body, cost).await
+    }
+
+    #[tracing::instrument(skip_all, fields(%method, path))]
+    async fn request(&self, method: reqwest::Method, path: &str, query: &[(String, String)], body: Option<&serde_json::Value>, cost: u32) -> Result<bytes::Bytes, PipedriveError> {
         let search = path.contains("itemSearch") || path.ends_with("/search");
         let mut auth = self.credentials.current().await?;
         let mut refreshed = false;
@@ -132,7 +141,10 @@ impl PipedriveClient {
         loop {
             self.limiter.acquire(search).await;
             self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(|BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at })?;
-            let req = self.http.get(format!("{}{path}", self.base)).query(query);
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
             let req = match &auth {
                 AuthHeader::ApiToken(t) => req.header("x-api-token", t.expose()),
                 AuthHeader::Bearer(t) => req.bearer_auth(t.expose()),

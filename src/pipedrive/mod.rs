@@ -6,6 +6,7 @@ pub mod client;
 pub mod limits;
 pub mod models;
 pub mod oauth;
+pub mod v1;
 
 use std::time::Duration;
 
