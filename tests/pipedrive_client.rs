@@ -112,17 +112,7 @@ async fn oauth_tenant(pool: &PgPool, sb: &pipebridge_sandbox::Running, key: &Sec
     let mut providers = Providers::sandbox("http://127.0.0.1:3000");
     providers.pipedrive_oauth.server = sb.pipedrive_url.clone();
     providers.pipedrive_api = sb.pipedrive_url.clone();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = http
-        .post(format!("{}/oauth/authorize", sb.pipedrive_url))
-        .form(&[("client_id", DEFAULT_CLIENT_ID), ("redirect_uri", "http://127.0.0.1:3000/oauth/pipedrive/callback"), ("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let code = location.split("code=").nth(1).unwrap();
-    let tokens = PipedriveOAuth::new(&providers.pipedrive_oauth).unwrap().exchange(code).await.unwrap();
-    connections::connect_pipedrive_oauth(pool, key, &providers, &member, tokens).await.unwrap();
+    oauth_tenant_connect(pool, sb, key, &member, &providers).await;
     (member, providers)
 }
 
@@ -169,6 +159,29 @@ async fn a_revoked_grant_marks_the_connection_for_reauthorization(pool: PgPool) 
     let list = connections::list(&pool, &member).await.unwrap();
     assert_eq!(list[0].status, "needs_reauthorization");
     assert!(list[0].last_error.as_deref().unwrap().contains("Connect Pipedrive again"));
+
+    // The tenant's jobs wait until the user connects again.
+    let job = pipebridge::queue::enqueue(&pool, &pipebridge::queue::NewJob::new("sync.incremental", json!({})).tenant(member.tenant_id)).await.unwrap().unwrap();
+    assert!(pipebridge::queue::claim(&pool, "w", std::time::Duration::from_secs(30)).await.unwrap().is_none(), "held");
+    oauth_tenant_connect(&pool, &sb, &key, &member, &providers).await;
+    let claimed = pipebridge::queue::claim(&pool, "w", std::time::Duration::from_secs(30)).await.unwrap().unwrap();
+    assert_eq!(claimed.id, job, "released by reconnecting");
+    assert_eq!(connections::list(&pool, &member).await.unwrap()[0].status, "connected");
+}
+
+/// Connects (again) through the sandbox's OAuth server.
+async fn oauth_tenant_connect(pool: &PgPool, sb: &pipebridge_sandbox::Running, key: &SecretKey, member: &accounts::Member, providers: &Providers) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = http
+        .post(format!("{}/oauth/authorize", sb.pipedrive_url))
+        .form(&[("client_id", DEFAULT_CLIENT_ID), ("redirect_uri", "http://127.0.0.1:3000/oauth/pipedrive/callback"), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let code = location.split("code=").nth(1).unwrap();
+    let tokens = PipedriveOAuth::new(&providers.pipedrive_oauth).unwrap().exchange(code).await.unwrap();
+    connections::connect_pipedrive_oauth(pool, key, providers, member, tokens).await.unwrap();
 }
 
 #[tokio::test]

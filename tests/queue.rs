@@ -195,3 +195,25 @@ async fn shutdown_releases_what_is_still_running(pool: PgPool) {
     tokio::time::timeout(Duration::from_secs(5), running).await.expect("stops within the grace").unwrap();
     assert_eq!(state(&pool, id).await, ("queued".into(), 0, None), "back in the queue, attempt not spent");
 }
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn held_tenants_jobs_wait_until_released(pool: PgPool) {
+    let done = pipebridge::accounts::sign_up(
+        &pool,
+        &pipebridge::domain::Email::parse("ann@example.com").unwrap(),
+        pipebridge::domain::Password::parse_new("correct horse battery").unwrap(),
+        &pipebridge::domain::CompanyName::parse("Acme").unwrap(),
+    )
+    .await
+    .unwrap();
+    let tenant = done.tenant_id;
+    queue::hold(&pool, tenant, "paused").await.unwrap();
+    let held = queue::enqueue(&pool, &NewJob::new("sync", json!({})).tenant(tenant)).await.unwrap().unwrap();
+    let free = queue::enqueue(&pool, &NewJob::new("sync", json!({}))).await.unwrap().unwrap();
+    let worker = Worker::new(pool.clone(), settings()).register("sync", Func(|_: &Job| Ok(())));
+    assert_eq!(worker.run_next_job().await.unwrap().unwrap().0.id, free, "other work goes on");
+    assert!(worker.run_next_job().await.unwrap().is_none(), "the held tenant's job waits");
+    assert_eq!(state(&pool, held).await.0, "queued");
+    queue::release(&pool, tenant, "paused").await.unwrap();
+    assert_eq!(worker.run_next_job().await.unwrap().unwrap().0.id, held);
+}

@@ -270,7 +270,26 @@ async fn upsert(
     .bind(is_sandbox)
     .execute(pool)
     .await?;
+    if provider == Provider::Pipedrive {
+        // Connected again: the tenant's held jobs may run.
+        crate::queue::release(pool, member.tenant_id, crate::queue::HOLD_PIPEDRIVE_REAUTH).await?;
+    }
     Ok(())
+}
+
+/// Marks the connection and holds the tenant's jobs until the user connects again.
+pub async fn mark_needs_reauthorization(pool: &PgPool, tenant: crate::domain::TenantId) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "update connections set status = 'needs_reauthorization', last_error = $2, updated_at = now()
+         where tenant_id = $1 and provider = 'pipedrive'",
+    )
+    .bind(tenant)
+    .bind("Pipedrive no longer accepts this authorization. Connect Pipedrive again.")
+    .execute(&mut *tx)
+    .await?;
+    crate::queue::hold(&mut *tx, tenant, crate::queue::HOLD_PIPEDRIVE_REAUTH).await?;
+    tx.commit().await
 }
 
 /// OAuth credentials of a tenant's Pipedrive connection, for the API client: the access token is
@@ -334,14 +353,9 @@ impl OAuthCredentials {
             }
             Err(OAuthError::Refused(reason)) => {
                 tracing::warn!(tenant_id = %self.tenant, %reason, "Pipedrive refused the refresh: needs reauthorization");
-                let _ = sqlx::query(
-                    "update connections set status = 'needs_reauthorization', last_error = $2, updated_at = now()
-                     where tenant_id = $1 and provider = 'pipedrive'",
-                )
-                .bind(self.tenant)
-                .bind("Pipedrive no longer accepts this authorization. Connect Pipedrive again.")
-                .execute(&self.pool)
-                .await;
+                if let Err(e) = mark_needs_reauthorization(&self.pool, self.tenant).await {
+                    tracing::error!(error = %e, "could not record that Pipedrive needs reauthorization");
+                }
                 Err(PipedriveError::Unauthorized)
             }
             Err(e) => Err(PipedriveError::Transient(e.to_string())),

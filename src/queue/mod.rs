@@ -105,12 +105,13 @@ pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option
     for _ in 0..3 {
         let mut tx = pool.begin().await?;
         let candidates: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "select id, concurrency_key from jobs
-             where (state = 'queued' and run_at <= now())
-                or (state = 'running' and lease_expires_at < now())
+            "select id, concurrency_key from jobs j
+             where ((state = 'queued' and run_at <= now())
+                    or (state = 'running' and lease_expires_at < now()))
+               and not exists (select 1 from job_holds h where h.tenant_id = j.tenant_id)
              order by run_at, id
              limit 8
-             for update skip locked",
+             for update of j skip locked",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -227,3 +228,25 @@ pub async fn snooze(pool: &PgPool, id: i64, owner: &str, delay: Duration) -> Res
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Holds a tenant's jobs (they stay queued, unclaimed) until [`release`] with the same reason.
+pub async fn hold<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into job_holds (tenant_id, reason) values ($1, $2) on conflict do nothing")
+        .bind(tenant)
+        .bind(reason)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn release<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from job_holds where tenant_id = $1 and reason = $2")
+        .bind(tenant)
+        .bind(reason)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// The reason a Pipedrive connection that needs reauthorization holds its tenant's jobs.
+pub const HOLD_PIPEDRIVE_REAUTH: &str = "pipedrive_needs_reauthorization";
