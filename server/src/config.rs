@@ -205,3 +205,26 @@ fn providers(public_url: &str) -> Result<Providers, ConfigError> {
     }
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_to_start_without_a_secret_key() {
+        // The test environment sets no PIPEBRIDGE_SECRET_KEY.
+        if var("PIPEBRIDGE_SECRET_KEY").is_some() {
+            return;
+        }
+        let e = secret_key(true).err().expect("refused");
+        assert_eq!(e.name, "PIPEBRIDGE_SECRET_KEY");
+        assert!(e.to_string().contains("required when PIPEBRIDGE_ENV=production"), "{e}");
+    }
+
+    #[test]
+    fn providers_default_to_the_sandbox_with_the_public_callback() {
+        let p = providers("https://sync.example.com").unwrap();
+        assert!(p.sandbox, "the sandbox by default");
+        assert_eq!(p.pipedrive_oauth.redirect_url, "https://sync.example.com/oauth/pipedrive/callback");
+    }
+}

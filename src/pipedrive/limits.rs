@@ -149,3 +149,54 @@ mod tests {
         assert_eq!(l.per_window(), 80);
     }
 }
+
+/// The limiters and budgets of this process, shared by every client and worker: one limiter per
+/// connection (its token), one budget per Pipedrive company (its API base). A tenant's sync runs
+/// in one process at a time (the queue's concurrency key), so per-process accounting holds.
+pub struct Registry {
+    default_burst: u32,
+    daily_budget: u64,
+    reserve_share: f64,
+    tokens: Mutex<std::collections::HashMap<String, Arc<TokenLimiter>>>,
+    budgets: Mutex<std::collections::HashMap<String, Arc<Budget>>>,
+}
+
+impl Registry {
+    /// `default_burst`: the limit to start from until Pipedrive's headers say otherwise;
+    /// `daily_budget`: the company's daily token budget (30,000 × plan multiplier × seats).
+    pub fn new(default_burst: u32, daily_budget: u64, reserve_share: f64) -> Self {
+        Self {
+            default_burst,
+            daily_budget,
+            reserve_share,
+            tokens: Mutex::new(Default::default()),
+            budgets: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn limiter(&self, connection: &str) -> Arc<TokenLimiter> {
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(TokenLimiter::new(self.default_burst))).clone()
+    }
+
+    pub fn budget(&self, company: &str) -> Arc<Budget> {
+        let mut map = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(company.to_owned()).or_insert_with(|| Arc::new(Budget::new(self.daily_budget, self.reserve_share))).clone()
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn clients_of_one_connection_and_company_share_their_limits() {
+        let r = Registry::new(20, 1_000, 0.1);
+        assert!(Arc::ptr_eq(&r.limiter("tenant-a"), &r.limiter("tenant-a")));
+        assert!(!Arc::ptr_eq(&r.limiter("tenant-a"), &r.limiter("tenant-b")));
+        let now = OffsetDateTime::now_utc();
+        r.budget("https://acme.pipedrive.com").charge(500, Priority::Background, now).unwrap();
+        assert_eq!(r.budget("https://acme.pipedrive.com").spent_today(now), 500, "one budget per company");
+        assert_eq!(r.budget("https://other.pipedrive.com").spent_today(now), 0);
+    }
+}
