@@ -8,6 +8,7 @@ pub mod brevo;
 pub mod connections;
 pub mod db;
 pub mod domain;
+pub mod mapping;
 pub mod pipedrive;
 pub mod queue;
 pub mod secrets;

@@ -216,7 +216,7 @@ mod tests {
         if var("PIPEBRIDGE_SECRET_KEY").is_some() {
             return;
         }
-        let e = secret_key(true).err().expect("refused");
+        let e = secret_key(true).expect_err("refused");
         assert_eq!(e.name, "PIPEBRIDGE_SECRET_KEY");
         assert!(e.to_string().contains("required when PIPEBRIDGE_ENV=production"), "{e}");
     }

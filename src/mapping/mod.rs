@@ -1,0 +1,214 @@
+//! The tenant's mapping configuration: the YAML format of PRODUCT.md, parsed into typed values
+//! (import), checked (structure here, against the tenant's real fields, stages, attributes and
+//! lists in `validate`), and written back (export, never with secrets). `transform` turns a
+//! Pipedrive person into Brevo attributes with it.
+
+pub mod transform;
+pub mod validate;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, as the YAML has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    pub connectors: Connectors,
+    /// Pipedrive path → Brevo attribute, in the order written.
+    #[serde(default)]
+    pub person_mapping: IndexMap<String, String>,
+    /// Stage id, `won` or `lost` → Brevo list id.
+    #[serde(default, with = "stage_keys")]
+    pub deal_stage_mapping: IndexMap<StageKey, i64>,
+    #[serde(default)]
+    pub webhooks: Vec<EventRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connectors {
+    pub pipedrive: PipedriveSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipedriveSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Accepted on import (the seed file has one) but never kept nor exported: credentials live
+    /// in Connections, encrypted.
+    #[serde(default, skip_serializing)]
+    pub api_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_domain: Option<String>,
+    #[serde(default)]
+    pub sync: SyncSwitches,
+    #[serde(default)]
+    pub lists: Lists,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSwitches {
+    #[serde(default = "yes")]
+    pub persons: bool,
+    #[serde(default = "yes")]
+    pub deals: bool,
+    #[serde(default = "yes")]
+    pub organizations: bool,
+    #[serde(default = "yes")]
+    pub activities: bool,
+    #[serde(default = "yes")]
+    pub leads: bool,
+}
+
+impl Default for SyncSwitches {
+    fn default() -> Self {
+        Self { persons: true, deals: true, organizations: true, activities: true, leads: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lists {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_contacts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualified_leads: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churned: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageKey {
+    Stage(u64),
+    Won,
+    Lost,
+}
+
+/// A Pipedrive event (in the file's v1 words) → a Brevo event name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRule {
+    pub event_action: String,
+    pub event_object: String,
+    pub brevo_event: String,
+}
+
+/// YAML keys of the stage mapping are integers or the words `won` / `lost`.
+mod stage_keys {
+    use indexmap::IndexMap;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_yaml::Value;
+
+    use super::StageKey;
+
+    pub fn serialize<S: Serializer>(map: &IndexMap<StageKey, i64>, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            match k {
+                StageKey::Stage(id) => m.serialize_entry(id, v)?,
+                StageKey::Won => m.serialize_entry("won", v)?,
+                StageKey::Lost => m.serialize_entry("lost", v)?,
+            }
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<StageKey, i64>, D::Error> {
+        let raw: IndexMap<Value, i64> = IndexMap::deserialize(d)?;
+        let mut out = IndexMap::new();
+        for (k, v) in raw {
+            let key = match &k {
+                Value::Number(n) => n.as_u64().map(StageKey::Stage),
+                Value::String(s) if s.eq_ignore_ascii_case("won") => Some(StageKey::Won),
+                Value::String(s) if s.eq_ignore_ascii_case("lost") => Some(StageKey::Lost),
+                Value::String(s) => s.trim().parse().ok().map(StageKey::Stage),
+                _ => None,
+            };
+            let key = key.ok_or_else(|| D::Error::custom(format!("deal_stage_mapping: {k:?} is not a stage id, \"won\" or \"lost\"")))?;
+            if out.insert(key, v).is_some() {
+                return Err(D::Error::custom(format!("deal_stage_mapping: {k:?} is mapped twice")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Why a YAML file was refused, with where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ImportError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl MappingConfig {
+    /// Parses the YAML format; a mistake of shape or type says where it is.
+    pub fn from_yaml(text: &str) -> Result<Self, ImportError> {
+        serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let message = match line {
+                Some(l) => format!("line {l}: {e}"),
+                None => e.to_string(),
+            };
+            ImportError { line, message }
+        })
+    }
+
+    /// The YAML format again, without secrets.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a mapping serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const SEED: &str = include_str!("seed.yaml");
+
+    #[test]
+    fn the_seed_file_is_accepted_as_it_is() {
+        let c = MappingConfig::from_yaml(SEED).unwrap();
+        assert_eq!(c.connectors.pipedrive.lists.customers, Some(62));
+        assert_eq!(c.person_mapping.get("org_id.name").map(String::as_str), Some("COMPANY"));
+        assert_eq!(c.person_mapping.get_index(0).unwrap().0, "email", "order kept");
+        assert_eq!(c.deal_stage_mapping[&StageKey::Stage(3)], 62);
+        assert_eq!(c.deal_stage_mapping[&StageKey::Won], 63);
+        assert_eq!(c.deal_stage_mapping[&StageKey::Lost], 64);
+        assert_eq!(c.webhooks.len(), 6);
+        assert_eq!(c.connectors.pipedrive.api_token.as_deref(), Some("..."));
+    }
+
+    #[test]
+    fn export_gives_it_back_without_secrets() {
+        let c = MappingConfig::from_yaml(SEED).unwrap();
+        let out = c.to_yaml();
+        assert!(!out.contains("api_token"));
+        let again = MappingConfig::from_yaml(&out).unwrap();
+        assert_eq!(again.person_mapping, c.person_mapping);
+        assert_eq!(again.deal_stage_mapping, c.deal_stage_mapping);
+        assert_eq!(again.webhooks, c.webhooks);
+        assert_eq!(again.connectors.pipedrive.lists, c.connectors.pipedrive.lists);
+    }
+
+    #[test]
+    fn mistakes_say_where() {
+        let e = MappingConfig::from_yaml("connectors:\n  pipedrive:\n    lists: { customers: many }\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.starts_with("line 3:"), "{}", e.message);
+        let e = MappingConfig::from_yaml("connectors: { pipedrive: {} }\npersn_mapping: {}\n").unwrap_err();
+        assert!(e.message.contains("persn_mapping"), "unknown keys are named: {}", e.message);
+        let e = MappingConfig::from_yaml("connectors: { pipedrive: {} }\ndeal_stage_mapping: { later: 3 }\n").unwrap_err();
+        assert!(e.message.contains("not a stage id"), "{}", e.message);
+    }
+}
