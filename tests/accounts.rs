@@ -172,3 +172,35 @@ async fn a_user_can_belong_to_several_tenants(pool: PgPool) {
     assert_eq!(ids, vec![second, first], "sorted by name, case-insensitively");
     assert!(tenants.iter().all(|t| t.role.0 == Role::Owner));
 }
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn mappings_are_validated_versioned_and_scoped(pool: PgPool) {
+    use pipebridge::mapping::store::{self, SaveError};
+    let (ann, tenant) = sign_up(&pool, "ann@example.com", "Acme").await;
+    let owner = authorize(&pool, ann, tenant).await.unwrap();
+    let first = store::save(&pool, &owner, store::SEED_YAML).await.unwrap();
+    assert_eq!(first.version, 1);
+    let e = store::save(&pool, &owner, "connectors: { pipedrive: {} }\npersn_mapping: {}\n").await.unwrap_err();
+    assert!(matches!(&e, SaveError::Unreadable(m) if m.contains("persn_mapping")), "{e:?}");
+    let bad = store::SEED_YAML.replace("first_name: FIRSTNAME", "first_name: FULLNAME");
+    match store::save(&pool, &owner, &bad).await.unwrap_err() {
+        SaveError::Invalid(problems) => assert_eq!(problems[0].at, "person_mapping.first_name"),
+        other => panic!("{other:?}"),
+    }
+    let second = store::save(&pool, &owner, &store::SEED_YAML.replace("customers: 62", "customers: 70")).await.unwrap();
+    assert_eq!(second.version, 2, "failed saves do not take a version");
+    let (version, yaml) = store::current(&pool, &owner).await.unwrap().unwrap();
+    assert_eq!(version, 2);
+    assert!(yaml.contains("customers: 70") && !yaml.contains("api_token"));
+    let history = store::versions(&pool, &owner).await.unwrap();
+    assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(history[0].author.as_deref(), Some("ann@example.com"));
+
+    // Another tenant sees nothing of it; a viewer may not save.
+    let (bob, bob_tenant) = sign_up(&pool, "bob@example.com", "Bravo").await;
+    let bob_member = authorize(&pool, bob, bob_tenant).await.unwrap();
+    assert!(store::current(&pool, &bob_member).await.unwrap().is_none());
+    add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer).await.unwrap();
+    let viewer = authorize(&pool, bob, tenant).await.unwrap();
+    assert!(matches!(store::save(&pool, &viewer, store::SEED_YAML).await, Err(SaveError::Access(AccessError::Forbidden))));
+}

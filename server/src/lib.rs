@@ -3,6 +3,7 @@
 
 pub mod config;
 mod csrf;
+mod exports;
 mod health;
 mod oauth;
 mod routes;

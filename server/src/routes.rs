@@ -39,6 +39,7 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router 
         providers: config.providers.clone(),
     };
     let oauth = crate::oauth::router(server_state.clone());
+    let exports = crate::exports::router(server_state.clone());
     let context = move || provide_context(server_state.clone());
     let routes = generate_route_list(App);
 
@@ -52,6 +53,7 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router 
 
     let app = Router::new()
         .merge(oauth)
+        .merge(exports)
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

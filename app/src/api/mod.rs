@@ -4,6 +4,7 @@
 
 mod auth;
 mod connections;
+mod mappings;
 mod team;
 mod tenant;
 #[cfg(feature = "ssr")]
@@ -11,6 +12,7 @@ pub mod server;
 
 pub use auth::*;
 pub use connections::*;
+pub use mappings::*;
 pub use team::*;
 pub use tenant::*;
 

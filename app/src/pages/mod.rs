@@ -3,6 +3,7 @@
 mod auth;
 mod connections;
 mod home;
+mod mappings;
 mod placeholders;
 mod settings;
 mod team;
@@ -11,7 +12,8 @@ mod tenant;
 pub use auth::{LoginPage, SignupPage};
 pub use home::{HomePage, NewCompanyPage};
 pub use connections::ConnectionsPage;
-pub use placeholders::{DashboardPage, HistoryPage, MappingsPage};
+pub use mappings::MappingsPage;
+pub use placeholders::{DashboardPage, HistoryPage};
 pub use settings::SettingsPage;
 pub use team::TeamPage;
 pub use tenant::TenantShell;

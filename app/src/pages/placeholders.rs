@@ -34,15 +34,6 @@ pub fn DashboardPage() -> impl IntoView {
 }
 
 #[component]
-pub fn MappingsPage() -> impl IntoView {
-    view! {
-        <Title text="Mappings"/>
-        <h1>"Mappings"</h1>
-        <p class="muted">"Connect Pipedrive and Brevo first: the mapping editor lists your real fields, stages and lists."</p>
-    }
-}
-
-#[component]
 pub fn HistoryPage() -> impl IntoView {
     view! {
         <Title text="Sync history"/>
