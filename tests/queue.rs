@@ -217,3 +217,66 @@ async fn held_tenants_jobs_wait_until_released(pool: PgPool) {
     queue::release(&pool, tenant, "paused").await.unwrap();
     assert_eq!(worker.run_next_job().await.unwrap().unwrap().0.id, held);
 }
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn each_period_is_scheduled_once_across_processes(pool: PgPool) {
+    use pipebridge::queue::schedule;
+    let every = Duration::from_secs(60);
+    let now = time::OffsetDateTime::now_utc();
+    let other_pool = sqlx::postgres::PgPoolOptions::new().connect_with(pool.connect_options().as_ref().clone()).await.unwrap();
+    let (a, b) = tokio::join!(schedule::claim_tick(&pool, "sync", every, now), schedule::claim_tick(&other_pool, "sync", every, now));
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one process claims the period");
+    assert!(!schedule::claim_tick(&pool, "sync", every, now).await.unwrap());
+    assert!(schedule::claim_tick(&pool, "sync", every, now + time::Duration::seconds(60)).await.unwrap(), "the next period");
+    assert!(schedule::claim_tick(&pool, "other", every, now).await.unwrap(), "schedules are independent");
+
+    // Two schedulers running side by side enqueue a probe job once per period.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let jobs = |_pool: PgPool| async { Ok(vec![NewJob::new("probe", json!({})).dedupe("probe")]) };
+    let s1 = tokio::spawn(schedule::run(pool.clone(), "probe", Duration::from_millis(400), jobs, stop_rx.clone()));
+    let s2 = tokio::spawn(schedule::run(other_pool, "probe", Duration::from_millis(400), jobs, stop_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    s1.await.unwrap();
+    s2.await.unwrap();
+    let probes: i64 = sqlx::query_scalar("select count(*) from jobs where kind = 'probe'").fetch_one(&pool).await.unwrap();
+    assert_eq!(probes, 1, "one period, one job");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn the_incremental_sync_is_scheduled_for_connected_tenants_only(pool: PgPool) {
+    use pipebridge::queue::schedule;
+    let sign_up = |email: &'static str| {
+        let pool = pool.clone();
+        async move {
+            pipebridge::accounts::sign_up(
+                &pool,
+                &pipebridge::domain::Email::parse(email).unwrap(),
+                pipebridge::domain::Password::parse_new("correct horse battery").unwrap(),
+                &pipebridge::domain::CompanyName::parse("Co").unwrap(),
+            )
+            .await
+            .unwrap()
+            .tenant_id
+        }
+    };
+    let (both, one, held) = (sign_up("a@example.com").await, sign_up("b@example.com").await, sign_up("c@example.com").await);
+    for (tenant, providers) in [(both, vec!["pipedrive", "brevo"]), (one, vec!["pipedrive"]), (held, vec!["pipedrive", "brevo"])] {
+        for p in providers {
+            sqlx::query(
+                "insert into connections (tenant_id, provider, auth_kind, status, api_base, account_label, secret, secret_last4)
+                 values ($1, $2, 'api_key', 'connected', 'x', 'x', '\\x00', 'xxxx')",
+            )
+            .bind(tenant)
+            .bind(p)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    queue::hold(&pool, held, queue::HOLD_PIPEDRIVE_REAUTH).await.unwrap();
+    let jobs = schedule::incremental_sync_jobs(&pool).await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.tenant_id.unwrap()).collect::<Vec<_>>(), vec![both]);
+    assert_eq!(jobs[0].kind, "sync.incremental");
+    assert_eq!(jobs[0].concurrency_key.as_deref(), Some(format!("sync:{both}").as_str()));
+}

@@ -8,6 +8,7 @@
 //! transaction held for the whole job (our syncs make thousands of API calls) and has no dedupe
 //! key; apalis's Postgres backend and graphile_worker have no heartbeat-renewed leases.
 
+pub mod schedule;
 mod worker;
 
 pub use worker::{Handler, HandlerFuture, JobError, Outcome, Worker, WorkerSettings};
