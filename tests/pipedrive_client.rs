@@ -72,7 +72,8 @@ async fn storms_of_429_and_a_fifth_of_5xx_lose_nothing() {
     admin(&sb, "/_sandbox/faults", json!({"storm_429_seconds": 3})).await;
     assert_eq!(all_ids(&client, 100).await.unwrap(), expected, "after waiting out the storm");
     admin(&sb, "/_sandbox/faults", json!({"error_rate": 0.2})).await;
-    assert_eq!(all_ids(&client, 100).await.unwrap(), expected, "5xx answers retried");
+    // Small pages: ~35 requests, so a fifth failing is all but certain to show (0.8^35 < 0.04%).
+    assert_eq!(all_ids(&client, 25).await.unwrap(), expected, "5xx answers retried");
     let log: serde_json::Value = reqwest::get(format!("{}/_sandbox/requests", sb.pipedrive_url)).await.unwrap().json().await.unwrap();
     let statuses: Vec<u64> = log.as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
     assert!(statuses.contains(&429) && statuses.iter().any(|s| *s >= 500), "the faults did happen");

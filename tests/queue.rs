@@ -116,14 +116,14 @@ async fn heartbeats_keep_a_long_job(pool: PgPool) {
     struct Slow;
     impl Handler for Slow {
         fn run<'a>(&'a self, _: &'a Job) -> queue::HandlerFuture<'a> {
-            Box::pin(async { tokio::time::sleep(Duration::from_millis(2500)).await; Ok(()) })
+            Box::pin(async { tokio::time::sleep(Duration::from_millis(4000)).await; Ok(()) })
         }
     }
-    let short = WorkerSettings { lease: Duration::from_millis(900), ..settings() };
+    let short = WorkerSettings { lease: Duration::from_millis(1500), ..settings() };
     let worker = Worker::new(pool.clone(), short.clone()).register("long", Slow);
     let other = Worker::new(pool.clone(), short).register("long", Slow);
     let running = tokio::spawn(async move { worker.run_next_job().await });
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert!(other.run_next_job().await.unwrap().is_none(), "renewed: not claimable at twice the lease");
     let (job, outcome) = running.await.unwrap().unwrap().unwrap();
     assert_eq!((job.id, outcome), (id, Outcome::Succeeded));

@@ -63,7 +63,7 @@ mod server {
             account_label: c.account_label.clone(),
             last4: c.secret_last4.clone(),
             is_sandbox: c.is_sandbox,
-            last_checked: c.last_checked_at.and_then(|t| t.format(&Rfc3339).ok()),
+            last_checked: c.last_checked_at.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok()),
             last_error: c.last_error.clone(),
         }
     }

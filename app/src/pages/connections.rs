@@ -50,11 +50,11 @@ pub fn ConnectionsPage() -> impl IntoView {
                         })}
                         <section class="card" id="pipedrive">
                             <h2>"Pipedrive"</h2>
-                            {match c.pipedrive {
+                            {match c.pipedrive.clone() {
                                 Some(p) => view! { <Connected conn=p provider="pipedrive" tenant_id=tenant_id.clone() can_manage disconnect/> }.into_any(),
                                 None => view! { <p class="status off">"Not connected yet."</p> }.into_any(),
                             }}
-                            {can_manage.then(|| view! { <PipedriveConnect tenant_id=tenant_id.clone() token/> })}
+                            {can_manage.then(|| view! { <PipedriveConnect tenant_id=tenant_id.clone() token connected=c.pipedrive.is_some()/> })}
                         </section>
                         <section class="card" id="brevo">
                             <h2>"Brevo"</h2>
@@ -131,12 +131,14 @@ fn Connected(
 }
 
 #[component]
-fn PipedriveConnect(tenant_id: String, token: ServerAction<ConnectPipedriveToken>) -> impl IntoView {
+fn PipedriveConnect(tenant_id: String, token: ServerAction<ConnectPipedriveToken>, connected: bool) -> impl IntoView {
     let start = format!("/t/{tenant_id}/connections/pipedrive/connect");
     view! {
         <p>
             // A full page load: the server redirects to Pipedrive's consent page.
-            <a class="button primary" href=start rel="external" data-testid="connect-pipedrive">"Connect Pipedrive"</a>
+            <a class="button primary" href=start rel="external" data-testid="connect-pipedrive">
+                {if connected { "Reconnect Pipedrive" } else { "Connect Pipedrive" }}
+            </a>
         </p>
         <details>
             <summary>"Or use an API token"</summary>
