@@ -110,9 +110,16 @@ async fn attributes_companies_and_events() {
     let company = api.create_company("Acme Ltd", &Map::new()).await.unwrap();
     api.link_company(&company, &[ann.id], &[]).await.unwrap();
     api.track_event("deal_stage_changed", "ann@example.com", &attrs(json!({"newStage": "Won", "value": 1200}))).await.unwrap();
+    api.track_events(&[
+        ("activity_logged".into(), "ann@example.com".into(), attrs(json!({"type": "call"}))),
+        ("activity_logged".into(), "ann@example.com".into(), attrs(json!({"type": "meeting"}))),
+    ])
+    .await
+    .unwrap();
     let s = state(&sb).await;
     let events = s["events"].as_array().unwrap();
     assert!(events.iter().any(|e| e["event_name"] == "deal_stage_changed"), "{s}");
+    assert_eq!(events.iter().filter(|e| e["event_name"] == "activity_logged").count(), 2, "the batch");
     let companies = s["companies"].as_array().unwrap();
     assert!(companies.iter().any(|c| c["name"] == "Acme Ltd" || c["attributes"]["name"] == "Acme Ltd"), "{s}");
 }

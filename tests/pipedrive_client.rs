@@ -225,3 +225,15 @@ async fn v1_webhooks_leads_recents_and_merge() {
     assert_eq!(merged["id"], 11);
     assert_eq!(merged["merge_what_id"], 10);
 }
+
+#[tokio::test]
+async fn a_failed_post_is_not_sent_twice() {
+    use pipebridge::pipedrive::v1::NewWebhook;
+    let sb = sandbox(20, |_| {}).await;
+    let client = token_client(&sb, 1_000_000);
+    admin(&sb, "/_sandbox/faults", json!({"error_rate": 1.0})).await;
+    let hook = NewWebhook { subscription_url: "http://127.0.0.1:9/h", event_action: "*", event_object: "deal", name: "n", http_auth_user: "u", http_auth_password: "p" };
+    assert!(matches!(client.create_webhook(&hook).await.unwrap_err(), PipedriveError::Transient(_)));
+    let log: serde_json::Value = reqwest::get(format!("{}/_sandbox/requests", sb.pipedrive_url)).await.unwrap().json().await.unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 1, "a POST that may have taken effect is left to the caller");
+}

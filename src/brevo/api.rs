@@ -298,6 +298,18 @@ impl BrevoApi {
     }
 }
 
+impl BrevoApi {
+    /// Several events in one call (`/events/batch`): `(event name, email, properties)` each.
+    pub async fn track_events(&self, events: &[(String, String, Map<String, Value>)]) -> Result<(), BrevoError> {
+        let body: Vec<Value> = events
+            .iter()
+            .map(|(name, email, props)| json!({"event_name": name, "identifiers": {"email_id": email}, "event_properties": props}))
+            .collect();
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/events/batch", &[], Some(&Value::Array(body))).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
+    }
+}
+
 fn parse_error(bytes: &[u8]) -> ErrorBody {
     serde_json::from_slice(bytes).unwrap_or_default()
 }

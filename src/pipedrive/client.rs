@@ -186,7 +186,9 @@ impl PipedriveClient {
                 403 if html => return Err(PipedriveError::Blocked),
                 500..=599 => {
                     failures += 1;
-                    if failures >= self.retry.attempts {
+                    // A POST that failed on the server may still have taken effect: the caller
+                    // decides (e.g. lists webhooks before creating one again).
+                    if failures >= self.retry.attempts || method == reqwest::Method::POST {
                         return Err(PipedriveError::Transient(format!("status {status}")));
                     }
                     tokio::time::sleep(self.backoff(failures)).await;
