@@ -178,16 +178,16 @@ async fn mappings_are_validated_versioned_and_scoped(pool: PgPool) {
     use pipebridge::mapping::store::{self, SaveError};
     let (ann, tenant) = sign_up(&pool, "ann@example.com", "Acme").await;
     let owner = authorize(&pool, ann, tenant).await.unwrap();
-    let first = store::save(&pool, &owner, store::SEED_YAML).await.unwrap();
+    let first = store::save(&pool, &owner, store::SEED_YAML, None).await.unwrap();
     assert_eq!(first.version, 1);
-    let e = store::save(&pool, &owner, "connectors: { pipedrive: {} }\npersn_mapping: {}\n").await.unwrap_err();
+    let e = store::save(&pool, &owner, "connectors: { pipedrive: {} }\npersn_mapping: {}\n", None).await.unwrap_err();
     assert!(matches!(&e, SaveError::Unreadable(m) if m.contains("persn_mapping")), "{e:?}");
     let bad = store::SEED_YAML.replace("first_name: FIRSTNAME", "first_name: FULLNAME");
-    match store::save(&pool, &owner, &bad).await.unwrap_err() {
+    match store::save(&pool, &owner, &bad, None).await.unwrap_err() {
         SaveError::Invalid(problems) => assert_eq!(problems[0].at, "person_mapping.first_name"),
         other => panic!("{other:?}"),
     }
-    let second = store::save(&pool, &owner, &store::SEED_YAML.replace("customers: 62", "customers: 70")).await.unwrap();
+    let second = store::save(&pool, &owner, &store::SEED_YAML.replace("customers: 62", "customers: 70"), None).await.unwrap();
     assert_eq!(second.version, 2, "failed saves do not take a version");
     let (version, yaml) = store::current(&pool, &owner).await.unwrap().unwrap();
     assert_eq!(version, 2);
@@ -202,5 +202,5 @@ async fn mappings_are_validated_versioned_and_scoped(pool: PgPool) {
     assert!(store::current(&pool, &bob_member).await.unwrap().is_none());
     add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer).await.unwrap();
     let viewer = authorize(&pool, bob, tenant).await.unwrap();
-    assert!(matches!(store::save(&pool, &viewer, store::SEED_YAML).await, Err(SaveError::Access(AccessError::Forbidden))));
+    assert!(matches!(store::save(&pool, &viewer, store::SEED_YAML, None).await, Err(SaveError::Access(AccessError::Forbidden))));
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `PIPEBRIDGE_WORKERS`: job worker tasks in this process (default 4).
     pub workers: usize,
+    /// `PIPEBRIDGE_PIPEDRIVE_DAILY_BUDGET`: the Pipedrive company's daily token budget (30,000 ×
+    /// plan multiplier × seats; default 30,000, the smallest: one Lite seat).
+    pub pipedrive_daily_budget: u64,
     /// `PIPEBRIDGE_PUBLIC_URL`: where users reach the app (default http://127.0.0.1:3000). An
     /// `https://` URL makes cookies `Secure`; its origin is also accepted by the CSRF check.
     pub public_url: String,
@@ -69,6 +72,7 @@ impl Config {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/pipebridge".into()),
             db_max_connections: parse("PIPEBRIDGE_DB_MAX_CONNECTIONS", 10)?,
             workers: parse("PIPEBRIDGE_WORKERS", 4)?,
+            pipedrive_daily_budget: parse("PIPEBRIDGE_PIPEDRIVE_DAILY_BUDGET", 30_000)?,
             public_url,
             session_idle_minutes: parse("PIPEBRIDGE_SESSION_IDLE_MINUTES", 720)?,
             trust_forwarded_for: parse("PIPEBRIDGE_TRUST_FORWARDED_FOR", false)?,
@@ -95,6 +99,7 @@ impl Config {
             database_url,
             db_max_connections: 5,
             workers: 1,
+            pipedrive_daily_budget: 1_000_000,
             public_url: public_url.to_owned(),
             session_idle_minutes: 720,
             trust_forwarded_for: false,

@@ -37,6 +37,7 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router 
         trust_forwarded_for: config.trust_forwarded_for,
         secret_key: config.secret_key.clone(),
         providers: config.providers.clone(),
+        limits: std::sync::Arc::new(pipebridge::pipedrive::limits::Registry::new(20, config.pipedrive_daily_budget, 0.1)),
     };
     let oauth = crate::oauth::router(server_state.clone());
     let exports = crate::exports::router(server_state.clone());

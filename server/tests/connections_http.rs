@@ -187,3 +187,28 @@ async fn pipedrive_by_api_token(pool: PgPool) {
     let (token, refresh, _) = stored(&app, &tenant, "pipedrive").await.unwrap();
     assert_eq!((token.as_str(), refresh), (DEFAULT_API_TOKEN, None));
 }
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_mapping_is_checked_against_the_connected_accounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (mut ann, tenant) = app.signed_up("ann@example.com", "Acme").await;
+    let seed = pipebridge::mapping::store::SEED_YAML;
+    // Not connected yet: checked on its own, saved.
+    let res = ann.call("save_mapping", &[("tenant_id", &tenant), ("yaml", seed)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    ann.call("connect_pipedrive_token", &[("tenant_id", &tenant), ("api_token", DEFAULT_API_TOKEN), ("company_domain", "sandbox")]).await;
+    ann.call("save_brevo_key", &[("tenant_id", &tenant), ("api_key", DEFAULT_API_KEY)]).await;
+    // Connected: the seed's list ids do not exist in this Brevo account; its stages and the
+    // "lead_source" custom field (label "Lead source") do exist in the sandbox's Pipedrive.
+    let res = ann.call("save_mapping", &[("tenant_id", &tenant), ("yaml", seed)]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let message = error_message(res).await;
+    assert!(message.contains("connectors.pipedrive.lists.customers: Brevo has no list 62."), "{message}");
+    assert!(!message.contains("custom_fields.lead_source"), "the label matched: {message}");
+    assert!(!message.contains("no stage"), "{message}");
+
+    let broken = seed.replace("custom_fields.lead_source", "custom_fields.no_such_field");
+    let message = error_message(ann.call("save_mapping", &[("tenant_id", &tenant), ("yaml", &broken)]).await).await;
+    assert!(message.contains("Pipedrive has no person custom field with the key or label \"no_such_field\""), "{message}");
+}

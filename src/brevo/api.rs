@@ -255,6 +255,27 @@ impl BrevoApi {
         Ok(out)
     }
 
+    /// Every contact list's id (paged by 50, Brevo's maximum).
+    pub async fn list_ids(&self) -> Result<Vec<i64>, BrevoError> {
+        let mut ids = Vec::new();
+        let mut offset = 0;
+        loop {
+            let off = offset.to_string();
+            let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts/lists", &[("limit", "50"), ("offset", &off)], None).await?;
+            if status != 200 {
+                return Err(contact_error(status, &bytes));
+            }
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() })?;
+            let page: Vec<i64> = v["lists"].as_array().into_iter().flatten().filter_map(|l| l["id"].as_i64()).collect();
+            let n = page.len();
+            ids.extend(page);
+            if n < 50 {
+                return Ok(ids);
+            }
+            offset += 50;
+        }
+    }
+
     pub async fn attributes(&self) -> Result<Vec<Attribute>, BrevoError> {
         let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts/attributes", &[], None).await?;
         #[derive(Deserialize)]

@@ -385,3 +385,46 @@ impl pipedrive::client::Credentials for OAuthCredentials {
         })
     }
 }
+
+/// An API client for the tenant's Pipedrive connection, sharing the process's limiter and
+/// budget; `None` when Pipedrive is not connected.
+pub async fn pipedrive_client(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    member: &Member,
+    registry: &pipedrive::limits::Registry,
+) -> Result<Option<pipedrive::client::PipedriveClient>, ConnectError> {
+    use std::sync::Arc;
+    let row: Option<(String, Vec<u8>, String)> =
+        sqlx::query_as("select auth_kind, secret, api_base from connections where tenant_id = $1 and provider = 'pipedrive' and status = 'connected'")
+            .bind(member.tenant_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((kind, secret, base)) = row else { return Ok(None) };
+    let credentials: Arc<dyn pipedrive::client::Credentials> = if kind == "oauth" {
+        match OAuthCredentials::load(pool, key, providers, member).await? {
+            Some((creds, _)) => Arc::new(creds),
+            None => return Ok(None),
+        }
+    } else {
+        let token = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
+        Arc::new(pipedrive::client::StaticToken(token))
+    };
+    let limiter = registry.limiter(&member.tenant_id.to_string());
+    let budget = registry.budget(&base);
+    Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget)))
+}
+
+/// An API client for the tenant's Brevo key; `None` when Brevo is not connected.
+pub async fn brevo_api(pool: &PgPool, key: &SecretKey, member: &Member) -> Result<Option<crate::brevo::api::BrevoApi>, ConnectError> {
+    let row: Option<(Vec<u8>, String)> =
+        sqlx::query_as("select secret, api_base from connections where tenant_id = $1 and provider = 'brevo' and status = 'connected'")
+            .bind(member.tenant_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((secret, base)) = row else { return Ok(None) };
+    let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
+    // One-off calls (catalog, checks): fresh limiters at Brevo's documented rates.
+    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, std::sync::Arc::new(crate::brevo::api::BrevoLimits::documented()))))
+}

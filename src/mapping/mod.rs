@@ -3,6 +3,7 @@
 //! lists in `validate`), and written back (export, never with secrets). `transform` turns a
 //! Pipedrive person into Brevo attributes with it.
 
+pub mod catalog;
 pub mod store;
 pub mod transform;
 pub mod validate;

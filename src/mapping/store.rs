@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::MappingConfig;
-use super::validate::{Problem, Severity, check};
+use super::validate::{Catalog, Problem, Severity, check};
 use crate::accounts::{AccessError, Member};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +36,12 @@ pub struct VersionInfo {
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
-pub async fn save(pool: &PgPool, member: &Member, yaml: &str) -> Result<Saved, SaveError> {
+/// Saves a new version if the YAML reads and has no mistakes; with a catalog, its references are
+/// checked against the tenant's real fields, stages, attributes and lists too.
+pub async fn save(pool: &PgPool, member: &Member, yaml: &str, catalog: Option<&Catalog>) -> Result<Saved, SaveError> {
     member.require_manage()?;
     let config = MappingConfig::from_yaml(yaml).map_err(|e| SaveError::Unreadable(e.message))?;
-    let problems = check(&config, None);
+    let problems = check(&config, catalog);
     let (errors, warnings): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.severity == Severity::Error);
     if !errors.is_empty() {
         return Err(SaveError::Invalid(errors));

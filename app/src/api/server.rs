@@ -20,6 +20,8 @@ pub struct ServerState {
     pub secret_key: pipebridge::secrets::SecretKey,
     /// Where Pipedrive and Brevo are.
     pub providers: pipebridge::connections::Providers,
+    /// The process's Pipedrive limiters and budgets.
+    pub limits: std::sync::Arc<pipebridge::pipedrive::limits::Registry>,
 }
 
 const USER_KEY: &str = "user_id";
