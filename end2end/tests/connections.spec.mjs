@@ -32,6 +32,12 @@ test('connect Pipedrive on the consent page; a bad Brevo key is refused, a good 
   await expect(page.getByTestId('brevo-last4')).toHaveText('…dbox');
   await expect(page.locator('body')).not.toContainText(BREVO_KEY);
 
+  // The dashboard tells the same.
+  await open(page, base);
+  await expect(page.getByTestId('dashboard-pipedrive')).toHaveText('Connected: Sandbox Company (sandbox)');
+  await expect(page.getByTestId('dashboard-brevo')).toContainText('Connected');
+  await open(page, `${base}/connections`);
+
   // Denying on the consent page leaves Pipedrive as it was and says so.
   await page.getByRole('button', { name: 'Disconnect' }).first().click();
   await expect(page.getByTestId('pipedrive-status')).toHaveCount(0);

@@ -5,31 +5,49 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use super::tenant::use_tenant;
+use crate::api::{ConnectionView, load_connections};
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let ctx = use_tenant();
     let base = format!("/t/{}", ctx.id());
+    let tenant_id = ctx.id();
+    let connections = Resource::new(|| (), move |_| load_connections(tenant_id.clone()));
+    let card = move |title: &'static str, conn: Option<ConnectionView>, href: String, action: &'static str| {
+        let (class, text) = match &conn {
+            Some(c) if c.status == "connected" => ("status on", format!("Connected: {}", c.account_label)),
+            Some(_) => ("status off", "Needs reauthorization".to_owned()),
+            None => ("status off", "Not connected yet".to_owned()),
+        };
+        view! {
+            <section class="card">
+                <h2>{title}</h2>
+                <p class=class data-testid=format!("dashboard-{}", title.to_lowercase())>{text}</p>
+                <A href=href>{if conn.is_some() { "Manage" } else { action }}</A>
+            </section>
+        }
+    };
     view! {
         <Title text="Dashboard"/>
         <h1>"Dashboard"</h1>
-        <div class="cards">
-            <section class="card">
-                <h2>"Pipedrive"</h2>
-                <p class="status off">"Not connected yet"</p>
-                <A href=format!("{base}/connections")>"Connect Pipedrive"</A>
-            </section>
-            <section class="card">
-                <h2>"Brevo"</h2>
-                <p class="status off">"Not connected yet"</p>
-                <A href=format!("{base}/connections")>"Add your Brevo API key"</A>
-            </section>
-            <section class="card">
-                <h2>"Last sync"</h2>
-                <p class="status">"No sync has run yet"</p>
-                <A href=format!("{base}/history")>"Sync history"</A>
-            </section>
-        </div>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new({
+                let base = base.clone();
+                async move {
+                    connections.await.map(|c| view! {
+                        <div class="cards">
+                            {card("Pipedrive", c.pipedrive, format!("{base}/connections"), "Connect Pipedrive")}
+                            {card("Brevo", c.brevo, format!("{base}/connections"), "Add your Brevo API key")}
+                            <section class="card">
+                                <h2>"Last sync"</h2>
+                                <p class="status">"No sync has run yet"</p>
+                                <A href=format!("{base}/history")>"Sync history"</A>
+                            </section>
+                        </div>
+                    })
+                }
+            })}
+        </Transition>
     }
 }
 
