@@ -41,7 +41,7 @@ async fn stored(app: &TestApp, tenant: &str, provider: &str) -> Option<(String, 
 async fn oauth_connect_through_the_consent_page_and_disconnect_revokes(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (mut ann, tenant) = app.signed_up("ann@example.com", "Acme").await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(std::time::Duration::from_secs(30)).build().unwrap();
 
     let res = ann.get(&format!("/t/{tenant}/connections/pipedrive/connect")).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -106,7 +106,7 @@ async fn oauth_connect_through_the_consent_page_and_disconnect_revokes(pool: PgP
 async fn denied_consent_and_forged_state(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (mut ann, tenant) = app.signed_up("ann@example.com", "Acme").await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(std::time::Duration::from_secs(30)).build().unwrap();
     let redirect_uri = app.url("/oauth/pipedrive/callback");
 
     let authorize = location(&ann.get(&format!("/t/{tenant}/connections/pipedrive/connect")).await);

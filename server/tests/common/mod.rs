@@ -68,7 +68,8 @@ pub struct Browser<'a> {
 
 impl Browser<'_> {
     fn client() -> reqwest::Client {
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+        // A timeout turns a hung request into a failure that names it.
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(std::time::Duration::from_secs(30)).build().unwrap()
     }
 
     fn remember(&mut self, res: &Response) {
