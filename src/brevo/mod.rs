@@ -79,7 +79,7 @@ impl BrevoClient {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| BrevoError::Transient(without_url(&e)))?;
+            .map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
         let status = res.status().as_u16();
         let reset = res
             .headers()
@@ -87,44 +87,14 @@ impl BrevoClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(60);
-        let body = res.bytes().await.map_err(|e| BrevoError::Transient(without_url(&e)))?;
+        let body = res.bytes().await.map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
         let message = || serde_json::from_slice::<ErrorBody>(&body).map(|b| b.message).unwrap_or_default();
         match status {
-            200 => serde_json::from_slice(&body).map_err(|e| BrevoError::Decode { field: field_of(&e) }),
+            200 => serde_json::from_slice(&body).map_err(|e| BrevoError::Decode { field: crate::pipedrive::field_of(&e) }),
             401 => Err(BrevoError::BadKey(message())),
             429 => Err(BrevoError::RateLimited { reset_secs: reset }),
             500..=599 => Err(BrevoError::Transient(format!("status {status}"))),
             _ => Err(BrevoError::Rejected { status, message: message() }),
         }
     }
-}
-
-/// reqwest errors print the URL; ours carry no secrets in URLs, but keep messages short.
-fn without_url(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection refused or unreachable".into()
-    } else {
-        e.without_url_ref().to_string()
-    }
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match text.split_once(" for url (") {
-            Some((head, _)) => head.to_owned(),
-            None => text,
-        }
-    }
-}
-
-fn field_of(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    text.split('`').nth(1).unwrap_or("?").to_owned()
 }

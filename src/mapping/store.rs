@@ -18,6 +18,9 @@ pub enum SaveError {
     /// It parses but has mistakes: one message each.
     #[error("the mapping has {} mistake(s)", .0.len())]
     Invalid(Vec<Problem>),
+    /// The tenant's accounts could not be read to check the mapping against them.
+    #[error("{0}")]
+    Catalog(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -62,6 +65,29 @@ pub async fn save(pool: &PgPool, member: &Member, yaml: &str, catalog: Option<&C
     tx.commit().await?;
     tracing::info!(version, "mapping saved");
     Ok(Saved { version, warnings })
+}
+
+/// Saves with the check against the tenant's real accounts when both are connected, on its own
+/// before that. The catalog is read only after the YAML parsed and the member may save.
+#[allow(clippy::too_many_arguments)]
+pub async fn save_checked(
+    pool: &PgPool,
+    key: &crate::secrets::SecretKey,
+    providers: &crate::connections::Providers,
+    limits: &crate::pipedrive::limits::Registry,
+    member: &Member,
+    yaml: &str,
+) -> Result<Saved, SaveError> {
+    member.require_manage()?;
+    MappingConfig::from_yaml(yaml).map_err(|e| SaveError::Unreadable(e.message))?;
+    let connect = |e: crate::connections::ConnectError| SaveError::Catalog(e.to_string());
+    let pipedrive = crate::connections::pipedrive_client(pool, key, providers, member, limits).await.map_err(connect)?;
+    let brevo = crate::connections::brevo_api(pool, key, member).await.map_err(connect)?;
+    let catalog = match (pipedrive, brevo) {
+        (Some(p), Some(b)) => Some(super::catalog::load(&p, &b).await.map_err(|e| SaveError::Catalog(e.to_string()))?),
+        _ => None,
+    };
+    save(pool, member, yaml, catalog.as_ref()).await
 }
 
 /// The mapping in force: its version and YAML.

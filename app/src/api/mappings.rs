@@ -38,8 +38,6 @@ pub async fn save_mapping(tenant_id: String, yaml: String) -> Result<SavedMappin
 
 #[cfg(feature = "ssr")]
 mod server {
-    use pipebridge::connections;
-    use pipebridge::mapping::catalog;
     use pipebridge::mapping::store::{self, SaveError};
     use time::format_description::well_known::Rfc3339;
 
@@ -55,6 +53,10 @@ mod server {
                 SaveError::Invalid(problems) => AppError::Invalid(
                     problems.iter().map(|p| format!("{}: {}", p.at, p.message)).collect::<Vec<_>>().join("\n"),
                 ),
+                SaveError::Catalog(m) => {
+                    tracing::warn!(message = %m, "reading the catalog failed");
+                    AppError::Unavailable(format!("The mapping could not be checked against your accounts ({m}). Try again shortly."))
+                }
                 SaveError::Database(e) => e.into(),
             }
         }
@@ -80,22 +82,7 @@ mod server {
     pub async fn save(tenant_id: String, yaml: String) -> Result<SavedMapping, AppError> {
         respond(async {
             let (state, member) = s::member(&tenant_id).await?;
-            member.require_manage()?;
-            // With both sides connected, the mapping is checked against the real fields, stages,
-            // attributes and lists; before that, on its own.
-            let pd = connections::pipedrive_client(&state.pool, &state.secret_key, &state.providers, &member, &state.limits).await?;
-            let brevo = connections::brevo_api(&state.pool, &state.secret_key, &member).await?;
-            let catalog = match (pd, brevo) {
-                (Some(pd), Some(brevo)) => match catalog::load(&pd, &brevo).await {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading the catalog failed");
-                        return Err(AppError::Unavailable(format!("The mapping could not be checked against your accounts ({e}). Try again shortly.")));
-                    }
-                },
-                _ => None,
-            };
-            let saved = store::save(&state.pool, &member, &yaml, catalog.as_ref()).await?;
+            let saved = store::save_checked(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, &yaml).await?;
             Ok(SavedMapping { version: saved.version, warnings: saved.warnings.iter().map(|p| format!("{}: {}", p.at, p.message)).collect() })
         }
         .await)

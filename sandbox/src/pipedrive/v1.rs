@@ -73,11 +73,7 @@ pub async fn create_person(State(pd): State<Pipedrive>, Extension(caller): Exten
     let m = match object_body(body) { Ok(m) => v1_person_body(m), Err(e) => return e };
     pd.mutate(|w, now| {
         let id = w.persons.next_id;
-        let mut p = Person {
-            id, name: String::new(), first_name: None, last_name: None, owner_id: caller.user_id, org_id: None,
-            emails: vec![], phones: vec![], is_deleted: false, visible_to: 3, label_ids: vec![], marketing_status: None,
-            add_time: now, update_time: now, custom_fields: Default::default(),
-        };
+        let mut p = Person::blank(id, caller.user_id, now);
         if let Err(e) = apply_person(w, &mut p, &m, true) {
             return e;
         }
