@@ -12,3 +12,4 @@ pub mod mapping;
 pub mod pipedrive;
 pub mod queue;
 pub mod secrets;
+pub mod sync;

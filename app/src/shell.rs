@@ -7,7 +7,7 @@ use leptos_router::{SsrMode, path};
 
 use crate::components::NotFound;
 use crate::pages::{
-    ConnectionsPage, DashboardPage, HistoryPage, HomePage, LoginPage, MappingsPage, NewCompanyPage,
+    ConnectionsPage, DashboardPage, HistoryPage, HomePage, LoginPage, MappingsPage, NewCompanyPage, RunPage,
     SettingsPage, SignupPage, TeamPage, TenantShell,
 };
 
@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("connections") view=ConnectionsPage/>
                     <Route path=path!("mappings") view=MappingsPage/>
                     <Route path=path!("history") view=HistoryPage/>
+                    <Route path=path!("history/:run") view=RunPage/>
                     <Route path=path!("team") view=TeamPage/>
                     <Route path=path!("settings") view=SettingsPage/>
                 </ParentRoute>

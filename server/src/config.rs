@@ -30,6 +30,8 @@ pub struct Config {
     pub pipedrive_daily_budget: u64,
     /// `PIPEBRIDGE_PUBLIC_URL`: where users reach the app (default http://127.0.0.1:3000). An
     /// `https://` URL makes cookies `Secure`; its origin is also accepted by the CSRF check.
+    /// Every tenant's incremental sync is queued this often (seconds; 0: never).
+    pub sync_every_seconds: u64,
     pub public_url: String,
     /// `PIPEBRIDGE_SESSION_IDLE_MINUTES`: a session ends after this long without a request (720).
     pub session_idle_minutes: i64,
@@ -73,6 +75,7 @@ impl Config {
             db_max_connections: parse("PIPEBRIDGE_DB_MAX_CONNECTIONS", 10)?,
             workers: parse("PIPEBRIDGE_WORKERS", 4)?,
             pipedrive_daily_budget: parse("PIPEBRIDGE_PIPEDRIVE_DAILY_BUDGET", 30_000)?,
+            sync_every_seconds: parse("PIPEBRIDGE_SYNC_EVERY_SECONDS", 60)?,
             public_url,
             session_idle_minutes: parse("PIPEBRIDGE_SESSION_IDLE_MINUTES", 720)?,
             trust_forwarded_for: parse("PIPEBRIDGE_TRUST_FORWARDED_FOR", false)?,
@@ -100,6 +103,8 @@ impl Config {
             db_max_connections: 5,
             workers: 1,
             pipedrive_daily_budget: 1_000_000,
+            // Tests start their syncs themselves.
+            sync_every_seconds: 0,
             public_url: public_url.to_owned(),
             session_idle_minutes: 720,
             trust_forwarded_for: false,

@@ -31,13 +31,13 @@ pub struct AppState {
 
 pub const SESSION_COOKIE: &str = "pipebridge_session";
 
-pub fn router(config: &Config, state: AppState, store: PostgresStore) -> Router {
+pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: std::sync::Arc<pipebridge::pipedrive::limits::Registry>) -> Router {
     let server_state = ServerState {
         pool: state.pool.clone(),
         trust_forwarded_for: config.trust_forwarded_for,
         secret_key: config.secret_key.clone(),
         providers: config.providers.clone(),
-        limits: std::sync::Arc::new(pipebridge::pipedrive::limits::Registry::new(20, config.pipedrive_daily_budget, 0.1)),
+        limits,
     };
     let oauth = crate::oauth::router(server_state.clone());
     let exports = crate::exports::router(server_state.clone());

@@ -6,7 +6,11 @@ use anyhow::Context;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use pipebridge::db::{self, Pool};
+use std::sync::Arc;
+
+use pipebridge::pipedrive::limits::Registry;
 use pipebridge::queue::{Worker, WorkerSettings};
+use pipebridge::sync;
 use tokio::net::TcpListener;
 use tower_sessions_sqlx_store::PostgresStore;
 
@@ -18,6 +22,7 @@ pub struct Application {
     router: Router,
     pool: Pool,
     workers: Worker,
+    sync_every: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -38,11 +43,16 @@ impl Application {
         pool: Pool,
     ) -> anyhow::Result<Self> {
         db::migrate(&pool).await.context("applying database migrations")?;
-        let router = build_router(config, leptos_options, pool.clone()).await?;
-        // Job handlers register here as the sync engine grows; a job of an unknown kind is
-        // marked dead with a message, never lost silently.
-        let workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() });
-        Ok(Self { listener, router, pool, workers })
+        // The rate limiters and budgets of this process, shared by the web handlers and workers.
+        let limits = Arc::new(Registry::new(20, config.pipedrive_daily_budget, 0.1));
+        let router = build_router(config, leptos_options, pool.clone(), limits.clone()).await?;
+        // A job of an unknown kind is marked dead with a message, never lost silently.
+        let services = Arc::new(sync::Services::new(pool.clone(), config.secret_key.clone(), config.providers.clone(), limits));
+        let workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() })
+            .register(sync::JOB_SYNC, sync::SyncHandler::new(services.clone()))
+            .register(sync::JOB_FULL_RESYNC, sync::SyncHandler::new(services));
+        let sync_every = (config.sync_every_seconds > 0).then(|| std::time::Duration::from_secs(config.sync_every_seconds));
+        Ok(Self { listener, router, pool, workers, sync_every })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -57,7 +67,12 @@ impl Application {
     /// requests in flight, lets running jobs finish (or releases them after the grace period).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let workers = tokio::spawn(self.workers.run(stop_rx));
+        let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
+        let schedule = self.sync_every.map(|every| {
+            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), "sync.incremental", every, |pool| async move {
+                pipebridge::queue::schedule::incremental_sync_jobs(&pool).await
+            }, stop_rx))
+        });
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
         tracing::info!("stopped serving: in-flight requests finished");
@@ -65,16 +80,22 @@ impl Application {
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "a worker task panicked");
         }
+        if let Some(Err(e)) = match schedule {
+            Some(s) => Some(s.await),
+            None => None,
+        } {
+            tracing::error!(error = %e, "the sync schedule panicked");
+        }
         self.pool.close().await;
         served.context("serving HTTP")
     }
 }
 
-pub async fn build_router(config: &Config, leptos_options: LeptosOptions, pool: Pool) -> anyhow::Result<Router> {
+pub async fn build_router(config: &Config, leptos_options: LeptosOptions, pool: Pool, limits: Arc<Registry>) -> anyhow::Result<Router> {
     let store = PostgresStore::new(pool.clone());
     store.migrate().await.context("creating the session table")?;
     routes::spawn_session_cleanup(store.clone());
-    Ok(routes::router(config, AppState { leptos_options, pool }, store))
+    Ok(routes::router(config, AppState { leptos_options, pool }, store, limits))
 }
 
 async fn shutdown_signal() {

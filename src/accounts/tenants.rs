@@ -13,6 +13,12 @@ pub struct Member {
 }
 
 impl Member {
+    /// The background workers acting for a tenant (a sync run): no user behind it, and access to
+    /// that one tenant's data only.
+    pub fn worker(tenant_id: TenantId) -> Self {
+        Self { user_id: UserId(uuid::Uuid::nil()), tenant_id, role: Role::Admin }
+    }
+
     /// Refuses viewers: for every action that changes the tenant.
     pub fn require_manage(&self) -> Result<(), AccessError> {
         if self.role.can_manage() { Ok(()) } else { Err(AccessError::Forbidden) }

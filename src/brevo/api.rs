@@ -20,6 +20,8 @@ pub const LIST_CHUNK: usize = 150;
 /// The per-key limiters; share one per key across every client of the process.
 pub struct BrevoLimits {
     contacts: DefaultDirectRateLimiter,
+    /// `/v3/events` has its own 10-per-second bucket.
+    events: DefaultDirectRateLimiter,
     others: DefaultDirectRateLimiter,
 }
 
@@ -28,6 +30,7 @@ impl BrevoLimits {
         let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least one");
         Self {
             contacts: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
+            events: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
             // Evenly spread over the hour, with a small burst for a connection check and set-up.
             others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(10)))),
         }
@@ -87,6 +90,8 @@ pub struct BrevoApi {
     base: String,
     key: Secret,
     limits: Arc<BrevoLimits>,
+    /// Requests sent by this client and its clones (retries included): a run's Brevo calls.
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,15 +111,26 @@ impl BrevoApi {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client with a timeout builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits }
+        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default() }
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One call with its retries; `(status, body)` of the final 2xx/4xx answer.
     async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, bytes::Bytes), BrevoError> {
-        let contacts = path.starts_with("/v3/contacts") || path.starts_with("/v3/events");
+        let bucket = if path.starts_with("/v3/contacts") {
+            &self.limits.contacts
+        } else if path.starts_with("/v3/events") {
+            &self.limits.events
+        } else {
+            &self.limits.others
+        };
         let (mut failures, mut limited) = (0u32, 0u32);
         loop {
-            if contacts { self.limits.contacts.until_ready().await } else { self.limits.others.until_ready().await }
+            bucket.until_ready().await;
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
             if let Some(b) = body {
                 req = req.json(b);
@@ -204,6 +220,20 @@ impl BrevoApi {
         let (status, bytes) = self.call(reqwest::Method::GET, &format!("/v3/processes/{id}"), &[], None).await?;
         match status {
             200 => serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// The most recent processes (one call for up to 50: processes share the 100-an-hour bucket).
+    pub async fn recent_processes(&self) -> Result<Vec<Process>, BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/processes", &[("limit", "50"), ("offset", "0"), ("sort", "desc")], None).await?;
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            processes: Vec<Process>,
+        }
+        match status {
+            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.processes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
@@ -303,6 +333,22 @@ impl BrevoApi {
             200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).ok_or(BrevoError::Decode { field: "id".into() }),
             _ => Err(contact_error(status, &bytes)),
         }
+    }
+
+    /// Creates a company already linked to these contacts; returns its id.
+    pub async fn create_company_linked(&self, name: &str, contact_ids: &[i64]) -> Result<String, BrevoError> {
+        let body = json!({"name": name, "linkedContactsIds": contact_ids});
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
+        match status {
+            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).ok_or(BrevoError::Decode { field: "id".into() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// Renames a company (`PATCH /v3/companies/{id}` without links, which would replace them).
+    pub async fn rename_company(&self, company_id: &str, name: &str) -> Result<(), BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::PATCH, &format!("/v3/companies/{company_id}"), &[], Some(&json!({"name": name}))).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
     }
 
     pub async fn link_company(&self, company_id: &str, link: &[i64], unlink: &[i64]) -> Result<(), BrevoError> {

@@ -416,6 +416,30 @@ pub async fn pipedrive_client(
     Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget)))
 }
 
+/// The Pipedrive API base of the tenant's connection, if any.
+pub async fn pipedrive_api_base(pool: &PgPool, tenant: crate::domain::TenantId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("select api_base from connections where tenant_id = $1 and provider = 'pipedrive'").bind(tenant).fetch_optional(pool).await
+}
+
+/// An API client for the tenant's Brevo key sharing the process's limiters for that key (what
+/// the sync workers use); `None` when Brevo is not connected.
+pub async fn brevo_api_shared(
+    pool: &PgPool,
+    key: &SecretKey,
+    member: &Member,
+    registry: &pipedrive::limits::Registry,
+) -> Result<Option<crate::brevo::api::BrevoApi>, ConnectError> {
+    let row: Option<(Vec<u8>, String)> =
+        sqlx::query_as("select secret, api_base from connections where tenant_id = $1 and provider = 'brevo' and status = 'connected'")
+            .bind(member.tenant_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((secret, base)) = row else { return Ok(None) };
+    let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
+    let limits = registry.brevo(&member.tenant_id.to_string());
+    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, limits)))
+}
+
 /// An API client for the tenant's Brevo key; `None` when Brevo is not connected.
 pub async fn brevo_api(pool: &PgPool, key: &SecretKey, member: &Member) -> Result<Option<crate::brevo::api::BrevoApi>, ConnectError> {
     let row: Option<(Vec<u8>, String)> =

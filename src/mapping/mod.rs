@@ -24,6 +24,55 @@ pub struct MappingConfig {
     pub deal_stage_mapping: IndexMap<StageKey, i64>,
     #[serde(default)]
     pub webhooks: Vec<EventRule>,
+    /// How the sync behaves (not in the connector spec's file; left out of an export while it
+    /// holds the defaults).
+    #[serde(default, skip_serializing_if = "SyncOptions::is_default")]
+    pub options: SyncOptions,
+}
+
+/// The tenant's sync settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncOptions {
+    /// ISO country code used to read phone numbers written without `+` (e.g. `EE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_country: Option<String>,
+    /// What a person deleted in Pipedrive becomes in Brevo: taken out of the synced lists
+    /// (`unlink`), or deleted (`delete`).
+    #[serde(default)]
+    pub deleted_persons: DeletedPersons,
+    /// A backfill sends no events for the past, except activities and stage changes of this many
+    /// last days.
+    #[serde(default)]
+    pub backfill_event_days: u32,
+    /// Create the Brevo attributes the mapping needs and Brevo lacks (else they are reported).
+    #[serde(default = "yes")]
+    pub create_missing_attributes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletedPersons {
+    #[default]
+    Unlink,
+    Delete,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self { default_country: None, deleted_persons: DeletedPersons::Unlink, backfill_event_days: 0, create_missing_attributes: true }
+    }
+}
+
+impl SyncOptions {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The default country, if set and known.
+    pub fn country(&self) -> Option<phonenumber::country::Id> {
+        self.default_country.as_deref().and_then(|c| c.trim().to_uppercase().parse().ok())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

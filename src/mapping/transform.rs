@@ -29,6 +29,7 @@ pub enum Issue {
 pub struct DealFacts {
     pub status: String,
     pub value: f64,
+    pub stage_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -119,17 +120,37 @@ pub fn contact(
     options: &FieldOptions,
     default_country: Option<phonenumber::country::Id>,
 ) -> Result<ContactOut, Skip> {
+    let mut out = own_attributes(person, mapping, catalog, options, default_country)?;
+    out.attributes.extend(derived(mapping, org_name, &counts(deals)));
+    Ok(out)
+}
+
+/// Paths whose value comes from other records (the organization, the deals), not the person.
+pub fn is_derived(path: &str) -> bool {
+    matches!(path, "org_id.name" | "won_deals_count" | "lost_deals_count" | "open_deals_count" | "closed_deals_count" | "total_revenue")
+}
+
+/// The attributes that come from the person alone: kept by the sync engine so a change of a deal
+/// or an organization can be applied without reading the person again.
+pub fn own_attributes(
+    person: &Person,
+    mapping: &MappingConfig,
+    catalog: &Catalog,
+    options: &FieldOptions,
+    default_country: Option<phonenumber::country::Id>,
+) -> Result<ContactOut, Skip> {
     let email = primary_email(&person.emails).ok_or(Skip::NoValidEmail)?;
-    let c = counts(deals);
     let mut attributes = Map::new();
     let mut issues = Vec::new();
     for (path, attribute) in &mapping.person_mapping {
+        if is_derived(path) {
+            continue;
+        }
         let value = match path.as_str() {
             "email" => continue,
             "name" => Some(json!(person.name)),
             "first_name" => person.first_name.clone().map(Value::String),
             "last_name" => person.last_name.clone().map(Value::String),
-            "org_id.name" => org_name.map(|n| json!(n)),
             "phone" => {
                 let raw = person.phones.iter().find(|p| p.primary).or(person.phones.first()).map(|p| p.value.clone());
                 match raw {
@@ -143,11 +164,6 @@ pub fn contact(
                     None => None,
                 }
             }
-            "won_deals_count" => Some(json!(c.won)),
-            "lost_deals_count" => Some(json!(c.lost)),
-            "open_deals_count" => Some(json!(c.open)),
-            "closed_deals_count" => Some(json!(c.closed)),
-            "total_revenue" => Some(json!(c.total_revenue)),
             other => match other.strip_prefix("custom_fields.").and_then(|name| custom_field(catalog, name)) {
                 Some(f) => match person.custom_fields.get(&f.key) {
                     None | Some(Value::Null) => None,
@@ -168,6 +184,66 @@ pub fn contact(
         }
     }
     Ok(ContactOut { email, attributes, issues })
+}
+
+/// The attributes computed from the person's organization and deals.
+pub fn derived(mapping: &MappingConfig, org_name: Option<&str>, c: &Counts) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (path, attribute) in &mapping.person_mapping {
+        let value = match path.as_str() {
+            "org_id.name" => org_name.map(|n| json!(n)),
+            "won_deals_count" => Some(json!(c.won)),
+            "lost_deals_count" => Some(json!(c.lost)),
+            "open_deals_count" => Some(json!(c.open)),
+            "closed_deals_count" => Some(json!(c.closed)),
+            "total_revenue" => Some(json!(c.total_revenue)),
+            _ => None,
+        };
+        if let Some(v) = value {
+            out.insert(attribute.clone(), v);
+        }
+    }
+    out
+}
+
+/// The Brevo lists a synced person belongs in: all contacts; the list of each open deal's stage;
+/// the won / lost lists of closed deals; customers (a won deal); churned (lost deals, nothing open
+/// or won); qualified leads (a Pipedrive lead, the nurture list).
+pub fn lists(mapping: &MappingConfig, deals: &[DealFacts], has_lead: bool) -> std::collections::BTreeSet<i64> {
+    use super::StageKey;
+    let l = &mapping.connectors.pipedrive.lists;
+    let stages = &mapping.deal_stage_mapping;
+    let mut out = std::collections::BTreeSet::new();
+    out.extend(l.all_contacts);
+    for d in deals {
+        let key = match d.status.as_str() {
+            "won" => Some(StageKey::Won),
+            "lost" => Some(StageKey::Lost),
+            _ => d.stage_id.map(StageKey::Stage),
+        };
+        if let Some(list) = key.and_then(|k| stages.get(&k)) {
+            out.insert(*list);
+        }
+    }
+    let c = counts(deals);
+    if c.won > 0 {
+        out.extend(l.customers);
+    }
+    if c.lost > 0 && c.won == 0 && c.open == 0 {
+        out.extend(l.churned);
+    }
+    if has_lead {
+        out.extend(l.qualified_leads);
+    }
+    out
+}
+
+/// Every list this mapping manages: a person leaves those it no longer belongs in, and no other.
+pub fn managed_lists(mapping: &MappingConfig) -> std::collections::BTreeSet<i64> {
+    let l = &mapping.connectors.pipedrive.lists;
+    let mut out: std::collections::BTreeSet<i64> = [l.all_contacts, l.qualified_leads, l.customers, l.churned].into_iter().flatten().collect();
+    out.extend(mapping.deal_stage_mapping.values().copied());
+    out
 }
 
 #[cfg(test)]
@@ -218,10 +294,10 @@ mod tests {
     #[test]
     fn computed_fields_come_from_the_deals() {
         let deals = [
-            DealFacts { status: "won".into(), value: 1000.0 },
-            DealFacts { status: "won".into(), value: 250.5 },
-            DealFacts { status: "lost".into(), value: 99.0 },
-            DealFacts { status: "open".into(), value: 10.0 },
+            DealFacts { status: "won".into(), value: 1000.0, stage_id: Some(1) },
+            DealFacts { status: "won".into(), value: 250.5, stage_id: Some(2) },
+            DealFacts { status: "lost".into(), value: 99.0, stage_id: Some(3) },
+            DealFacts { status: "open".into(), value: 10.0, stage_id: Some(4) },
         ];
         assert_eq!(counts(&deals), Counts { open: 1, won: 2, lost: 1, closed: 3, total_revenue: 1250.5 });
     }
@@ -242,7 +318,7 @@ mod tests {
             "custom_fields": {key.clone(): 7}, "update_time": null
         }));
         let ee = "EE".parse().ok();
-        let deals = [DealFacts { status: "won".into(), value: 500.0 }];
+        let deals = [DealFacts { status: "won".into(), value: 500.0, stage_id: Some(3) }];
         let out = contact(&p, Some("Acme"), &deals, &mapping, &catalog, &options, ee).unwrap();
         assert_eq!(out.email.as_str(), "ann@acme.test");
         let a = &out.attributes;
@@ -260,5 +336,19 @@ mod tests {
         // No valid email: skipped, with the reason.
         let none = person(json!({"id": 3, "name": "Cid", "emails": [], "update_time": null}));
         assert_eq!(contact(&none, None, &[], &mapping, &catalog, &options, ee).unwrap_err(), Skip::NoValidEmail);
+    }
+
+    #[test]
+    fn lists_follow_the_deals() {
+        let mapping = MappingConfig::from_yaml(include_str!("seed.yaml")).unwrap();
+        let deal = |status: &str, stage| DealFacts { status: status.into(), value: 1.0, stage_id: Some(stage) };
+        let set = |v: &[i64]| v.iter().copied().collect::<std::collections::BTreeSet<i64>>();
+        assert_eq!(lists(&mapping, &[], false), set(&[60]));
+        assert_eq!(lists(&mapping, &[deal("open", 1)], false), set(&[60, 61]));
+        assert_eq!(lists(&mapping, &[deal("open", 3)], true), set(&[60, 61, 62]), "stage 3 → 62, a lead → qualified leads 61");
+        assert_eq!(lists(&mapping, &[deal("won", 1)], false), set(&[60, 62, 63]), "won list and customers");
+        assert_eq!(lists(&mapping, &[deal("lost", 1)], false), set(&[60, 63, 64]), "lost list and churned");
+        assert_eq!(lists(&mapping, &[deal("lost", 1), deal("open", 9)], false), set(&[60, 64]), "an open deal is not churned; stage 9 is unmapped");
+        assert_eq!(managed_lists(&mapping), set(&[60, 61, 62, 63, 64]));
     }
 }

@@ -70,7 +70,7 @@ fn slug(s: &str) -> String {
 }
 
 /// The Brevo attribute type a Pipedrive value of this path / field type fits.
-fn expected_kind(path: &str, field: Option<&FieldInfo>) -> Option<&'static str> {
+pub fn expected_kind(path: &str, field: Option<&FieldInfo>) -> Option<&'static str> {
     if NUMERIC_PATHS.contains(&path) {
         return Some("float");
     }
@@ -129,7 +129,11 @@ pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> 
                 None => problems.push(Problem {
                     severity: Severity::Warning,
                     at: at.clone(),
-                    message: format!("Brevo has no attribute {attribute}; it will be created (type {}).", expected_kind(path, field).unwrap_or("text")),
+                    message: if config.options.create_missing_attributes {
+                        format!("Brevo has no attribute {attribute}; it will be created (type {}).", expected_kind(path, field).unwrap_or("text"))
+                    } else {
+                        format!("Brevo has no attribute {attribute}, and options.create_missing_attributes is off: Brevo will drop its values.")
+                    },
                 }),
                 Some(a) => {
                     if let Some(want) = expected_kind(path, field) {
@@ -174,6 +178,12 @@ pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> 
         {
             problems.push(error(at, format!("Brevo has no list {id}.")));
         }
+    }
+
+    if let Some(country) = &config.options.default_country
+        && config.options.country().is_none()
+    {
+        problems.push(error("options.default_country".into(), format!("{country:?} is not a country code: use two letters such as EE, DE or US.")));
     }
 
     for (i, rule) in config.webhooks.iter().enumerate() {

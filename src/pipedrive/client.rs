@@ -65,6 +65,8 @@ pub struct PipedriveClient {
     budget: Arc<Budget>,
     priority: Priority,
     retry: RetrySettings,
+    /// Tokens this client (and its clones) charged to the budget: what a sync run spent.
+    spent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a list request asks for (v2 list endpoints).
@@ -108,7 +110,13 @@ impl PipedriveClient {
             budget,
             priority: Priority::Background,
             retry: RetrySettings::default(),
+            spent: Arc::default(),
         }
+    }
+
+    /// Tokens charged by this client and its clones so far.
+    pub fn tokens_spent(&self) -> u64 {
+        self.spent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn with_priority(mut self, priority: Priority) -> Self {
@@ -141,6 +149,7 @@ impl PipedriveClient {
         loop {
             self.limiter.acquire(search).await;
             self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(|BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at })?;
+            self.spent.fetch_add(u64::from(cost), std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query);
             if let Some(b) = body {
                 req = req.json(b);
@@ -231,9 +240,19 @@ impl PipedriveClient {
 
     /// Every page of a v2 list (`/api/v2/persons`, ...), one at a time.
     pub fn list<T: DeserializeOwned + Send + 'static>(&self, path: &str, query: ListQuery) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
+        self.list_from(path, query, None)
+    }
+
+    /// The pages of a list from `cursor` on (a checkpoint of an earlier run), or from the start.
+    pub fn list_from<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: ListQuery,
+        cursor: Option<String>,
+    ) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
         let client = self.clone();
         let path = path.to_owned();
-        futures_util::stream::try_unfold((Some(None::<String>), client, path, query), |(cursor, client, path, query)| async move {
+        futures_util::stream::try_unfold((Some(cursor), client, path, query), |(cursor, client, path, query)| async move {
             let Some(cursor) = cursor else { return Ok(None) };
             let page: Page<T> = client.page(&path, &query, cursor.as_deref()).await?;
             let next = page.next_cursor.clone().map(Some);

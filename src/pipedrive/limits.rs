@@ -90,6 +90,16 @@ impl Budget {
         if state.0 == day(now) { state.1 } else { 0 }
     }
 
+    /// Starts today's count from `spent` (what earlier processes recorded), unless this process
+    /// already counted more.
+    pub fn preload(&self, spent: u64, now: OffsetDateTime) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 != day(now) {
+            *state = (day(now), 0);
+        }
+        state.1 = state.1.max(spent);
+    }
+
     /// Charges `cost` tokens, or says when the budget renews.
     pub fn charge(&self, cost: u32, priority: Priority, now: OffsetDateTime) -> Result<(), BudgetExhausted> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,6 +169,7 @@ pub struct Registry {
     reserve_share: f64,
     tokens: Mutex<std::collections::HashMap<String, Arc<TokenLimiter>>>,
     budgets: Mutex<std::collections::HashMap<String, Arc<Budget>>>,
+    brevo: Mutex<std::collections::HashMap<String, Arc<crate::brevo::api::BrevoLimits>>>,
 }
 
 impl Registry {
@@ -171,12 +182,19 @@ impl Registry {
             reserve_share,
             tokens: Mutex::new(Default::default()),
             budgets: Mutex::new(Default::default()),
+            brevo: Mutex::new(Default::default()),
         }
     }
 
     pub fn limiter(&self, connection: &str) -> Arc<TokenLimiter> {
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(connection.to_owned()).or_insert_with(|| Arc::new(TokenLimiter::new(self.default_burst))).clone()
+    }
+
+    /// Brevo's limits for one key (at its documented rates), shared by every worker.
+    pub fn brevo(&self, connection: &str) -> Arc<crate::brevo::api::BrevoLimits> {
+        let mut map = self.brevo.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::documented())).clone()
     }
 
     pub fn budget(&self, company: &str) -> Arc<Budget> {

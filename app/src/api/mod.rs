@@ -5,6 +5,7 @@
 mod auth;
 mod connections;
 mod mappings;
+mod sync;
 mod team;
 mod tenant;
 #[cfg(feature = "ssr")]
@@ -13,6 +14,7 @@ pub mod server;
 pub use auth::*;
 pub use connections::*;
 pub use mappings::*;
+pub use sync::*;
 pub use team::*;
 pub use tenant::*;
 

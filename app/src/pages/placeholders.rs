@@ -1,4 +1,4 @@
-//! Pages whose content later work fills in; for now they tell where things stand.
+//! The dashboard: both connections' status, and the sync with its live progress.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -38,24 +38,12 @@ pub fn DashboardPage() -> impl IntoView {
                         <div class="cards">
                             {card("Pipedrive", c.pipedrive, format!("{base}/connections"), "Connect Pipedrive")}
                             {card("Brevo", c.brevo, format!("{base}/connections"), "Add your Brevo API key")}
-                            <section class="card">
-                                <h2>"Last sync"</h2>
-                                <p class="status">"No sync has run yet"</p>
-                                <A href=format!("{base}/history")>"Sync history"</A>
-                            </section>
                         </div>
+                        <super::sync::SyncPanel/>
+                        <p><A href=format!("{base}/history")>"Sync history"</A></p>
                     })
                 }
             })}
         </Transition>
-    }
-}
-
-#[component]
-pub fn HistoryPage() -> impl IntoView {
-    view! {
-        <Title text="Sync history"/>
-        <h1>"Sync history"</h1>
-        <p class="muted">"No sync has run yet."</p>
     }
 }

@@ -1,0 +1,1394 @@
+//! One sync run. Steps, in the order their data depends on each other: organizations (names for
+//! COMPANY), deals (counts, stage lists, stage events), leads (the nurture list), persons (the
+//! contacts), then — incremental only — deletions and merges, persons touched by the earlier
+//! steps, activities (events); finally events are sent and Brevo companies written.
+//!
+//! Reads stream page by page from Pipedrive (the next page is fetched while this one is written);
+//! each page ends with its checkpoint, so a run that stops continues where it was. Brevo is
+//! written only for records whose content hash changed. A backfill writes contacts through
+//! `/contacts/import` and confirms each import before recording it; incremental runs upsert.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::store::{self, Checkpoint, Link};
+use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
+use crate::accounts::Member;
+use crate::brevo::BrevoError;
+use crate::brevo::api::{BrevoApi, Upserted};
+use crate::connections::{self, ConnectError, Providers};
+use crate::domain::TenantId;
+use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
+use crate::mapping::validate::{self, AttributeInfo, Catalog, FieldInfo, Severity};
+use crate::mapping::{DeletedPersons, MappingConfig};
+use crate::pipedrive::PipedriveError;
+use crate::pipedrive::client::{ListQuery, Page, PipedriveClient};
+use crate::pipedrive::limits::Registry;
+use crate::pipedrive::models::{Activity, Deal, Field, Organization, Person, Stage};
+use crate::queue::{Job, JobError};
+use crate::secrets::SecretKey;
+
+/// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
+/// the content hashes drop what was already written.
+const OVERLAP: time::Duration = time::Duration::seconds(5);
+/// A backfill page with at least this many changed contacts goes through `/contacts/import`.
+const BULK_MIN: usize = 50;
+/// Unconfirmed imports allowed before the run waits for Brevo to finish them.
+const MAX_PENDING_IMPORTS: usize = 10;
+/// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
+const COMPANIES_PER_RUN: i64 = 10;
+/// The catalog (fields, stages, attributes, lists) is read again after this long.
+const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
+/// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
+const LEADS_EVERY: time::Duration = time::Duration::hours(1);
+const PAGE: u32 = 500;
+
+/// What the sync jobs need from the application.
+pub struct Services {
+    pub pool: PgPool,
+    pub key: SecretKey,
+    pub providers: Providers,
+    pub limits: Arc<Registry>,
+    catalogs: Mutex<HashMap<TenantId, (Instant, i32, Arc<Catalogue>)>>,
+}
+
+impl Services {
+    pub fn new(pool: PgPool, key: SecretKey, providers: Providers, limits: Arc<Registry>) -> Self {
+        Self { pool, key, providers, limits, catalogs: Mutex::default() }
+    }
+}
+
+/// The tenant's real fields, options, stages, attributes and lists.
+pub struct Catalogue {
+    pub catalog: Catalog,
+    pub options: FieldOptions,
+    pub stage_names: HashMap<u64, String>,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug)]
+pub enum Stop {
+    /// Not now (rate limit, daily budget): the job is snoozed without spending an attempt.
+    Wait(Duration, String),
+    /// Worth another attempt (network, 5xx).
+    Retry(String),
+    /// The user must act (no mapping, a refused key).
+    Fatal(String),
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(e: sqlx::Error) -> Self {
+        Stop::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<PipedriveError> for Stop {
+    fn from(e: PipedriveError) -> Self {
+        match e {
+            PipedriveError::BudgetExhausted { renews_at } => {
+                let wait = (renews_at - OffsetDateTime::now_utc()).max(time::Duration::MINUTE);
+                Stop::Wait(Duration::from_secs(wait.whole_seconds() as u64), format!("Pipedrive's daily token budget is spent; the sync continues after {renews_at} (UTC)."))
+            }
+            PipedriveError::RateLimited { reset_secs } => Stop::Wait(Duration::from_secs(reset_secs.max(5)), "Pipedrive's rate limit: waiting for it to reset.".into()),
+            PipedriveError::Blocked => Stop::Wait(Duration::from_secs(600), "Pipedrive blocked this token for sending too many requests; waiting 10 minutes.".into()),
+            PipedriveError::Unauthorized => Stop::Retry("Pipedrive refused the credentials: connect Pipedrive again on the Connections page.".into()),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<BrevoError> for Stop {
+    fn from(e: BrevoError) -> Self {
+        match e {
+            BrevoError::BadKey(_) => Stop::Fatal("Brevo refused the API key: replace it on the Connections page.".into()),
+            BrevoError::RateLimited { reset_secs } => Stop::Wait(Duration::from_secs(reset_secs.max(5)), "Brevo's rate limit: waiting for it to reset.".into()),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<ConnectError> for Stop {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Database(e) => e.into(),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Payload {
+    #[serde(default)]
+    trigger: Option<String>,
+    #[serde(default)]
+    requested_by: Option<crate::domain::UserId>,
+    #[serde(default)]
+    persons: Vec<String>,
+}
+
+/// Runs one sync job, records the run and what became of it.
+pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
+    let tenant = job.tenant_id.ok_or_else(|| JobError::Fatal("a sync job without a tenant".into()))?;
+    let payload: Payload = serde_json::from_value(job.payload.clone()).unwrap_or_default();
+    let pool = &services.pool;
+    let db = |e: sqlx::Error| JobError::Retryable(format!("database: {e}"));
+
+    let mut checkpoints = store::checkpoints(pool, tenant).await.map_err(db)?;
+    let fresh_full = job.kind == JOB_FULL_RESYNC && job.attempts == 1;
+    if fresh_full {
+        store::reset_for_full_resync(pool, tenant).await.map_err(db)?;
+        checkpoints.clear();
+    }
+    let backfilled = ["organization", "deal", "lead", "person"].iter().all(|e| checkpoints.get(*e).is_some_and(|c| c.backfill_done));
+    let mode = if backfilled { Mode::Incremental } else { Mode::Backfill };
+    let trigger = payload.trigger.clone().unwrap_or_else(|| "schedule".into());
+    let trigger = if ["manual", "schedule", "webhook", "retry"].contains(&trigger.as_str()) { trigger } else { "schedule".into() };
+    let (run, resumed) = store::start_or_resume(pool, tenant, job.id, mode, &trigger, payload.requested_by).await.map_err(db)?;
+    let span = tracing::info_span!("sync", run = run.id, tenant_id = %tenant, mode = mode.as_str(), resumed);
+
+    let started = OffsetDateTime::now_utc();
+    let result = async {
+        let mut engine = Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
+        engine.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
+        engine.base_tokens = run.pipedrive_tokens as u64;
+        engine.base_calls = run.brevo_calls as u64;
+        engine.retry_persons = payload.persons.iter().filter_map(|p| p.parse().ok()).collect();
+        let outcome = engine.execute().await;
+        engine.report().await;
+        outcome.map(|()| engine.summary())
+    }
+    .instrument(span)
+    .await;
+
+    match result {
+        Ok(message) => {
+            store::set_status(pool, run.id, "succeeded", message.as_deref()).await.map_err(db)?;
+            tracing::info!(run = run.id, "sync run succeeded");
+            Ok(())
+        }
+        Err(Stop::Wait(delay, why)) => {
+            store::set_status(pool, run.id, "waiting", Some(&why)).await.map_err(db)?;
+            tracing::info!(run = run.id, ?delay, %why, "sync run waits");
+            Err(JobError::Snooze(delay))
+        }
+        Err(Stop::Retry(why)) => {
+            let last = job.attempts >= job.max_attempts;
+            let status = if last { "failed" } else { "waiting" };
+            let message = if last { why.clone() } else { format!("{why} — retrying shortly.") };
+            store::set_status(pool, run.id, status, Some(&message)).await.map_err(db)?;
+            tracing::warn!(run = run.id, %why, "sync run interrupted");
+            Err(JobError::Retryable(why))
+        }
+        Err(Stop::Fatal(why)) => {
+            store::set_status(pool, run.id, "failed", Some(&why)).await.map_err(db)?;
+            tracing::warn!(run = run.id, %why, "sync run failed");
+            Err(JobError::Fatal(why))
+        }
+    }
+}
+
+/// A contact to write, and what Brevo had before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    person_id: i64,
+    email: String,
+    attributes: Map<String, Value>,
+    /// The attributes from the person alone (kept to recompute the others later).
+    own: Map<String, Value>,
+    lists: Vec<i64>,
+    prev_lists: Vec<i64>,
+    existed: bool,
+    hash: String,
+    org_id: Option<i64>,
+    has_issues: bool,
+}
+
+struct PendingEvent {
+    name: String,
+    person_id: i64,
+    properties: Map<String, Value>,
+}
+
+pub struct Engine<'s> {
+    s: &'s Services,
+    pool: &'s PgPool,
+    tenant: TenantId,
+    run: i64,
+    mode: Mode,
+    pd: PipedriveClient,
+    brevo: BrevoApi,
+    mapping: MappingConfig,
+    cat: Arc<Catalogue>,
+    checkpoints: HashMap<String, Checkpoint>,
+    started: OffsetDateTime,
+    counts: Counts,
+    base_tokens: u64,
+    base_calls: u64,
+    steps: Vec<&'static str>,
+    step: usize,
+    /// Persons whose deals, leads or organization changed.
+    dirty: BTreeSet<i64>,
+    /// Persons written or checked in this run.
+    done: HashSet<i64>,
+    /// Every email of the persons read in this run → the person (to recognise merges).
+    seen_emails: HashMap<String, i64>,
+    events: Vec<PendingEvent>,
+    retry_persons: Vec<i64>,
+    notes: Vec<String>,
+}
+
+fn hash(v: &Value) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(v).unwrap_or_default());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
+    let t = t?;
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .or_else(|| time::PrimitiveDateTime::parse(t, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok().map(|p| p.assume_utc()))
+}
+
+/// A stream of pages, fetched one ahead by its own task while the caller writes the last one.
+fn prefetch<T: Send + 'static>(stream: impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static) -> mpsc::Receiver<Result<Page<T>, PipedriveError>> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(page) = stream.next().await {
+            let stop = page.is_err();
+            if tx.send(page).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl<'s> Engine<'s> {
+    async fn prepare(s: &'s Services, tenant: TenantId, run: i64, mode: Mode, checkpoints: HashMap<String, Checkpoint>, started: OffsetDateTime) -> Result<Engine<'s>, Stop> {
+        let member = Member::worker(tenant);
+        let pool = &s.pool;
+        let Some((version, yaml)) = crate::mapping::store::current(pool, &member).await? else {
+            return Err(Stop::Fatal("No mapping is saved yet: save one on the Mappings page, then sync.".into()));
+        };
+        let mapping = MappingConfig::from_yaml(&yaml).map_err(|e| Stop::Fatal(format!("The saved mapping does not read: {}", e.message)))?;
+        let pd = connections::pipedrive_client(pool, &s.key, &s.providers, &member, &s.limits)
+            .await?
+            .ok_or_else(|| Stop::Fatal("Pipedrive is not connected: connect it on the Connections page.".into()))?;
+        let brevo = connections::brevo_api_shared(pool, &s.key, &member, &s.limits)
+            .await?
+            .ok_or_else(|| Stop::Fatal("Brevo is not connected: add its API key on the Connections page.".into()))?;
+        // A restarted process starts the company's daily budget from what runs recorded today.
+        if let Some(base) = connections::pipedrive_api_base(pool, tenant).await? {
+            let budget = s.limits.budget(&base);
+            if budget.spent_today(OffsetDateTime::now_utc()) == 0 {
+                let spent = store::tokens_spent_today(pool, &base).await?;
+                budget.preload(spent.max(0) as u64, OffsetDateTime::now_utc());
+            }
+        }
+        let cached = s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get(&tenant).filter(|(at, v, _)| at.elapsed() < CATALOG_TTL && *v == version).map(|(_, _, c)| c.clone());
+        let cat = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(load_catalogue(&pd, &brevo).await?);
+                s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant, (Instant::now(), version, c.clone()));
+                c
+            }
+        };
+        let problems: Vec<String> = validate::check(&mapping, Some(&cat.catalog))
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| format!("{}: {}", p.at, p.message))
+            .collect();
+        if !problems.is_empty() {
+            // The tenant's accounts changed since the mapping was saved: next time, read them again.
+            s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant);
+            return Err(Stop::Fatal(format!("The mapping no longer fits the connected accounts: {}", problems.join(" "))));
+        }
+        let sw = mapping.connectors.pipedrive.sync;
+        let mut steps = vec!["prepare"];
+        if sw.organizations {
+            steps.push("organizations");
+        }
+        if sw.deals {
+            steps.push("deals");
+        }
+        if sw.leads {
+            steps.push("leads");
+        }
+        if sw.persons {
+            steps.push("persons");
+        }
+        if mode == Mode::Incremental && sw.persons {
+            steps.extend(["deletions", "related persons"]);
+        }
+        if sw.activities {
+            steps.push("activities");
+        }
+        steps.push("events");
+        if sw.organizations {
+            steps.push("companies");
+        }
+        Ok(Engine {
+            s,
+            pool,
+            tenant,
+            run,
+            mode,
+            pd,
+            brevo,
+            mapping,
+            cat,
+            checkpoints,
+            started,
+            counts: Counts::new(),
+            base_tokens: 0,
+            base_calls: 0,
+            steps,
+            step: 0,
+            dirty: BTreeSet::new(),
+            done: HashSet::new(),
+            seen_emails: HashMap::new(),
+            events: Vec::new(),
+            retry_persons: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    fn count(&mut self, entity: &str) -> &mut EntityCounts {
+        self.counts.entry(entity.to_owned()).or_default()
+    }
+
+    async fn report(&self) {
+        let phase = self.steps.get(self.step).copied().unwrap_or("finishing");
+        let p = store::Progress {
+            phase,
+            steps_done: self.step as i32,
+            steps_total: self.steps.len() as i32,
+            counts: &self.counts,
+            pipedrive_tokens: self.base_tokens + self.pd.tokens_spent(),
+            brevo_calls: self.base_calls + self.brevo.calls(),
+        };
+        if let Err(e) = store::progress(self.pool, self.run, &p).await {
+            tracing::warn!(error = %e, "could not record the run's progress");
+        }
+    }
+
+    fn summary(&self) -> Option<String> {
+        (!self.notes.is_empty()).then(|| self.notes.join(" "))
+    }
+
+    async fn execute(&mut self) -> Result<(), Stop> {
+        // Attributes the mapping needs and Brevo lacks.
+        self.ensure_attributes().await?;
+        if !self.retry_persons.is_empty() {
+            let ids = std::mem::take(&mut self.retry_persons);
+            self.persons_by_id(&ids).await?;
+        }
+        for i in 1..self.steps.len() {
+            self.step = i;
+            self.report().await;
+            match self.steps[i] {
+                "organizations" => self.organizations().await?,
+                "deals" => self.deals().await?,
+                "leads" => self.leads().await?,
+                "persons" => self.persons().await?,
+                "deletions" => self.deletions().await?,
+                "related persons" => self.related_persons().await?,
+                "activities" => self.activities().await?,
+                "events" => self.send_events().await?,
+                "companies" => self.companies().await?,
+                _ => {}
+            }
+        }
+        self.step = self.steps.len();
+        Ok(())
+    }
+
+    async fn ensure_attributes(&mut self) -> Result<(), Stop> {
+        if !self.mapping.options.create_missing_attributes {
+            return Ok(());
+        }
+        let mut created = Vec::new();
+        for (path, attribute) in &self.mapping.person_mapping {
+            if path == "email" || self.cat.catalog.attributes.iter().any(|a| &a.name == attribute) {
+                continue;
+            }
+            let field = path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&self.cat.catalog, n));
+            let kind = validate::expected_kind(path, field).unwrap_or("text");
+            match self.brevo.create_attribute(attribute, kind).await {
+                Ok(()) => created.push(AttributeInfo { name: attribute.clone(), kind: kind.into() }),
+                // Created by someone else meanwhile.
+                Err(BrevoError::Rejected { status: 400, message }) if message.to_lowercase().contains("already") => {
+                    created.push(AttributeInfo { name: attribute.clone(), kind: kind.into() })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !created.is_empty() {
+            tracing::info!(count = created.len(), "created the Brevo attributes the mapping needs");
+            self.notes.push(format!("Created Brevo attributes: {}.", created.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")));
+            let mut cat = Catalogue { catalog: self.cat.catalog.clone(), options: self.cat.options.clone(), stage_names: self.cat.stage_names.clone() };
+            cat.catalog.attributes.extend(created);
+            self.cat = Arc::new(cat);
+            self.s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.tenant);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint of an entity; a backfill that starts records its start as where the
+    /// incremental runs after it begin.
+    fn checkpoint(&mut self, entity: &str) -> Checkpoint {
+        let started = self.started;
+        self.checkpoints.entry(entity.to_owned()).or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() }).clone()
+    }
+
+    /// The list query and start cursor for an entity, or `None` when its backfill is done and this
+    /// run is still a backfill (of the other entities).
+    fn query(&mut self, entity: &str) -> Option<(ListQuery, Option<String>)> {
+        let cp = self.checkpoint(entity);
+        match self.mode {
+            Mode::Backfill if cp.backfill_done => None,
+            Mode::Backfill => Some((ListQuery { limit: Some(PAGE), ..Default::default() }, cp.backfill_cursor)),
+            Mode::Incremental => Some((
+                ListQuery { limit: Some(PAGE), updated_since: cp.since.map(|s| s - OVERLAP), sort_by_update_time: true, ..Default::default() },
+                None,
+            )),
+        }
+    }
+
+    /// The checkpoint after a page: the next cursor (backfill) or the latest update time seen.
+    fn advance(&mut self, entity: &str, next_cursor: Option<String>, latest: Option<OffsetDateTime>) -> Checkpoint {
+        let mode = self.mode;
+        let cp = self.checkpoints.entry(entity.to_owned()).or_default();
+        match mode {
+            Mode::Backfill => {
+                cp.backfill_done = next_cursor.is_none();
+                cp.backfill_cursor = next_cursor;
+            }
+            Mode::Incremental => {
+                if let Some(t) = latest {
+                    cp.since = Some(cp.since.map_or(t, |s| s.max(t)));
+                }
+            }
+        }
+        cp.clone()
+    }
+
+    fn rule(&self, action: &str, object: &str) -> Option<String> {
+        self.mapping.webhooks.iter().find(|r| r.event_action == action && r.event_object == object).map(|r| r.brevo_event.clone())
+    }
+
+    /// Events are sent for changes seen by incremental runs, and by a backfill only for what
+    /// happened in the last `backfill_event_days` days.
+    fn events_for(&self, when: Option<OffsetDateTime>) -> bool {
+        match self.mode {
+            Mode::Incremental => true,
+            Mode::Backfill => {
+                let days = self.mapping.options.backfill_event_days;
+                days > 0 && when.is_some_and(|t| t >= self.started - time::Duration::days(i64::from(days)))
+            }
+        }
+    }
+
+    // --- organizations ---------------------------------------------------------------------
+
+    async fn organizations(&mut self) -> Result<(), Stop> {
+        let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
+        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor));
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let ids: Vec<String> = page.items.iter().map(|o| o.id.to_string()).collect();
+            let existing = store::links(self.pool, self.tenant, "organization", &ids).await?;
+            let mut links = Vec::new();
+            let mut latest = None;
+            for org in &page.items {
+                self.count("organization").read += 1;
+                latest = latest.max(parse_time(org.update_time.as_deref()));
+                let content = hash(&json!({"name": org.name}));
+                let prev = existing.get(&org.id.to_string());
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("organization").unchanged += 1;
+                    continue;
+                }
+                match prev {
+                    Some(_) => {
+                        self.count("organization").updated += 1;
+                        // COMPANY changes on every contact of the organization.
+                        self.dirty.extend(store::persons_of_org(self.pool, self.tenant, org.id as i64).await?);
+                    }
+                    None => self.count("organization").created += 1,
+                }
+                let mut facts = prev.map(|p| p.facts.clone()).filter(Value::is_object).unwrap_or_else(|| json!({}));
+                facts["name"] = json!(org.name);
+                links.push(Link {
+                    entity: "organization".into(),
+                    pipedrive_id: org.id.to_string(),
+                    brevo_ref: prev.and_then(|p| p.brevo_ref.clone()),
+                    content_hash: Some(content),
+                    facts,
+                    ..Default::default()
+                });
+            }
+            let cp = self.advance("organization", page.next_cursor, latest);
+            let mut tx = self.pool.begin().await?;
+            store::upsert_links(&mut *tx, self.tenant, &links).await?;
+            store::save_checkpoint(&mut *tx, self.tenant, "organization", &cp).await?;
+            tx.commit().await?;
+            self.report().await;
+        }
+        Ok(())
+    }
+
+    // --- deals -----------------------------------------------------------------------------
+
+    fn stage_label(&self, status: &str, stage: Option<u64>) -> String {
+        match status {
+            "won" | "lost" => status.to_owned(),
+            _ => stage.and_then(|s| self.cat.stage_names.get(&s).cloned()).unwrap_or_default(),
+        }
+    }
+
+    async fn deals(&mut self) -> Result<(), Stop> {
+        let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
+        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor));
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let ids: Vec<String> = page.items.iter().map(|d| d.id.to_string()).collect();
+            let existing = store::links(self.pool, self.tenant, "deal", &ids).await?;
+            let mut links = Vec::new();
+            let mut latest = None;
+            for d in &page.items {
+                self.count("deal").read += 1;
+                let updated = parse_time(d.update_time.as_deref());
+                latest = latest.max(updated);
+                let facts = json!({
+                    "status": d.status, "value": d.value.unwrap_or(0.0), "stage_id": d.stage_id, "pipeline_id": d.pipeline_id,
+                    "title": d.title, "currency": d.currency,
+                });
+                let content = hash(&json!([facts, d.person_id]));
+                let prev = existing.get(&d.id.to_string());
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("deal").unchanged += 1;
+                    continue;
+                }
+                if prev.is_some() { self.count("deal").updated += 1 } else { self.count("deal").created += 1 }
+                self.dirty.extend(prev.and_then(|p| p.person_id));
+                self.dirty.extend(d.person_id.map(|p| p as i64));
+                if let Some(person) = d.person_id.filter(|_| self.events_for(updated)) {
+                    let stage = self.stage_label(&d.status, d.stage_id);
+                    let base = json!({"dealId": d.id, "dealTitle": d.title, "value": d.value, "currency": d.currency, "personId": person,
+                                      "stage": stage, "status": d.status});
+                    let props = |extra: Value| {
+                        let mut m = base.as_object().cloned().unwrap_or_default();
+                        m.extend(extra.as_object().cloned().unwrap_or_default());
+                        m
+                    };
+                    let rule = if prev.is_none() { self.rule("added", "deal") } else { self.rule("updated", "deal") };
+                    let mut new_events = Vec::new();
+                    if let Some(name) = rule {
+                        new_events.push(PendingEvent { name, person_id: person as i64, properties: props(json!({})) });
+                    }
+                    if let Some(p) = prev {
+                        let (old_status, old_stage) = (p.facts["status"].as_str().unwrap_or("open").to_owned(), p.facts["stage_id"].as_u64());
+                        if old_status != d.status || old_stage != d.stage_id {
+                            let extra = json!({"previousStage": self.stage_label(&old_status, old_stage), "newStage": stage});
+                            new_events.push(PendingEvent { name: "deal.stage_changed".into(), person_id: person as i64, properties: props(extra) });
+                        }
+                    }
+                    self.events.extend(new_events);
+                }
+                links.push(Link {
+                    entity: "deal".into(),
+                    pipedrive_id: d.id.to_string(),
+                    person_id: d.person_id.map(|p| p as i64),
+                    org_id: d.org_id.map(|o| o as i64),
+                    content_hash: Some(content),
+                    facts,
+                    ..Default::default()
+                });
+            }
+            let cp = self.advance("deal", page.next_cursor, latest);
+            let mut tx = self.pool.begin().await?;
+            store::upsert_links(&mut *tx, self.tenant, &links).await?;
+            store::save_checkpoint(&mut *tx, self.tenant, "deal", &cp).await?;
+            tx.commit().await?;
+            self.report().await;
+        }
+        Ok(())
+    }
+
+    // --- leads -----------------------------------------------------------------------------
+
+    /// Leads (v1, offset pages, no `updated_since`): all of them in a backfill, then at most hourly.
+    async fn leads(&mut self) -> Result<(), Stop> {
+        let cp = self.checkpoint("lead");
+        let mut start: u64 = match self.mode {
+            Mode::Backfill if cp.backfill_done => return Ok(()),
+            Mode::Backfill => cp.backfill_cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
+            Mode::Incremental if cp.since.is_some_and(|s| s > self.started - LEADS_EVERY) => return Ok(()),
+            Mode::Incremental => 0,
+        };
+        let full_scan = start == 0;
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let (leads, next) = self.pd.leads(start, u64::from(PAGE)).await?;
+            let ids: Vec<String> = leads.iter().map(|l| l.id.clone()).collect();
+            let existing = store::links(self.pool, self.tenant, "lead", &ids).await?;
+            let mut links = Vec::new();
+            for lead in &leads {
+                self.count("lead").read += 1;
+                seen.push(lead.id.clone());
+                let content = hash(&json!([lead.person_id, lead.is_archived]));
+                let prev = existing.get(&lead.id);
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("lead").unchanged += 1;
+                    continue;
+                }
+                if prev.is_some() { self.count("lead").updated += 1 } else { self.count("lead").created += 1 }
+                self.dirty.extend(prev.and_then(|p| p.person_id));
+                self.dirty.extend(lead.person_id.map(|p| p as i64));
+                links.push(Link {
+                    entity: "lead".into(),
+                    pipedrive_id: lead.id.clone(),
+                    person_id: lead.person_id.map(|p| p as i64),
+                    content_hash: Some(content),
+                    facts: json!({"archived": lead.is_archived, "title": lead.title}),
+                    ..Default::default()
+                });
+            }
+            let mut cp = self.checkpoints.get("lead").cloned().unwrap_or_default();
+            match self.mode {
+                Mode::Backfill => {
+                    cp.backfill_cursor = next.map(|n| n.to_string());
+                    cp.backfill_done = next.is_none();
+                }
+                Mode::Incremental => {
+                    if next.is_none() {
+                        cp.since = Some(self.started);
+                    }
+                }
+            }
+            self.checkpoints.insert("lead".into(), cp.clone());
+            let mut tx = self.pool.begin().await?;
+            store::upsert_links(&mut *tx, self.tenant, &links).await?;
+            store::save_checkpoint(&mut *tx, self.tenant, "lead", &cp).await?;
+            tx.commit().await?;
+            self.report().await;
+            match next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+        if full_scan && self.mode == Mode::Incremental {
+            // Leads no longer listed were deleted or converted: their persons leave the nurture list.
+            let gone: Vec<(String, Option<i64>)> = sqlx::query_as(
+                "delete from record_links where tenant_id = $1 and entity = 'lead' and not (pipedrive_id = any($2)) returning pipedrive_id, person_id",
+            )
+            .bind(self.tenant)
+            .bind(&seen)
+            .fetch_all(self.pool)
+            .await?;
+            for (_, person) in gone {
+                self.count("lead").deleted += 1;
+                self.dirty.extend(person);
+            }
+        }
+        Ok(())
+    }
+
+    // --- persons ---------------------------------------------------------------------------
+
+    async fn persons(&mut self) -> Result<(), Stop> {
+        let Some((query, cursor)) = self.query("person") else { return Ok(()) };
+        let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
+            let cp = self.advance("person", page.next_cursor.clone(), latest);
+            self.sync_persons(page.items, Some(cp)).await?;
+            if self.mode == Mode::Backfill {
+                self.confirm_imports(false).await?;
+            }
+            self.report().await;
+        }
+        self.confirm_imports(true).await
+    }
+
+    /// Persons named by id (a retry of failed records).
+    async fn persons_by_id(&mut self, ids: &[i64]) -> Result<(), Stop> {
+        for chunk in ids.chunks(100) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let query = ListQuery { limit: Some(100), extra: vec![("ids".into(), list)], ..Default::default() };
+            let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, None));
+            let mut found = HashSet::new();
+            while let Some(page) = pages.recv().await {
+                let page = page?;
+                found.extend(page.items.iter().map(|p| p.id as i64));
+                self.sync_persons(page.items, None).await?;
+            }
+            // Persons that are gone: nothing to retry.
+            let gone: Vec<String> = chunk.iter().filter(|id| !found.contains(id)).map(i64::to_string).collect();
+            store::resolve_errors(self.pool, self.tenant, "person", &gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides what each person becomes in Brevo and writes what changed; saves `checkpoint` with
+    /// the page's links (or its pending import).
+    async fn sync_persons(&mut self, persons: Vec<Person>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+        let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
+        let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let existing = store::links(self.pool, self.tenant, "person", &id_texts).await?;
+        let related = self.related(&ids).await?;
+        let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
+        let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
+        let country = self.mapping.options.country();
+        let mut claimed: HashMap<String, i64> = HashMap::new();
+        let mut rows = Vec::new();
+        let mut deleted = Vec::new();
+        // Who already holds each email in Brevo.
+        let mut emails: Vec<String> = Vec::new();
+        let mut outs = Vec::new();
+        for p in &persons {
+            self.count("person").read += 1;
+            self.done.insert(p.id as i64);
+            self.dirty.remove(&(p.id as i64));
+            for e in p.emails.iter().filter_map(|e| crate::domain::Email::parse(&e.value).ok()) {
+                self.seen_emails.entry(e.as_str().to_owned()).or_insert(p.id as i64);
+            }
+            if p.is_deleted {
+                deleted.push(p.id as i64);
+                outs.push(None);
+                continue;
+            }
+            let out = transform::own_attributes(p, &self.mapping, &self.cat.catalog, &self.cat.options, country);
+            if let Ok(o) = &out {
+                emails.push(o.email.as_str().to_owned());
+            }
+            outs.push(Some(out));
+        }
+        let owners = store::persons_by_email(self.pool, self.tenant, &emails).await?;
+        for (p, out) in persons.iter().zip(outs) {
+            let Some(out) = out else { continue };
+            let pid = p.id as i64;
+            let out = match out {
+                Ok(o) => o,
+                Err(Skip::NoValidEmail) => {
+                    self.count("person").skipped += 1;
+                    let payload = json!({"name": p.name, "emails": p.emails.iter().map(|e| &e.value).collect::<Vec<_>>()});
+                    store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(),
+                        "No valid email address: the person stays out of Brevo until one is added in Pipedrive.", &payload).await?;
+                    continue;
+                }
+            };
+            let email = out.email.as_str().to_owned();
+            let owner = owners.get(&email).and_then(|o| o.parse::<i64>().ok()).or_else(|| claimed.get(&email).copied());
+            if let Some(owner) = owner.filter(|o| *o != pid) {
+                self.count("person").skipped += 1;
+                store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(),
+                    &format!("The email {email} is also on Pipedrive person #{owner}, which is synced to that Brevo contact: give this person its own email, or merge the two in Pipedrive."),
+                    &json!({"name": p.name, "email": email})).await?;
+                continue;
+            }
+            claimed.insert(email.clone(), pid);
+            let prev = existing.get(&pid.to_string());
+            let mut issues = Vec::new();
+            for issue in &out.issues {
+                issues.push(match issue {
+                    Issue::InvalidPhone(raw) => format!(
+                        "The phone {raw:?} is not a valid number{}: the contact was synced without SMS.",
+                        self.mapping.options.default_country.as_deref().map(|c| format!(" (default country {c})")).unwrap_or_default()
+                    ),
+                    Issue::UnreadableValue { field } => format!("The value of {field} could not be read as its type: left out."),
+                });
+            }
+            if !issues.is_empty() {
+                store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(), &issues.join(" "), &json!({"name": p.name, "email": email})).await?;
+            }
+            let row = self.row(pid, email, out.attributes, p.org_id.map(|o| o as i64), prev, &related, &orgs, !issues.is_empty());
+            match row {
+                Some(r) => rows.push(r),
+                None => self.count("person").unchanged += 1,
+            }
+        }
+        for id in deleted {
+            self.person_deleted(id).await?;
+        }
+        self.write(rows, checkpoint).await
+    }
+
+    /// The deals and leads of these persons, from the links.
+    async fn related(&self, persons: &[i64]) -> Result<(HashMap<i64, Vec<DealFacts>>, HashSet<i64>), Stop> {
+        let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
+        for l in store::links_of_persons(self.pool, self.tenant, "deal", persons).await? {
+            let Some(p) = l.person_id else { continue };
+            deals.entry(p).or_default().push(DealFacts {
+                status: l.facts["status"].as_str().unwrap_or("open").to_owned(),
+                value: l.facts["value"].as_f64().unwrap_or(0.0),
+                stage_id: l.facts["stage_id"].as_u64(),
+            });
+        }
+        let leads = store::links_of_persons(self.pool, self.tenant, "lead", persons)
+            .await?
+            .into_iter()
+            .filter(|l| !l.facts["archived"].as_bool().unwrap_or(false))
+            .filter_map(|l| l.person_id)
+            .collect();
+        Ok((deals, leads))
+    }
+
+    /// A contact to write, or `None` when Brevo already has exactly this.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        pid: i64,
+        email: String,
+        own: Map<String, Value>,
+        org_id: Option<i64>,
+        prev: Option<&Link>,
+        related: &(HashMap<i64, Vec<DealFacts>>, HashSet<i64>),
+        orgs: &HashMap<String, Link>,
+        has_issues: bool,
+    ) -> Option<Row> {
+        let deals = related.0.get(&pid).map(Vec::as_slice).unwrap_or_default();
+        let org_name = org_id.and_then(|o| orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
+        let mut attributes = own.clone();
+        attributes.extend(transform::derived(&self.mapping, org_name, &transform::counts(deals)));
+        let lists: Vec<i64> = transform::lists(&self.mapping, deals, related.1.contains(&pid)).into_iter().collect();
+        let content = hash(&json!([email, attributes, lists]));
+        if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+            return None;
+        }
+        // A changed email is a new contact: the old one leaves the synced lists.
+        let same_contact = prev.is_some_and(|p| p.brevo_ref.as_deref() == Some(email.as_str()));
+        let prev_lists = prev.filter(|_| same_contact).map(|p| lists_of(&p.facts)).unwrap_or_default();
+        Some(Row { person_id: pid, email, attributes, own, lists, prev_lists, existed: same_contact, hash: content, org_id, has_issues })
+    }
+
+    /// Writes contacts: a large backfill page in bulk, anything else one by one.
+    async fn write(&mut self, rows: Vec<Row>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+        // Contacts whose email changed: the old contact leaves our lists.
+        let moved: Vec<i64> = rows.iter().filter(|r| !r.existed).map(|r| r.person_id).collect();
+        if !moved.is_empty() {
+            let old = store::links(self.pool, self.tenant, "person", &moved.iter().map(i64::to_string).collect::<Vec<_>>()).await?;
+            for (l, r) in rows.iter().filter_map(|r| old.get(&r.person_id.to_string()).map(|l| (l, r))) {
+                if let Some(old_email) = l.brevo_ref.as_deref().filter(|e| *e != r.email) {
+                    for list in lists_of(&l.facts) {
+                        self.brevo.remove_from_list(list, &[old_email.to_owned()]).await?;
+                    }
+                }
+            }
+        }
+        if self.mode == Mode::Backfill && rows.len() >= BULK_MIN {
+            let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
+            let all: Vec<i64> = self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect();
+            let process = self.brevo.import(&contacts, &all).await?;
+            let mut tx = self.pool.begin().await?;
+            store::save_import(&mut *tx, self.tenant, self.run, process, &serde_json::to_value(&rows).unwrap_or_default()).await?;
+            if let Some(cp) = &checkpoint {
+                store::save_checkpoint(&mut *tx, self.tenant, "person", cp).await?;
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        let result = self.write_one_by_one(rows).await;
+        if let (Ok(()), Some(cp)) = (&result, &checkpoint) {
+            store::save_checkpoint(self.pool, self.tenant, "person", cp).await?;
+        }
+        result
+    }
+
+    async fn write_one_by_one(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
+        let managed = transform::managed_lists(&self.mapping);
+        let sms = self.mapping.person_mapping.get("phone").cloned();
+        let mut links = Vec::new();
+        let mut resolved = Vec::new();
+        let mut outcome = Ok(());
+        for mut row in rows {
+            let add: Vec<i64> = row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
+            let unlink: Vec<i64> = row.prev_lists.iter().filter(|l| !row.lists.contains(l) && managed.contains(l)).copied().collect();
+            let mut result = self.brevo.upsert_contact(&row.email, &row.attributes, &add, &unlink).await;
+            if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) = (&result, &sms)
+                && let Some(number) = row.attributes.remove(sms)
+            {
+                let reason = match e {
+                    BrevoError::SmsTaken => format!("The phone {number} already belongs to another Brevo contact: the contact was synced without SMS."),
+                    _ => format!("Brevo refused the phone {number}: the contact was synced without SMS."),
+                };
+                store::record_error(self.pool, self.tenant, self.run, "person", &row.person_id.to_string(), &reason, &json!({"email": row.email, "phone": number})).await?;
+                row.has_issues = true;
+                result = self.brevo.upsert_contact(&row.email, &row.attributes, &add, &unlink).await;
+            }
+            let brevo_id = match result {
+                Ok(Upserted::Created(id)) => {
+                    self.count("person").created += 1;
+                    Some(id)
+                }
+                Ok(Upserted::Updated) => {
+                    if row.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
+                    None
+                }
+                Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) => {
+                    outcome = Err(Stop::from(e));
+                    break;
+                }
+                Err(e) => {
+                    self.count("person").failed += 1;
+                    let payload = json!({"email": row.email, "attributes": row.attributes, "lists": row.lists});
+                    store::record_error(self.pool, self.tenant, self.run, "person", &row.person_id.to_string(), &format!("Brevo refused the contact: {e}"), &payload).await?;
+                    continue;
+                }
+            };
+            if self.mode == Mode::Incremental {
+                let rule = if row.existed { self.rule("updated", "person") } else { self.rule("added", "person") };
+                if let Some(name) = rule {
+                    self.events.push(PendingEvent { name, person_id: row.person_id, properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]) });
+                }
+            }
+            if !row.has_issues {
+                resolved.push(row.person_id.to_string());
+            }
+            links.push(person_link(&row, brevo_id));
+        }
+        store::upsert_links(self.pool, self.tenant, &links).await?;
+        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
+        outcome
+    }
+
+    /// Confirms pending imports: a completed one has its list memberships and links recorded; one
+    /// that failed, or dropped rows, is written again one contact at a time (which tells which
+    /// contact failed and why). `wait`: until none is pending.
+    async fn confirm_imports(&mut self, wait: bool) -> Result<(), Stop> {
+        let mut delay = Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(15 * 60);
+        loop {
+            let pending = store::pending_imports(self.pool, self.tenant).await?;
+            if pending.is_empty() || (!wait && pending.len() < MAX_PENDING_IMPORTS) {
+                return Ok(());
+            }
+            let mut known: HashMap<i64, crate::brevo::api::Process> = self.brevo.recent_processes().await?.into_iter().map(|p| (p.id, p)).collect();
+            let mut running = 0;
+            for (id, process_id, rows) in pending {
+                let process = match known.remove(&process_id) {
+                    Some(p) => p,
+                    None => match self.brevo.process(process_id).await {
+                        Ok(p) => p,
+                        // Brevo forgot it: write the rows again.
+                        Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id: process_id, status: "failed".into(), info: None },
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
+                match process.status.as_str() {
+                    "completed" if !dropped_rows(process.info.as_ref()) => self.apply_import(&rows).await?,
+                    "completed" | "failed" | "cancelled" => {
+                        tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
+                        self.write_one_by_one(rows).await?;
+                    }
+                    _ => {
+                        running += 1;
+                        continue;
+                    }
+                }
+                store::delete_import(self.pool, self.tenant, id).await?;
+            }
+            if running == 0 || !wait && running < MAX_PENDING_IMPORTS {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Stop::Retry(format!("Brevo has not finished {running} contact import(s) after 15 minutes.")));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn apply_import(&mut self, rows: &[Row]) -> Result<(), Stop> {
+        let all = self.mapping.connectors.pipedrive.lists.all_contacts;
+        let managed = transform::managed_lists(&self.mapping);
+        let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in rows {
+            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && Some(**l) != all) {
+                adds.entry(*l).or_default().push(r.email.clone());
+            }
+            for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {
+                removes.entry(*l).or_default().push(r.email.clone());
+            }
+        }
+        for (list, emails) in adds {
+            self.brevo.add_to_list(list, &emails).await?;
+        }
+        for (list, emails) in removes {
+            self.brevo.remove_from_list(list, &emails).await?;
+        }
+        for r in rows {
+            if r.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
+        }
+        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
+        store::upsert_links(self.pool, self.tenant, &links).await?;
+        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
+        Ok(())
+    }
+
+    /// Persons whose deals, leads or organization changed, recomputed from what the links hold.
+    async fn related_persons(&mut self) -> Result<(), Stop> {
+        let ids: Vec<i64> = self.dirty.iter().filter(|p| !self.done.contains(p)).copied().collect();
+        for chunk in ids.chunks(PAGE as usize) {
+            let texts: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let links = store::links(self.pool, self.tenant, "person", &texts).await?;
+            let related = self.related(chunk).await?;
+            let org_ids: Vec<String> = links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
+            let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
+            let mut rows = Vec::new();
+            for (id, link) in &links {
+                let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else { continue };
+                let own = link.facts["own"].as_object().cloned().unwrap_or_default();
+                self.count("person").read += 1;
+                match self.row(pid, email, own, link.org_id, Some(link), &related, &orgs, false) {
+                    Some(r) => rows.push(r),
+                    None => self.count("person").unchanged += 1,
+                }
+            }
+            self.write_one_by_one(rows).await?;
+            self.report().await;
+        }
+        Ok(())
+    }
+
+    // --- deletions and merges --------------------------------------------------------------
+
+    /// Deleted persons and deals since the last check (`/v1/recents`: v2 lists leave them out).
+    async fn deletions(&mut self) -> Result<(), Stop> {
+        let cp = self.checkpoint("deletions");
+        let since = cp.since.unwrap_or(self.started) - OVERLAP;
+        let since = since.max(self.started - time::Duration::days(29));
+        let text = format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", since.year(), since.month() as u8, since.day(), since.hour(), since.minute(), since.second());
+        let mut start = 0;
+        loop {
+            let (recents, next) = self.pd.recents(&text, "person,deal", start).await?;
+            for r in recents {
+                let Some(id) = r.id.as_u64().or_else(|| r.id.as_str().and_then(|s| s.parse().ok())) else { continue };
+                let gone = r.data["active_flag"] == json!(false) || r.data["deleted"] == json!(true) || r.data["is_deleted"] == json!(true);
+                if !gone {
+                    continue;
+                }
+                match r.item.as_str() {
+                    "person" => self.person_deleted(id as i64).await?,
+                    "deal" => {
+                        let links = store::links(self.pool, self.tenant, "deal", &[id.to_string()]).await?;
+                        if let Some(l) = links.get(&id.to_string()) {
+                            self.count("deal").deleted += 1;
+                            self.dirty.extend(l.person_id);
+                            store::delete_link(self.pool, self.tenant, "deal", &id.to_string()).await?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            match next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+        let cp = Checkpoint { since: Some(self.started), ..cp };
+        self.checkpoints.insert("deletions".into(), cp.clone());
+        store::save_checkpoint(self.pool, self.tenant, "deletions", &cp).await?;
+        Ok(())
+    }
+
+    /// A person deleted in Pipedrive: its contact leaves the synced lists or is deleted (by
+    /// setting). When another person read in this run has its email, it was merged into that one.
+    async fn person_deleted(&mut self, id: i64) -> Result<(), Stop> {
+        let links = store::links(self.pool, self.tenant, "person", &[id.to_string()]).await?;
+        let Some(link) = links.get(&id.to_string()) else { return Ok(()) };
+        let Some(email) = link.brevo_ref.clone() else { return Ok(()) };
+        let survivor = self.seen_emails.get(&email).copied().filter(|s| *s != id);
+        match self.mapping.options.deleted_persons {
+            DeletedPersons::Delete => {
+                self.brevo.delete_contact(&email).await?;
+            }
+            DeletedPersons::Unlink => {
+                let managed = transform::managed_lists(&self.mapping);
+                for list in lists_of(&link.facts).into_iter().filter(|l| managed.contains(l)) {
+                    self.brevo.remove_from_list(list, std::slice::from_ref(&email)).await?;
+                }
+            }
+        }
+        store::delete_link(self.pool, self.tenant, "person", &id.to_string()).await?;
+        store::resolve_errors(self.pool, self.tenant, "person", &[id.to_string()]).await?;
+        self.count("person").deleted += 1;
+        if let Some(survivor) = survivor {
+            self.dirty.insert(survivor);
+            if let Some(name) = self.rule("merged", "person") {
+                self.events.push(PendingEvent {
+                    name,
+                    person_id: survivor,
+                    properties: Map::from_iter([("mergedPersonId".to_owned(), json!(id)), ("mergedEmail".to_owned(), json!(email))]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // --- activities and events -------------------------------------------------------------
+
+    async fn activities(&mut self) -> Result<(), Stop> {
+        let cp = self.checkpoint("activity");
+        let query = match self.mode {
+            // No events for the past: only the last `backfill_event_days` days are read at all.
+            Mode::Backfill => {
+                let days = self.mapping.options.backfill_event_days;
+                if days == 0 {
+                    return Ok(());
+                }
+                ListQuery { limit: Some(PAGE), updated_since: Some(self.started - time::Duration::days(i64::from(days))), ..Default::default() }
+            }
+            Mode::Incremental => ListQuery { limit: Some(PAGE), updated_since: cp.since.map(|s| s - OVERLAP), sort_by_update_time: true, ..Default::default() },
+        };
+        let added_after = match self.mode {
+            Mode::Backfill => self.started - time::Duration::days(i64::from(self.mapping.options.backfill_event_days)),
+            Mode::Incremental => cp.since.unwrap_or(self.started) - OVERLAP,
+        };
+        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None));
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let ids: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
+            let existing = store::links(self.pool, self.tenant, "activity", &ids).await?;
+            let mut links = Vec::new();
+            let mut latest = None;
+            for a in &page.items {
+                self.count("activity").read += 1;
+                latest = latest.max(parse_time(a.update_time.as_deref()));
+                let facts = json!({"type": a.kind, "subject": a.subject, "done": a.done, "deal_id": a.deal_id, "due_date": a.other.get("due_date")});
+                let content = hash(&json!([facts, a.person_id, a.is_deleted]));
+                let prev = existing.get(&a.id.to_string());
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("activity").unchanged += 1;
+                    continue;
+                }
+                let added = prev.is_none() && parse_time(a.other.get("add_time").and_then(Value::as_str)).is_none_or(|t| t >= added_after);
+                if added { self.count("activity").created += 1 } else { self.count("activity").updated += 1 }
+                let rule = if added { self.rule("added", "activity") } else { self.rule("updated", "activity") };
+                if let (Some(name), Some(person)) = (rule.filter(|_| !a.is_deleted), a.person_id) {
+                    let mut properties = facts.as_object().cloned().unwrap_or_default();
+                    properties.insert("activityId".into(), json!(a.id));
+                    self.events.push(PendingEvent { name, person_id: person as i64, properties });
+                }
+                links.push(Link {
+                    entity: "activity".into(),
+                    pipedrive_id: a.id.to_string(),
+                    person_id: a.person_id.map(|p| p as i64),
+                    content_hash: Some(content),
+                    facts,
+                    ..Default::default()
+                });
+            }
+            // Events go out before the checkpoint moves past them.
+            self.send_events().await?;
+            let cp = match self.mode {
+                Mode::Backfill => self.checkpoint("activity"),
+                Mode::Incremental => self.advance("activity", None, latest),
+            };
+            let mut tx = self.pool.begin().await?;
+            store::upsert_links(&mut *tx, self.tenant, &links).await?;
+            store::save_checkpoint(&mut *tx, self.tenant, "activity", &cp).await?;
+            tx.commit().await?;
+            self.report().await;
+        }
+        Ok(())
+    }
+
+    /// Sends the collected events to the persons' contacts (persons without one are skipped).
+    async fn send_events(&mut self) -> Result<(), Stop> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.events);
+        let ids: Vec<String> = events.iter().map(|e| e.person_id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let persons = store::links(self.pool, self.tenant, "person", &ids).await?;
+        let mut batch = Vec::new();
+        for e in events {
+            match persons.get(&e.person_id.to_string()).and_then(|l| l.brevo_ref.clone()) {
+                Some(email) => batch.push((e.name, email, e.properties)),
+                None => self.count("event").skipped += 1,
+            }
+        }
+        for chunk in batch.chunks(100) {
+            match self.brevo.track_events(chunk).await {
+                Ok(()) => self.count("event").created += chunk.len() as u64,
+                Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) => return Err(e.into()),
+                Err(e) => {
+                    self.count("event").failed += chunk.len() as u64;
+                    tracing::warn!(error = %e, "Brevo refused a batch of events");
+                    store::record_error(self.pool, self.tenant, self.run, "event", &format!("run-{}", self.run), &format!("Brevo refused events: {e}"),
+                        &json!(chunk.iter().map(|(n, m, p)| json!({"event": n, "email": m, "properties": p})).collect::<Vec<_>>())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // --- companies ---------------------------------------------------------------------------
+
+    /// Brevo companies for organizations with synced contacts, a few per run: companies share
+    /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
+    async fn companies(&mut self) -> Result<(), Stop> {
+        let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
+        for org in &orgs {
+            let Ok(org_id) = org.pipedrive_id.parse::<i64>() else { continue };
+            let name = org.facts["name"].as_str().unwrap_or_default().to_owned();
+            let persons: Vec<String> = store::persons_of_org(self.pool, self.tenant, org_id).await?.iter().map(i64::to_string).collect();
+            let mut contact_ids = Vec::new();
+            let mut found = Vec::new();
+            for link in store::links(self.pool, self.tenant, "person", &persons).await?.into_values() {
+                match (link.brevo_id, link.brevo_ref.as_deref()) {
+                    (Some(id), _) => contact_ids.push(id),
+                    (None, Some(email)) => {
+                        if let Some(c) = self.brevo.get_contact(email).await? {
+                            contact_ids.push(c.id);
+                            found.push(Link { brevo_id: Some(c.id), ..link.clone() });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            contact_ids.sort_unstable();
+            let linked: Vec<i64> = org.facts["linked"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+            let company = match org.brevo_ref.clone() {
+                None => {
+                    let id = self.brevo.create_company_linked(&name, &contact_ids).await?;
+                    self.count("company").created += 1;
+                    id
+                }
+                Some(id) => {
+                    self.brevo.rename_company(&id, &name).await?;
+                    let add: Vec<i64> = contact_ids.iter().filter(|c| !linked.contains(c)).copied().collect();
+                    let remove: Vec<i64> = linked.iter().filter(|c| !contact_ids.contains(c)).copied().collect();
+                    if !add.is_empty() || !remove.is_empty() {
+                        self.brevo.link_company(&id, &add, &remove).await?;
+                    }
+                    self.count("company").updated += 1;
+                    id
+                }
+            };
+            let mut facts = org.facts.clone();
+            facts["written"] = json!(org.content_hash);
+            facts["linked"] = json!(contact_ids);
+            let done = Link { brevo_ref: Some(company), facts, ..org.clone() };
+            let mut tx = self.pool.begin().await?;
+            store::upsert_links(&mut *tx, self.tenant, &found).await?;
+            store::upsert_links(&mut *tx, self.tenant, std::slice::from_ref(&done)).await?;
+            tx.commit().await?;
+        }
+        let left = total - orgs.len() as i64;
+        if left > 0 {
+            self.notes.push(format!(
+                "{left} organization(s) wait for their Brevo company: Brevo allows 100 company calls an hour, so they follow in the next runs."
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn lists_of(facts: &Value) -> Vec<i64> {
+    facts["lists"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect()
+}
+
+fn person_link(r: &Row, brevo_id: Option<i64>) -> Link {
+    Link {
+        entity: "person".into(),
+        pipedrive_id: r.person_id.to_string(),
+        brevo_ref: Some(r.email.clone()),
+        brevo_id,
+        org_id: r.org_id,
+        content_hash: Some(r.hash.clone()),
+        facts: json!({"own": r.own, "lists": r.lists}),
+        ..Default::default()
+    }
+}
+
+/// Whether an import's counters say rows were dropped or changed (`info.import`).
+fn dropped_rows(info: Option<&Value>) -> bool {
+    let Some(counters) = info.and_then(|i| i.get("import")).and_then(Value::as_object) else { return false };
+    counters.iter().any(|(k, v)| (k == "invalid_emails" || k.starts_with("duplicate_")) && v.as_u64().unwrap_or(0) > 0)
+}
+
+/// Reads the catalog: person fields with their options, stages with their names, Brevo's
+/// attributes and lists.
+async fn load_catalogue(pd: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalogue, Stop> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut pages = prefetch(pd.list::<Field>("/api/v2/personFields", ListQuery::default()));
+    while let Some(p) = pages.recv().await {
+        fields.extend(p?.items);
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut pages = prefetch(pd.list::<Stage>("/api/v2/stages", ListQuery::default()));
+    while let Some(p) = pages.recv().await {
+        stages.extend(p?.items);
+    }
+    let attributes = brevo.attributes().await?;
+    let list_ids = brevo.list_ids().await?;
+    let options: FieldOptions = fields
+        .iter()
+        .filter(|f| f.is_custom_field)
+        .map(|f| {
+            let opts = f.options.iter().flatten().map(|o| (o.id.to_string().trim_matches('"').to_owned(), o.label.clone())).collect();
+            (f.field_code.clone(), opts)
+        })
+        .collect();
+    Ok(Catalogue {
+        catalog: Catalog {
+            person_fields: fields
+                .into_iter()
+                .filter(|f| f.is_custom_field)
+                .map(|f| FieldInfo { key: f.field_code, label: f.field_name, field_type: f.field_type })
+                .collect(),
+            stage_ids: stages.iter().map(|s| s.id).collect(),
+            attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
+            list_ids,
+        },
+        options,
+        stage_names: stages.into_iter().map(|s| (s.id, s.name)).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_counters_that_mean_dropped_rows() {
+        assert!(!dropped_rows(None));
+        assert!(!dropped_rows(Some(&json!({"import": {"created": 5, "updated": 2, "invalid_emails": 0}}))));
+        assert!(dropped_rows(Some(&json!({"import": {"duplicate_phone_id": 1}}))));
+        assert!(dropped_rows(Some(&json!({"import": {"invalid_emails": 3}}))));
+    }
+
+    #[test]
+    fn hashes_are_stable_and_tell_content_apart() {
+        let a = hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60]]));
+        assert_eq!(a, hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60]])));
+        assert_ne!(a, hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60, 61]])));
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn v1_and_v2_times_read() {
+        assert_eq!(parse_time(Some("2026-01-02T03:04:05Z")).unwrap().unix_timestamp(), 1_767_323_045);
+        assert_eq!(parse_time(Some("2026-01-02 03:04:05")).unwrap().unix_timestamp(), 1_767_323_045);
+        assert!(parse_time(Some("yesterday")).is_none());
+    }
+}

@@ -1,0 +1,118 @@
+//! The sync engine: Pipedrive → Brevo, as jobs of the queue. A tenant's first run is a backfill
+//! (everything, in bulk, checkpointed per page); later runs are incremental (what changed since the
+//! last checkpoint). Each run is recorded with its counts, the tokens and calls it spent, and the
+//! records that failed, which can be retried.
+
+pub mod engine;
+pub mod history;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::accounts::{AccessError, Member};
+use crate::queue::{self, Handler, HandlerFuture, Job, NewJob};
+
+pub use engine::Services;
+
+/// Jobs: an incremental run (a backfill first, if the tenant has none), or a full resync.
+pub const JOB_SYNC: &str = queue::schedule::SYNC_INCREMENTAL;
+pub const JOB_FULL_RESYNC: &str = "sync.full";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Backfill,
+    Incremental,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Backfill => "backfill",
+            Mode::Incremental => "incremental",
+        }
+    }
+}
+
+/// What happened to one entity's records in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityCounts {
+    pub read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub deleted: u64,
+}
+
+/// Counts per entity (`person`, `organization`, `deal`, `activity`, `lead`, `event`).
+pub type Counts = BTreeMap<String, EntityCounts>;
+
+/// Queues a sync for the member's tenant; `false` when one is already queued.
+pub async fn request(pool: &PgPool, member: &Member, full_resync: bool) -> Result<bool, AccessError> {
+    member.require_manage()?;
+    let t = member.tenant_id;
+    let kind = if full_resync { JOB_FULL_RESYNC } else { JOB_SYNC };
+    let job = NewJob::new(kind, json!({"trigger": "manual", "requested_by": member.user_id}))
+        .tenant(t)
+        .dedupe(format!("{kind}:{t}"))
+        .concurrency(format!("sync:{t}"))
+        .attempts(20);
+    Ok(queue::enqueue(pool, &job).await?.is_some())
+}
+
+/// The job handler for both kinds of sync job.
+#[derive(Clone)]
+pub struct SyncHandler {
+    services: Arc<Services>,
+}
+
+impl SyncHandler {
+    pub fn new(services: Arc<Services>) -> Self {
+        Self { services }
+    }
+}
+
+impl Handler for SyncHandler {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(engine::run_job(&self.services, job))
+    }
+}
+
+/// Retries failed records: one (`error_id`), or every open one of the tenant; `false` if none.
+pub async fn retry(pool: &PgPool, member: &Member, error_id: Option<i64>) -> Result<bool, AccessError> {
+    member.require_manage()?;
+    let t = member.tenant_id;
+    let mut tx = pool.begin().await?;
+    let persons: Vec<String> = sqlx::query_scalar(
+        "update record_errors set status = 'retrying'
+         where tenant_id = $1 and status = 'open' and entity = 'person' and ($2::bigint is null or id = $2)
+         returning pipedrive_id",
+    )
+    .bind(t)
+    .bind(error_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if persons.is_empty() {
+        return Ok(false);
+    }
+    // Forget what was written, so the records are written again.
+    sqlx::query("update record_links set content_hash = null where tenant_id = $1 and entity = 'person' and pipedrive_id = any($2)")
+        .bind(t)
+        .bind(&persons)
+        .execute(&mut *tx)
+        .await?;
+    let job = NewJob::new(JOB_SYNC, json!({"trigger": "retry", "requested_by": member.user_id, "persons": persons}))
+        .tenant(t)
+        .concurrency(format!("sync:{t}"))
+        .attempts(20);
+    queue::enqueue(&mut *tx, &job).await?;
+    tx.commit().await?;
+    Ok(true)
+}

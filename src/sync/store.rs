@@ -1,0 +1,326 @@
+//! The sync engine's tables: runs, checkpoints, record links, record errors and pending imports.
+//! Every statement is scoped by tenant. Links are written a page at a time (one statement).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+
+use super::{Counts, Mode};
+use crate::domain::TenantId;
+
+/// A record link as the engine reads and writes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Link {
+    pub entity: String,
+    pub pipedrive_id: String,
+    pub brevo_ref: Option<String>,
+    pub brevo_id: Option<i64>,
+    pub person_id: Option<i64>,
+    pub org_id: Option<i64>,
+    /// Hex of the hash of what Brevo was last given.
+    pub content_hash: Option<String>,
+    pub facts: Value,
+}
+
+pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &[Link]) -> Result<(), sqlx::Error> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into record_links (tenant_id, entity, pipedrive_id, brevo_ref, brevo_id, person_id, org_id, content_hash, facts, updated_at)
+         select $1, r.entity, r.pipedrive_id, r.brevo_ref, r.brevo_id, r.person_id, r.org_id, decode(r.content_hash, 'hex'),
+                coalesce(r.facts, '{}'::jsonb), now()
+         from jsonb_to_recordset($2) as r(entity text, pipedrive_id text, brevo_ref text, brevo_id bigint, person_id bigint,
+                                         org_id bigint, content_hash text, facts jsonb)
+         on conflict (tenant_id, entity, pipedrive_id) do update set
+             brevo_ref = excluded.brevo_ref, brevo_id = coalesce(excluded.brevo_id, record_links.brevo_id),
+             person_id = excluded.person_id, org_id = excluded.org_id, content_hash = excluded.content_hash,
+             facts = excluded.facts, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(serde_json::to_value(links).unwrap_or_default())
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+const LINK_COLUMNS: &str = "entity, pipedrive_id, brevo_ref, brevo_id, person_id, org_id, encode(content_hash, 'hex') as content_hash, facts";
+
+/// The links of these records, by Pipedrive id.
+pub async fn links(pool: &PgPool, tenant: TenantId, entity: &str, ids: &[String]) -> Result<HashMap<String, Link>, sqlx::Error> {
+    let rows: Vec<Link> = sqlx::query_as(&format!("select {LINK_COLUMNS} from record_links where tenant_id = $1 and entity = $2 and pipedrive_id = any($3)"))
+        .bind(tenant)
+        .bind(entity)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|l| (l.pipedrive_id.clone(), l)).collect())
+}
+
+/// Links of `entity` whose person is one of `persons` (deals and leads of those persons).
+pub async fn links_of_persons(pool: &PgPool, tenant: TenantId, entity: &str, persons: &[i64]) -> Result<Vec<Link>, sqlx::Error> {
+    sqlx::query_as(&format!("select {LINK_COLUMNS} from record_links where tenant_id = $1 and entity = $2 and person_id = any($3)"))
+        .bind(tenant)
+        .bind(entity)
+        .bind(persons)
+        .fetch_all(pool)
+        .await
+}
+
+/// The persons linked to these contact emails.
+pub async fn persons_by_email(pool: &PgPool, tenant: TenantId, emails: &[String]) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select brevo_ref, pipedrive_id from record_links where tenant_id = $1 and entity = 'person' and brevo_ref = any($2)",
+    )
+    .bind(tenant)
+    .bind(emails)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Person ids of an organization's synced persons.
+pub async fn persons_of_org(pool: &PgPool, tenant: TenantId, org: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("select pipedrive_id::bigint from record_links where tenant_id = $1 and entity = 'person' and org_id = $2")
+        .bind(tenant)
+        .bind(org)
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn delete_link<'e>(db: impl PgExecutor<'e>, tenant: TenantId, entity: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from record_links where tenant_id = $1 and entity = $2 and pipedrive_id = $3")
+        .bind(tenant)
+        .bind(entity)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Organizations whose Brevo company is missing or out of date, those with synced contacts first.
+pub async fn companies_to_write(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<(Vec<Link>, i64), sqlx::Error> {
+    let stale = "l.tenant_id = $1 and l.entity = 'organization'
+                 and (l.content_hash is null or l.facts->>'written' is distinct from encode(l.content_hash, 'hex'))
+                 and exists (select 1 from record_links p where p.tenant_id = $1 and p.entity = 'person' and p.org_id = l.pipedrive_id::bigint)";
+    let links = sqlx::query_as(&format!(
+        "select l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l.person_id, l.org_id, encode(l.content_hash, 'hex') as content_hash, l.facts
+         from record_links l where {stale} order by l.pipedrive_id::bigint limit $2"
+    ))
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!("select count(*) from record_links l where {stale}")).bind(tenant).fetch_one(pool).await?;
+    Ok((links, total))
+}
+
+// --- checkpoints -------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub backfill_cursor: Option<String>,
+    pub backfill_done: bool,
+    pub since: Option<OffsetDateTime>,
+}
+
+pub async fn checkpoints(pool: &PgPool, tenant: TenantId) -> Result<HashMap<String, Checkpoint>, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, bool, Option<OffsetDateTime>)> =
+        sqlx::query_as("select entity, backfill_cursor, backfill_done, since from sync_checkpoints where tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(e, backfill_cursor, backfill_done, since)| (e, Checkpoint { backfill_cursor, backfill_done, since })).collect())
+}
+
+pub async fn save_checkpoint<'e>(db: impl PgExecutor<'e>, tenant: TenantId, entity: &str, c: &Checkpoint) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into sync_checkpoints (tenant_id, entity, backfill_cursor, backfill_done, since, updated_at)
+         values ($1, $2, $3, $4, $5, now())
+         on conflict (tenant_id, entity) do update set backfill_cursor = excluded.backfill_cursor,
+             backfill_done = excluded.backfill_done, since = excluded.since, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(entity)
+    .bind(&c.backfill_cursor)
+    .bind(c.backfill_done)
+    .bind(c.since)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// A full resync: every checkpoint forgotten and every hash cleared, so everything is read and
+/// written again.
+pub async fn reset_for_full_resync(pool: &PgPool, tenant: TenantId) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from sync_checkpoints where tenant_id = $1").bind(tenant).execute(&mut *tx).await?;
+    sqlx::query("update record_links set content_hash = null where tenant_id = $1 and entity in ('person', 'organization')")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+// --- runs ----------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: i64,
+    pub mode: String,
+    pub counts: Value,
+    pub pipedrive_tokens: i64,
+    pub brevo_calls: i64,
+}
+
+/// The run a job continues (its worker died, or it waited), or a new one.
+pub async fn start_or_resume(
+    pool: &PgPool,
+    tenant: TenantId,
+    job_id: i64,
+    mode: Mode,
+    trigger: &str,
+    requested_by: Option<crate::domain::UserId>,
+) -> Result<(RunRow, bool), sqlx::Error> {
+    let existing: Option<RunRow> = sqlx::query_as(
+        "update sync_runs set status = 'running', updated_at = now()
+         where tenant_id = $1 and job_id = $2 and status in ('running', 'waiting')
+         returning id, mode, counts, pipedrive_tokens, brevo_calls",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(run) = existing {
+        return Ok((run, true));
+    }
+    let run = sqlx::query_as(
+        "insert into sync_runs (tenant_id, job_id, mode, trigger, requested_by) values ($1, $2, $3, $4, $5)
+         returning id, mode, counts, pipedrive_tokens, brevo_calls",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .bind(mode.as_str())
+    .bind(trigger)
+    .bind(requested_by.filter(|u| !u.0.is_nil()))
+    .fetch_one(pool)
+    .await?;
+    Ok((run, false))
+}
+
+pub struct Progress<'a> {
+    pub phase: &'a str,
+    pub steps_done: i32,
+    pub steps_total: i32,
+    pub counts: &'a Counts,
+    pub pipedrive_tokens: u64,
+    pub brevo_calls: u64,
+}
+
+pub async fn progress(pool: &PgPool, run: i64, p: &Progress<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sync_runs set phase = $2, steps_done = $3, steps_total = $4, counts = $5, pipedrive_tokens = $6,
+                brevo_calls = $7, updated_at = now()
+         where id = $1",
+    )
+    .bind(run)
+    .bind(p.phase)
+    .bind(p.steps_done)
+    .bind(p.steps_total)
+    .bind(serde_json::to_value(p.counts).unwrap_or_default())
+    .bind(p.pipedrive_tokens as i64)
+    .bind(p.brevo_calls as i64)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a run (`succeeded`, `failed`), or marks it `waiting` (it continues later).
+pub async fn set_status(pool: &PgPool, run: i64, status: &str, message: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sync_runs set status = $2, message = $3, updated_at = now(),
+                finished_at = case when $2 in ('succeeded', 'failed') then now() else null end,
+                phase = case when $2 in ('succeeded', 'failed') then null else phase end
+         where id = $1",
+    )
+    .bind(run)
+    .bind(status)
+    .bind(message)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Tokens the tenants of one Pipedrive company spent today (UTC), as runs recorded them: a
+/// restarted process starts its daily budget from here.
+pub async fn tokens_spent_today(pool: &PgPool, api_base: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select coalesce(sum(r.pipedrive_tokens), 0)::bigint from sync_runs r
+         join connections c on c.tenant_id = r.tenant_id and c.provider = 'pipedrive' and c.api_base = $1
+         where r.started_at >= date_trunc('day', now() at time zone 'utc') at time zone 'utc'",
+    )
+    .bind(api_base)
+    .fetch_one(pool)
+    .await
+}
+
+// --- record errors -----------------------------------------------------------------------------
+
+pub async fn record_error(pool: &PgPool, tenant: TenantId, run: i64, entity: &str, id: &str, reason: &str, payload: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into record_errors (tenant_id, run_id, entity, pipedrive_id, reason, payload) values ($1, $2, $3, $4, $5, $6)
+         on conflict (tenant_id, entity, pipedrive_id) where status <> 'resolved'
+         do update set run_id = excluded.run_id, reason = excluded.reason, payload = excluded.payload, status = 'open',
+                       created_at = now()",
+    )
+    .bind(tenant)
+    .bind(run)
+    .bind(entity)
+    .bind(id)
+    .bind(reason)
+    .bind(payload)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// The records went through: their open errors are resolved.
+pub async fn resolve_errors(pool: &PgPool, tenant: TenantId, entity: &str, ids: &[String]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "update record_errors set status = 'resolved', resolved_at = now()
+         where tenant_id = $1 and entity = $2 and pipedrive_id = any($3) and status <> 'resolved'",
+    )
+    .bind(tenant)
+    .bind(entity)
+    .bind(ids)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+// --- pending imports ---------------------------------------------------------------------------
+
+pub async fn save_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, run: i64, process_id: i64, rows: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into sync_imports (tenant_id, run_id, process_id, rows) values ($1, $2, $3, $4)")
+        .bind(tenant)
+        .bind(run)
+        .bind(process_id)
+        .bind(rows)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Value)>, sqlx::Error> {
+    sqlx::query_as("select id, process_id, rows from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
+}
+
+pub async fn delete_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from sync_imports where tenant_id = $1 and id = $2").bind(tenant).bind(id).execute(db).await.map(|_| ())
+}
