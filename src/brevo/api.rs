@@ -184,6 +184,18 @@ impl BrevoApi {
         }
     }
 
+    /// Updates an existing contact (`PUT`): attributes, lists to join and lists to leave (the
+    /// create call ignores `unlinkListIds`). `UnknownContact` when there is none.
+    pub async fn update_contact(&self, email: &str, attributes: &Map<String, Value>, list_ids: &[i64], unlink_list_ids: &[i64]) -> Result<(), BrevoError> {
+        let path = format!("/v3/contacts/{}", urlencode(email));
+        let body = json!({"attributes": attributes, "listIds": list_ids, "unlinkListIds": unlink_list_ids});
+        let (status, bytes) = self.call(reqwest::Method::PUT, &path, &[("identifierType", "email_id")], Some(&body)).await?;
+        match status {
+            200..=299 => Ok(()),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
     pub async fn get_contact(&self, email: &str) -> Result<Option<Contact>, BrevoError> {
         let path = format!("/v3/contacts/{}", urlencode(email));
         let (status, bytes) = self.call(reqwest::Method::GET, &path, &[("identifierType", "email_id")], None).await?;
@@ -367,13 +379,28 @@ impl BrevoApi {
 
 impl BrevoApi {
     /// Several events in one call (`/events/batch`): `(event name, email, properties)` each.
-    pub async fn track_events(&self, events: &[(String, String, Map<String, Value>)]) -> Result<(), BrevoError> {
+    /// Returns the events Brevo refused (a 207 partial success), by index, with its message.
+    pub async fn track_events(&self, events: &[(String, String, Map<String, Value>)]) -> Result<Vec<(usize, String)>, BrevoError> {
         let body: Vec<Value> = events
             .iter()
             .map(|(name, email, props)| json!({"event_name": name, "identifiers": {"email_id": email}, "event_properties": props}))
             .collect();
         let (status, bytes) = self.call(reqwest::Method::POST, "/v3/events/batch", &[], Some(&Value::Array(body))).await?;
-        if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
+        match status {
+            207 => {
+                let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let mut refused = Vec::new();
+                for e in v["errors"].as_array().into_iter().flatten() {
+                    let message = e["message"].as_str().unwrap_or("refused").to_owned();
+                    for i in e["eventIndex"].as_array().into_iter().flatten().filter_map(Value::as_u64) {
+                        refused.push((i as usize, message.clone()));
+                    }
+                }
+                Ok(refused)
+            }
+            200..=299 => Ok(Vec::new()),
+            _ => Err(contact_error(status, &bytes)),
+        }
     }
 }
 

@@ -170,6 +170,8 @@ pub struct Registry {
     tokens: Mutex<std::collections::HashMap<String, Arc<TokenLimiter>>>,
     budgets: Mutex<std::collections::HashMap<String, Arc<Budget>>>,
     brevo: Mutex<std::collections::HashMap<String, Arc<crate::brevo::api::BrevoLimits>>>,
+    /// Brevo's rates: contacts (and events) per second, other endpoints per hour.
+    brevo_rates: (u32, u32),
 }
 
 impl Registry {
@@ -183,7 +185,14 @@ impl Registry {
             tokens: Mutex::new(Default::default()),
             budgets: Mutex::new(Default::default()),
             brevo: Mutex::new(Default::default()),
+            brevo_rates: (10, 100),
         }
+    }
+
+    /// Other Brevo rates than the documented general tier (an Enterprise account; tests).
+    pub fn with_brevo_rates(mut self, contacts_per_second: u32, others_per_hour: u32) -> Self {
+        self.brevo_rates = (contacts_per_second, others_per_hour);
+        self
     }
 
     pub fn limiter(&self, connection: &str) -> Arc<TokenLimiter> {
@@ -191,10 +200,11 @@ impl Registry {
         map.entry(connection.to_owned()).or_insert_with(|| Arc::new(TokenLimiter::new(self.default_burst))).clone()
     }
 
-    /// Brevo's limits for one key (at its documented rates), shared by every worker.
+    /// Brevo's limits for one key (at the documented rates unless set), shared by every worker.
     pub fn brevo(&self, connection: &str) -> Arc<crate::brevo::api::BrevoLimits> {
+        let (per_second, per_hour) = self.brevo_rates;
         let mut map = self.brevo.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::documented())).clone()
+        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::new(per_second, per_hour))).clone()
     }
 
     pub fn budget(&self, company: &str) -> Arc<Budget> {

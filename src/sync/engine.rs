@@ -52,6 +52,9 @@ const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
 /// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
 const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
+/// PRODUCT.md's `deal.stage_changed`, in the characters Brevo allows in an event name (letters,
+/// digits, `-`, `_`).
+pub const STAGE_CHANGED: &str = "deal_stage_changed";
 
 /// What the sync jobs need from the application.
 pub struct Services {
@@ -603,7 +606,7 @@ impl<'s> Engine<'s> {
                         let (old_status, old_stage) = (p.facts["status"].as_str().unwrap_or("open").to_owned(), p.facts["stage_id"].as_u64());
                         if old_status != d.status || old_stage != d.stage_id {
                             let extra = json!({"previousStage": self.stage_label(&old_status, old_stage), "newStage": stage});
-                            new_events.push(PendingEvent { name: "deal.stage_changed".into(), person_id: person as i64, properties: props(extra) });
+                            new_events.push(PendingEvent { name: STAGE_CHANGED.into(), person_id: person as i64, properties: props(extra) });
                         }
                     }
                     self.events.extend(new_events);
@@ -918,7 +921,7 @@ impl<'s> Engine<'s> {
         for mut row in rows {
             let add: Vec<i64> = row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
             let unlink: Vec<i64> = row.prev_lists.iter().filter(|l| !row.lists.contains(l) && managed.contains(l)).copied().collect();
-            let mut result = self.brevo.upsert_contact(&row.email, &row.attributes, &add, &unlink).await;
+            let mut result = self.put_contact(&row, &add, &unlink).await;
             if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) = (&result, &sms)
                 && let Some(number) = row.attributes.remove(sms)
             {
@@ -928,7 +931,7 @@ impl<'s> Engine<'s> {
                 };
                 store::record_error(self.pool, self.tenant, self.run, "person", &row.person_id.to_string(), &reason, &json!({"email": row.email, "phone": number})).await?;
                 row.has_issues = true;
-                result = self.brevo.upsert_contact(&row.email, &row.attributes, &add, &unlink).await;
+                result = self.put_contact(&row, &add, &unlink).await;
             }
             let brevo_id = match result {
                 Ok(Upserted::Created(id)) => {
@@ -964,6 +967,19 @@ impl<'s> Engine<'s> {
         store::upsert_links(self.pool, self.tenant, &links).await?;
         store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
         outcome
+    }
+
+    /// An existing contact is updated (so it can leave lists), a new one created.
+    async fn put_contact(&self, row: &Row, add: &[i64], unlink: &[i64]) -> Result<Upserted, BrevoError> {
+        if row.existed {
+            match self.brevo.update_contact(&row.email, &row.attributes, add, unlink).await {
+                Ok(()) => return Ok(Upserted::Updated),
+                // Deleted in Brevo meanwhile: created again below.
+                Err(BrevoError::UnknownContact) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.brevo.upsert_contact(&row.email, &row.attributes, add, &[]).await
     }
 
     /// Confirms pending imports: a completed one has its list memberships and links recorded; one
@@ -1228,7 +1244,15 @@ impl<'s> Engine<'s> {
         }
         for chunk in batch.chunks(100) {
             match self.brevo.track_events(chunk).await {
-                Ok(()) => self.count("event").created += chunk.len() as u64,
+                Ok(refused) => {
+                    self.count("event").created += (chunk.len() - refused.len()) as u64;
+                    self.count("event").failed += refused.len() as u64;
+                    for (i, message) in refused {
+                        let Some((name, email, props)) = chunk.get(i) else { continue };
+                        let id = format!("{name}:{email}:{}", props.get("dealId").or(props.get("activityId")).map(Value::to_string).unwrap_or_default());
+                        store::record_error(self.pool, self.tenant, self.run, "event", &id, &format!("Brevo refused the event {name}: {message}"), &json!({"event": name, "email": email, "properties": props})).await?;
+                    }
+                }
                 Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) => return Err(e.into()),
                 Err(e) => {
                     self.count("event").failed += chunk.len() as u64;

@@ -1,0 +1,458 @@
+//! The sync engine end to end: a real PostgreSQL, the sandbox's Pipedrive and Brevo over HTTP,
+//! the job queue and its worker. What Brevo should hold is computed here, independently, from the
+//! sandbox's own API answers (plain JSON, not the product's models or mapping code).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use pipebridge::accounts::{self, Member};
+use pipebridge::connections::{self, Providers};
+use pipebridge::domain::{CompanyName, Email, Password};
+use pipebridge::pipedrive::limits::Registry;
+use pipebridge::queue::{Outcome, Worker, WorkerSettings};
+use pipebridge::secrets::{Secret, SecretKey};
+use pipebridge::sync::{self, Services, SyncHandler};
+use pipebridge_sandbox::brevo::DEFAULT_API_KEY;
+use pipebridge_sandbox::pipedrive::DEFAULT_API_TOKEN;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+struct Setup {
+    sb: pipebridge_sandbox::Running,
+    member: Member,
+    worker: Worker,
+    lists: Lists,
+    http: reqwest::Client,
+}
+
+#[derive(Clone, Copy)]
+struct Lists {
+    all: i64,
+    qualified: i64,
+    customers: i64,
+    churned: i64,
+    lost: i64,
+}
+
+async fn setup(pool: &PgPool, persons: usize, options: &str) -> Setup {
+    let mut config = pipebridge_sandbox::Config::default();
+    config.pipedrive.seed_persons = persons;
+    config.brevo.rate_limits = false;
+    let sb = pipebridge_sandbox::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+
+    let done = accounts::sign_up(pool, &Email::parse("owner@example.com").unwrap(), Password::parse_new("correct horse battery").unwrap(), &CompanyName::parse("Acme").unwrap())
+        .await
+        .unwrap();
+    let member = accounts::authorize(pool, done.user_id, done.tenant_id).await.unwrap();
+    let key = SecretKey::generate();
+    let mut providers = Providers::sandbox("http://127.0.0.1:3000");
+    providers.pipedrive_oauth.server = sb.pipedrive_url.clone();
+    providers.pipedrive_api = sb.pipedrive_url.clone();
+    providers.brevo_api = sb.brevo_url.clone();
+    connections::connect_pipedrive_token(pool, &key, &providers, &member, Secret::new(DEFAULT_API_TOKEN), "sandbox").await.unwrap();
+    connections::connect_brevo(pool, &key, &providers, &member, Secret::new(DEFAULT_API_KEY)).await.unwrap();
+
+    let mut ids = Vec::new();
+    for name in ["All contacts", "Qualified leads", "Customers", "Churned", "Lost deals"] {
+        let res: Value = http
+            .post(format!("{}/v3/contacts/lists", sb.brevo_url))
+            .header("api-key", DEFAULT_API_KEY)
+            .json(&json!({"name": name, "folderId": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(res["id"].as_i64().unwrap());
+    }
+    let lists = Lists { all: ids[0], qualified: ids[1], customers: ids[2], churned: ids[3], lost: ids[4] };
+    let yaml = format!(
+        "connectors:
+  pipedrive:
+    sync: {{ persons: true, deals: true, organizations: true, activities: true, leads: true }}
+    lists: {{ all_contacts: {}, qualified_leads: {}, customers: {}, churned: {} }}
+person_mapping:
+  email: email
+  name: FULLNAME
+  first_name: FIRSTNAME
+  last_name: LASTNAME
+  phone: SMS
+  org_id.name: COMPANY
+  won_deals_count: WON_DEALS
+  lost_deals_count: LOST_DEALS
+  open_deals_count: OPEN_DEALS
+  closed_deals_count: CLOSED_DEALS
+  total_revenue: LTV
+  custom_fields.lead_source: LEAD_SOURCE
+deal_stage_mapping: {{ 1: {q}, 2: {q}, 3: {c}, 4: {c}, won: {c}, lost: {l} }}
+webhooks:
+  - {{ event_action: added, event_object: person, brevo_event: contact_created }}
+  - {{ event_action: merged, event_object: person, brevo_event: contact_merged }}
+  - {{ event_action: added, event_object: activity, brevo_event: activity_logged }}
+{options}",
+        lists.all,
+        lists.qualified,
+        lists.customers,
+        lists.churned,
+        q = lists.qualified,
+        c = lists.customers,
+        l = lists.lost,
+    );
+    pipebridge::mapping::store::save(pool, &member, &yaml, None).await.unwrap();
+
+    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 1_000_000));
+    let services = Arc::new(Services::new(pool.clone(), key, providers, limits));
+    let worker = Worker::new(pool.clone(), WorkerSettings { lease: std::time::Duration::from_secs(60), ..WorkerSettings::default() })
+        .register(sync::JOB_SYNC, SyncHandler::new(services.clone()))
+        .register(sync::JOB_FULL_RESYNC, SyncHandler::new(services));
+    Setup { sb, member, worker, lists, http }
+}
+
+impl Setup {
+    async fn sync(&self, pool: &PgPool) -> (String, Value) {
+        sync::request(pool, &self.member, false).await.unwrap();
+        let (_, outcome) = self.worker.run_next_job().await.unwrap().expect("a queued sync");
+        let run: (String, Value, Option<String>) =
+            sqlx::query_as("select status, counts, message from sync_runs where tenant_id = $1 order by id desc limit 1")
+                .bind(self.member.tenant_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(outcome, Outcome::Succeeded, "run ended {} with {:?}", run.0, run.2);
+        (run.0, run.1)
+    }
+
+    async fn pd_get(&self, path: &str, query: &[(&str, String)]) -> Value {
+        self.http
+            .get(format!("{}{path}", self.sb.pipedrive_url))
+            .header("x-api-token", DEFAULT_API_TOKEN)
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Every item of a v2 list.
+    async fn pd_all(&self, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = vec![("limit", "500".to_owned())];
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let page = self.pd_get(path, &q).await;
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["additional_data"]["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    async fn pd_admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let res = self.http.request(method, format!("{}{path}", self.sb.pipedrive_url)).json(&body).send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn brevo_state(&self) -> Value {
+        self.http.get(format!("{}/_sandbox/state", self.sb.brevo_url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// What Brevo should hold, by email: attributes and list ids. Computed from the sandbox's
+    /// answers with this test's own reading of the rules in PRODUCT.md and the mapping above.
+    async fn expected(&self) -> BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)> {
+        let persons = self.pd_all("/api/v2/persons").await;
+        let deals = self.pd_all("/api/v2/deals").await;
+        let orgs: BTreeMap<u64, String> = self.pd_all("/api/v2/organizations").await.iter().map(|o| (o["id"].as_u64().unwrap(), o["name"].as_str().unwrap().to_owned())).collect();
+        let fields = self.pd_all("/api/v2/personFields").await;
+        let lead_source = fields.iter().find(|f| f["field_name"] == "Lead source").unwrap();
+        let source_key = lead_source["field_code"].as_str().unwrap().to_owned();
+        let source_labels: BTreeMap<String, String> =
+            lead_source["options"].as_array().unwrap().iter().map(|o| (o["id"].to_string(), o["label"].as_str().unwrap().to_owned())).collect();
+        let mut lead_persons = BTreeSet::new();
+        let mut start = 0;
+        loop {
+            let page = self.pd_get("/api/v1/leads", &[("start", start.to_string()), ("limit", "500".into())]).await;
+            for l in page["data"].as_array().unwrap() {
+                if l["is_archived"] != json!(true) && let Some(p) = l["person_id"].as_u64() {
+                    lead_persons.insert(p);
+                }
+            }
+            let more = page["additional_data"]["pagination"]["more_items_in_collection"].as_bool().or(page["additional_data"]["more_items_in_collection"].as_bool());
+            if more != Some(true) {
+                break;
+            }
+            start += 500;
+        }
+        let l = self.lists;
+        let valid = |e: &str| {
+            let e = e.trim();
+            let (local, domain) = e.split_once('@').unwrap_or(("", ""));
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !e.contains(' ')
+        };
+        let mut out = BTreeMap::new();
+        let mut sorted = persons.clone();
+        sorted.sort_by_key(|p| p["id"].as_u64());
+        for p in sorted {
+            let id = p["id"].as_u64().unwrap();
+            let emails = p["emails"].as_array().cloned().unwrap_or_default();
+            let email = emails
+                .iter()
+                .filter(|e| e["primary"] == json!(true))
+                .chain(emails.iter())
+                .filter_map(|e| e["value"].as_str())
+                .find(|e| valid(e))
+                .map(|e| e.trim().to_lowercase());
+            let Some(email) = email else { continue };
+            if out.contains_key(&email) {
+                continue; // a lower id has it
+            }
+            let mine: Vec<&Value> = deals.iter().filter(|d| d["person_id"].as_u64() == Some(id)).collect();
+            let status = |s: &str| mine.iter().filter(|d| d["status"] == s).count() as u64;
+            let (won, lost, open) = (status("won"), status("lost"), status("open"));
+            let ltv: f64 = mine.iter().filter(|d| d["status"] == "won").map(|d| d["value"].as_f64().unwrap()).sum();
+            let mut attrs = BTreeMap::new();
+            attrs.insert("FULLNAME".to_owned(), p["name"].clone());
+            attrs.insert("FIRSTNAME".to_owned(), p["first_name"].clone());
+            attrs.insert("LASTNAME".to_owned(), p["last_name"].clone());
+            attrs.insert("WON_DEALS".to_owned(), json!(won as f64));
+            attrs.insert("LOST_DEALS".to_owned(), json!(lost as f64));
+            attrs.insert("OPEN_DEALS".to_owned(), json!(open as f64));
+            attrs.insert("CLOSED_DEALS".to_owned(), json!((won + lost) as f64));
+            attrs.insert("LTV".to_owned(), json!(ltv));
+            if let Some(name) = p["org_id"].as_u64().and_then(|o| orgs.get(&o)) {
+                attrs.insert("COMPANY".to_owned(), json!(name));
+            }
+            let phones = p["phones"].as_array().cloned().unwrap_or_default();
+            let phone = phones.iter().find(|x| x["primary"] == json!(true)).or(phones.first()).and_then(|x| x["value"].as_str());
+            if let Some(ph) = phone.filter(|ph| ph.starts_with('+')) {
+                // Brevo answers numbers without the `+`.
+                attrs.insert("SMS".to_owned(), json!(ph.trim_start_matches('+').replace(' ', "")));
+            }
+            if let Some(label) = p["custom_fields"].get(&source_key).and_then(|v| source_labels.get(&v.to_string())) {
+                attrs.insert("LEAD_SOURCE".to_owned(), json!(label));
+            }
+            let mut lists = BTreeSet::from([l.all]);
+            for d in &mine {
+                match d["status"].as_str().unwrap() {
+                    "won" => { lists.insert(l.customers); }
+                    "lost" => { lists.insert(l.lost); }
+                    _ => match d["stage_id"].as_u64() {
+                        Some(1 | 2) => { lists.insert(l.qualified); }
+                        Some(3 | 4) => { lists.insert(l.customers); }
+                        _ => {}
+                    },
+                }
+            }
+            if lost > 0 && won == 0 && open == 0 {
+                lists.insert(l.churned);
+            }
+            if lead_persons.contains(&id) {
+                lists.insert(l.qualified);
+            }
+            out.insert(email, (attrs, lists));
+        }
+        out
+    }
+
+    /// Brevo's contacts, by email: attributes and list ids.
+    async fn actual(&self) -> BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)> {
+        let state = self.brevo_state().await;
+        state["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let attrs: BTreeMap<String, Value> = c["attributes"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let lists: BTreeSet<i64> = c["listIds"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+                (c["email"].as_str().unwrap_or_default().to_owned(), (attrs, lists))
+            })
+            .collect()
+    }
+
+    async fn brevo_writes(&self) -> Vec<Value> {
+        let log: Value = self.http.get(format!("{}/_sandbox/requests", self.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
+        let entries = log.as_array().cloned().or_else(|| log["requests"].as_array().cloned()).unwrap_or_default();
+        entries.into_iter().filter(|r| r["method"] != "GET").collect()
+    }
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Every expected contact is in Brevo with the expected attributes and lists.
+fn assert_matches(expected: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>, actual: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>) {
+    for (email, (attrs, lists)) in expected {
+        let (got, got_lists) = actual.get(email).unwrap_or_else(|| panic!("{email} is missing from Brevo"));
+        for (k, v) in attrs {
+            let g = got.get(k).unwrap_or(&Value::Null);
+            let same = g == v || num(g).zip(num(v)).is_some_and(|(a, b)| (a - b).abs() < 1e-6);
+            assert!(same, "{email}: {k} is {g}, expected {v}");
+        }
+        assert_eq!(got_lists, lists, "{email}: lists ({got:?})");
+    }
+}
+
+async fn count(pool: &PgPool, sql: &str, tenant: pipebridge::domain::TenantId) -> i64 {
+    sqlx::query_scalar(sql).bind(tenant).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPool) {
+    let s = setup(&pool, 300, "").await;
+    let t = s.member.tenant_id;
+
+    // Backfill.
+    let (status, counts) = s.sync(&pool).await;
+    assert_eq!(status, "succeeded");
+    let expected = s.expected().await;
+    let actual = s.actual().await;
+    assert!(expected.len() > 200, "most of 300 persons have an email: {}", expected.len());
+    assert_eq!(actual.len(), expected.len(), "one contact per person with an email, no duplicates");
+    assert_matches(&expected, &actual);
+    assert_eq!(counts["person"]["created"].as_u64().unwrap() as usize, expected.len());
+    // The bulk path was used, and no event was sent for the past.
+    let state = s.brevo_state().await;
+    assert!(!state["processes"].as_array().unwrap().is_empty(), "contacts imported through /contacts/import");
+    assert!(state["events"].as_array().unwrap().is_empty(), "a backfill fires no automations for the past");
+    // Attributes the mapping needs were created with fitting types.
+    let attrs = state["attributes"].to_string();
+    assert!(attrs.contains("LEAD_SOURCE") && attrs.contains("LTV"), "{attrs}");
+    // Persons without an email are reported, with the reason.
+    let no_email = count(&pool, "select count(*) from record_errors where tenant_id = $1 and reason like 'No valid email%' and status = 'open'", t).await;
+    assert!(no_email > 0);
+    let bad_phone = count(&pool, "select count(*) from record_errors where tenant_id = $1 and reason like '%not a valid number%'", t).await;
+    assert!(bad_phone > 0, "555-… phones are reported, their contacts synced without SMS");
+    // Companies: a first batch, linked to their contacts.
+    let companies = state["companies"].as_array().unwrap();
+    assert!(!companies.is_empty());
+    assert!(companies.iter().all(|c| !c["linkedContactsIds"].as_array().unwrap().is_empty()));
+
+    // A second run with nothing changed writes nothing to Brevo.
+    s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
+    let (_, counts) = s.sync(&pool).await;
+    let writes: Vec<Value> = s.brevo_writes().await.into_iter().filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies")).collect();
+    assert!(writes.is_empty(), "no contact, list or event write: {writes:?}");
+    assert_eq!(counts["person"]["created"].as_u64().unwrap_or(0) + counts["person"]["updated"].as_u64().unwrap_or(0), 0, "{counts}");
+
+    // Changes in Pipedrive.
+    let persons = s.pd_all("/api/v2/persons").await;
+    let deals = s.pd_all("/api/v2/deals").await;
+    let with_email = |p: &&Value| p["emails"].as_array().is_some_and(|e| e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com"))));
+    let synced: Vec<&Value> = persons.iter().filter(with_email).collect();
+    let fields = s.pd_all("/api/v2/personFields").await;
+    let source = fields.iter().find(|f| f["field_name"] == "Lead source").unwrap();
+    let (source_key, referral) = (source["field_code"].as_str().unwrap(), source["options"][1]["id"].clone());
+    // New person.
+    s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "Nia New", "emails": [{"value": "nia.new@example.org", "primary": true}], "phones": [{"value": "+37255512345", "primary": true}]})).await;
+    // Edited custom field.
+    let edited = synced[0]["id"].as_u64().unwrap();
+    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/persons/{edited}"), json!({"custom_fields": {source_key: referral}})).await;
+    // A deal moves stage, another is won.
+    let open: Vec<&Value> = deals.iter().filter(|d| d["status"] == "open" && d["person_id"].as_u64().is_some_and(|p| synced.iter().any(|s| s["id"].as_u64() == Some(p)))).collect();
+    let moved = open.iter().find(|d| d["stage_id"].as_u64() == Some(1)).unwrap();
+    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", moved["id"]), json!({"stage_id": 3})).await;
+    let won = open.iter().find(|d| d["id"] != moved["id"]).unwrap();
+    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", won["id"]), json!({"status": "won"})).await;
+    // Activity logged.
+    let active_person = synced[1]["id"].as_u64().unwrap();
+    s.pd_admin(reqwest::Method::POST, "/_sandbox/activities", json!({"subject": "Demo call", "type": "call", "person_id": active_person})).await;
+    // Person merged, person deleted.
+    let (gone, kept) = (synced[2]["id"].as_u64().unwrap(), synced[3]["id"].as_u64().unwrap());
+    let gone_email = synced[2]["emails"][0]["value"].as_str().unwrap().to_lowercase();
+    s.pd_admin(reqwest::Method::POST, &format!("/_sandbox/persons/{gone}/merge"), json!({"merge_with_id": kept})).await;
+    let deleted = synced[4]["id"].as_u64().unwrap();
+    let deleted_email = synced[4]["emails"][0]["value"].as_str().unwrap().to_lowercase();
+    s.pd_admin(reqwest::Method::DELETE, &format!("/_sandbox/persons/{deleted}"), json!({})).await;
+
+    let (_, counts) = s.sync(&pool).await;
+    let expected = s.expected().await;
+    let actual = s.actual().await;
+    assert_matches(&expected, &actual);
+    assert!(actual.contains_key("nia.new@example.org"));
+    // Deleted and merged-away persons leave the synced lists (deletion by setting: unlink).
+    for email in [&gone_email, &deleted_email] {
+        if !expected.contains_key(email) {
+            assert_eq!(actual[email].1, BTreeSet::new(), "{email} left every synced list");
+        }
+    }
+    assert!(counts["person"]["deleted"].as_u64().unwrap() >= 2, "{counts}");
+    let events = s.brevo_state().await["events"].as_array().unwrap().clone();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event_name"].as_str()).collect();
+    assert!(names.contains(&"deal_stage_changed"), "{names:?}");
+    assert!(names.contains(&"activity_logged"), "{names:?}");
+    assert!(names.contains(&"contact_created"), "{names:?}");
+    assert!(names.contains(&"contact_merged"), "{names:?}");
+    let stage_event = events.iter().find(|e| e["event_name"] == "deal_stage_changed" && e["event_properties"]["dealId"] == moved["id"]).expect("the moved deal's event");
+    assert_eq!(stage_event["event_properties"]["previousStage"], "Qualified");
+    assert_eq!(stage_event["event_properties"]["newStage"], "Proposal made");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn bad_records_become_errors_while_the_rest_syncs_and_can_be_retried(pool: PgPool) {
+    let s = setup(&pool, 60, "").await;
+    let t = s.member.tenant_id;
+    s.sync(&pool).await;
+    // A new person whose phone belongs to another contact already.
+    let actual = s.actual().await;
+    let taken = actual.values().find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned)).unwrap();
+    s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "Sam Same", "emails": [{"value": "sam.same@example.org", "primary": true}], "phones": [{"value": format!("+{taken}"), "primary": true}]})).await;
+    s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "No Mail", "emails": [{"value": "not-an-email", "primary": true}]})).await;
+    s.sync(&pool).await;
+    let actual = s.actual().await;
+    let (attrs, lists) = &actual["sam.same@example.org"];
+    assert!(!attrs.contains_key("SMS"), "synced without the taken phone");
+    assert!(lists.contains(&s.lists.all));
+    let reasons: Vec<(i64, String, String)> =
+        sqlx::query_as("select id, pipedrive_id, reason from record_errors where tenant_id = $1 and status = 'open' order by id").bind(t).fetch_all(&pool).await.unwrap();
+    let sms = reasons.iter().find(|(_, _, r)| r.contains("already belongs to another Brevo contact")).unwrap_or_else(|| panic!("the SMS error: {reasons:?} {:?}", actual.get("sam.same@example.org")));
+    assert!(reasons.iter().any(|(_, _, r)| r.starts_with("No valid email")));
+
+    // Retry one: still taken, so it is reported again; the run records it.
+    assert!(sync::retry(&pool, &s.member, Some(sms.0)).await.unwrap());
+    let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Succeeded);
+    let status: String = sqlx::query_scalar("select status from record_errors where tenant_id = $1 and pipedrive_id = $2 and status <> 'resolved'")
+        .bind(t)
+        .bind(&sms.1)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "open");
+    // Free the phone in Brevo, retry: resolved.
+    let owner = actual.iter().find(|(_, (a, _))| a.get("SMS").and_then(Value::as_str) == Some(taken.as_str())).unwrap().0.clone();
+    s.http
+        .put(format!("{}/v3/contacts/{owner}", s.sb.brevo_url))
+        .header("api-key", DEFAULT_API_KEY)
+        .json(&json!({"attributes": {"SMS": ""}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(sync::retry(&pool, &s.member, Some(
+        sqlx::query_scalar::<_, i64>("select id from record_errors where tenant_id = $1 and pipedrive_id = $2 and status = 'open'").bind(t).bind(&sms.1).fetch_one(&pool).await.unwrap()
+    )).await.unwrap());
+    s.worker.run_next_job().await.unwrap().unwrap();
+    let open: i64 = sqlx::query_scalar("select count(*) from record_errors where tenant_id = $1 and pipedrive_id = $2 and status <> 'resolved'").bind(t).bind(&sms.1).fetch_one(&pool).await.unwrap();
+    assert_eq!(open, 0, "resolved once the phone was free");
+    assert_eq!(s.actual().await["sam.same@example.org"].0["SMS"], json!(taken));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_sync_without_a_mapping_fails_with_a_clear_message(pool: PgPool) {
+    let s = setup(&pool, 10, "").await;
+    sqlx::query("delete from mapping_versions").execute(&pool).await.unwrap();
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Dead);
+    let (status, message): (String, String) = sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "failed");
+    assert!(message.contains("save one on the Mappings page"), "{message}");
+}
