@@ -21,6 +21,7 @@ struct Setup {
     sb: pipebridge_sandbox::Running,
     member: Member,
     worker: Worker,
+    services: Arc<Services>,
     lists: Lists,
     http: reqwest::Client,
 }
@@ -102,12 +103,17 @@ webhooks:
     );
     pipebridge::mapping::store::save(pool, &member, &yaml, None).await.unwrap();
 
-    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 1_000_000));
+    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 1_000_000).with_retry_base(std::time::Duration::from_millis(10)));
     let services = Arc::new(Services::new(pool.clone(), key, providers, limits));
-    let worker = Worker::new(pool.clone(), WorkerSettings { lease: std::time::Duration::from_secs(60), ..WorkerSettings::default() })
+    let worker = new_worker(pool, &services);
+    Setup { sb, member, worker, services, lists, http }
+}
+
+/// A worker, as another process would have.
+fn new_worker(pool: &PgPool, services: &Arc<Services>) -> Worker {
+    Worker::new(pool.clone(), WorkerSettings { lease: std::time::Duration::from_secs(60), ..WorkerSettings::default() })
         .register(sync::JOB_SYNC, SyncHandler::new(services.clone()))
-        .register(sync::JOB_FULL_RESYNC, SyncHandler::new(services));
-    Setup { sb, member, worker, lists, http }
+        .register(sync::JOB_FULL_RESYNC, SyncHandler::new(services.clone()))
 }
 
 impl Setup {
@@ -455,4 +461,62 @@ async fn a_sync_without_a_mapping_fails_with_a_clear_message(pool: PgPool) {
     let (status, message): (String, String) = sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
     assert_eq!(status, "failed");
     assert!(message.contains("save one on the Mappings page"), "{message}");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_duplicates(pool: PgPool) {
+    let s = setup(&pool, 1_200, "").await;
+    let faults = |url: &str, body: Value| {
+        let (http, url) = (s.http.clone(), format!("{url}/_sandbox/faults"));
+        async move { assert!(http.post(url).json(&body).send().await.unwrap().status().is_success()) }
+    };
+    faults(&s.sb.pipedrive_url, json!({"error_rate": 0.2})).await;
+    faults(&s.sb.brevo_url, json!({"error_rate": 0.2, "import_refuse_share": 0.05})).await;
+
+    // The first worker dies once the backfill has checkpointed a page of persons.
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let first = s.worker.clone();
+    let running = tokio::spawn(async move { first.run_next_job().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let saved: i64 = sqlx::query_scalar("select count(*) from sync_checkpoints where entity = 'person' and backfill_cursor is not null").fetch_one(&pool).await.unwrap();
+        if saved > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the backfill never reached the persons");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    // Its lease runs out; another process's worker takes the job over, through a 429 storm too.
+    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second' where state = 'running'").execute(&pool).await.unwrap();
+    faults(&s.sb.pipedrive_url, json!({"error_rate": 0.2, "storm_429_seconds": 3})).await;
+    let second = new_worker(&pool, &s.services);
+    let mut outcome = None;
+    for _ in 0..40 {
+        // Retries wait for their backoff: make them due now.
+        sqlx::query("update jobs set run_at = now() where state = 'queued'").execute(&pool).await.unwrap();
+        if let Some((_, o)) = second.run_next_job().await.unwrap() {
+            if o == Outcome::Succeeded {
+                outcome = Some(o);
+                break;
+            }
+            assert_ne!(o, Outcome::Dead, "the job died");
+        }
+    }
+    assert_eq!(outcome, Some(Outcome::Succeeded), "the run converged");
+    let runs: Vec<(String, i64)> = sqlx::query_as("select status, job_id from sync_runs").fetch_all(&pool).await.unwrap();
+    assert_eq!(runs.len(), 1, "the second worker continued the same run: {runs:?}");
+
+    faults(&s.sb.pipedrive_url, json!({})).await;
+    faults(&s.sb.brevo_url, json!({})).await;
+    let expected = s.expected().await;
+    let state = s.brevo_state().await;
+    let emails: Vec<&str> = state["contacts"].as_array().unwrap().iter().filter_map(|c| c["email"].as_str()).collect();
+    let unique: BTreeSet<&str> = emails.iter().copied().collect();
+    assert_eq!(emails.len(), unique.len(), "no duplicate contact");
+    assert_eq!(unique.len(), expected.len(), "nothing lost");
+    assert_matches(&expected, &s.actual().await);
+    let refused: i64 = state["processes"].as_array().unwrap().iter().filter_map(|p| p["info"]["import"]["invalid_emails"].as_i64()).sum();
+    assert!(refused > 0, "the import really dropped rows, and they were written one by one");
 }

@@ -92,6 +92,7 @@ pub struct BrevoApi {
     limits: Arc<BrevoLimits>,
     /// Requests sent by this client and its clones (retries included): a run's Brevo calls.
     calls: Arc<std::sync::atomic::AtomicU64>,
+    backoff_base: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -111,7 +112,13 @@ impl BrevoApi {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client with a timeout builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default() }
+        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default(), backoff_base: Duration::from_millis(250) }
+    }
+
+    /// The first backoff after a 5xx or a network failure (doubling, with jitter).
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
     }
 
     pub fn calls(&self) -> u64 {
@@ -142,7 +149,7 @@ impl BrevoApi {
                     if failures >= 5 {
                         return Err(BrevoError::Transient(crate::pipedrive::short(&e)));
                     }
-                    tokio::time::sleep(backoff(failures)).await;
+                    tokio::time::sleep(backoff(self.backoff_base, failures)).await;
                     continue;
                 }
             };
@@ -162,7 +169,7 @@ impl BrevoApi {
                     if failures >= 5 {
                         return Err(BrevoError::Transient(format!("status {status}")));
                     }
-                    tokio::time::sleep(backoff(failures)).await;
+                    tokio::time::sleep(backoff(self.backoff_base, failures)).await;
                 }
                 401 => return Err(BrevoError::BadKey(parse_error(&bytes).message)),
                 _ => return Ok((status, bytes)),
@@ -431,9 +438,9 @@ fn contact_error(status: u16, bytes: &[u8]) -> BrevoError {
     }
 }
 
-fn backoff(failures: u32) -> Duration {
+fn backoff(base: Duration, failures: u32) -> Duration {
     use rand::Rng;
-    let cap = 0.25 * 2f64.powi(failures.min(8) as i32);
+    let cap = base.as_secs_f64() * 2f64.powi(failures.min(8) as i32);
     Duration::from_secs_f64(rand::thread_rng().gen_range(cap / 2.0..=cap))
 }
 

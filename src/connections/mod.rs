@@ -413,7 +413,8 @@ pub async fn pipedrive_client(
     };
     let limiter = registry.limiter(&member.tenant_id.to_string());
     let budget = registry.budget(&base);
-    Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget)))
+    let retry = pipedrive::client::RetrySettings { base_delay: registry.retry_base(), ..Default::default() };
+    Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget).with_retry(retry)))
 }
 
 /// The Pipedrive API base of the tenant's connection, if any.
@@ -437,7 +438,7 @@ pub async fn brevo_api_shared(
     let Some((secret, base)) = row else { return Ok(None) };
     let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
     let limits = registry.brevo(&member.tenant_id.to_string());
-    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, limits)))
+    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, limits).with_backoff_base(registry.retry_base())))
 }
 
 /// An API client for the tenant's Brevo key; `None` when Brevo is not connected.

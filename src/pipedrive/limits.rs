@@ -172,6 +172,8 @@ pub struct Registry {
     brevo: Mutex<std::collections::HashMap<String, Arc<crate::brevo::api::BrevoLimits>>>,
     /// Brevo's rates: contacts (and events) per second, other endpoints per hour.
     brevo_rates: (u32, u32),
+    /// The first backoff after a 5xx or a network failure (doubling, with jitter).
+    retry_base: std::time::Duration,
 }
 
 impl Registry {
@@ -186,7 +188,18 @@ impl Registry {
             budgets: Mutex::new(Default::default()),
             brevo: Mutex::new(Default::default()),
             brevo_rates: (10, 100),
+            retry_base: std::time::Duration::from_millis(250),
         }
+    }
+
+    /// Another first backoff for retried calls (tests shorten it).
+    pub fn with_retry_base(mut self, base: std::time::Duration) -> Self {
+        self.retry_base = base;
+        self
+    }
+
+    pub fn retry_base(&self) -> std::time::Duration {
+        self.retry_base
     }
 
     /// Other Brevo rates than the documented general tier (an Enterprise account; tests).

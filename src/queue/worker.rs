@@ -14,6 +14,16 @@ use tracing::Instrument;
 
 use super::{Job, claim, complete, fail, heartbeat, snooze};
 
+/// Stops the heartbeat when the job's future is dropped (cancelled), so a lease is never renewed
+/// for work nobody does.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a handler's failure means for the job.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -115,7 +125,7 @@ impl Worker {
         let (lost_tx, mut lost_rx) = watch::channel(false);
         let beat = {
             let (pool, owner, lease, id) = (self.pool.clone(), self.owner.clone(), self.settings.lease, job.id);
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 let mut every = tokio::time::interval(lease / 3);
                 every.tick().await;
                 loop {
@@ -129,7 +139,7 @@ impl Worker {
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
                     }
                 }
-            })
+            }))
         };
         let grace = self.settings.shutdown_grace;
         let result = tokio::select! {
@@ -140,13 +150,13 @@ impl Worker {
                 let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
                 tokio::time::sleep(grace).await
             } => {
-                beat.abort();
+                beat.0.abort();
                 snooze(&self.pool, job.id, &self.owner, Duration::ZERO).await?;
                 tracing::warn!("released at shutdown");
                 return Ok((job, Outcome::Released));
             }
         };
-        beat.abort();
+        beat.0.abort();
         let outcome = match result {
             None => {
                 tracing::warn!("lease lost: another worker runs this job now");

@@ -231,7 +231,8 @@ async fn faults(State(brevo): State<Brevo>) -> Response {
     Json(json!(brevo.lock().faults)).into_response()
 }
 
-/// `POST /_sandbox/faults {error_rate, latency_ms, force_429, rate_limits?}`; `{}` clears them.
+/// `POST /_sandbox/faults {error_rate, latency_ms, force_429, import_refuse_share, rate_limits?}`;
+/// `{}` clears them.
 async fn set_faults(State(brevo): State<Brevo>, body: String) -> Response {
     let faults: Faults = match parse(&body) {
         Ok(f) => f,

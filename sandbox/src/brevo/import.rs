@@ -168,10 +168,23 @@ async fn run_import(brevo: Brevo, key: ApiKey, id: i64, source: Source, options:
         Source::Url(url) => fetch_rows(&url).await,
     };
     tokio::time::sleep(step).await;
+    let refuse = brevo.lock().faults.import_refuse_share.clamp(0.0, 1.0);
+    let (rows, refused) = match rows {
+        Ok(rows) if refuse > 0.0 => {
+            let mut rng = rand::thread_rng();
+            let (kept, dropped): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|_| !rand::Rng::gen_bool(&mut rng, refuse));
+            (Ok(kept), dropped.len())
+        }
+        other => (other, 0),
+    };
     let _ = brevo.with_account(&key, |account| {
         let now = OffsetDateTime::now_utc();
         let (status, counters, error) = match rows {
-            Ok(rows) => ("completed", apply_rows(account, rows, &options, now), None),
+            Ok(rows) => {
+                let mut counters = apply_rows(account, rows, &options, now);
+                counters.invalid_emails += refused as i64;
+                ("completed", counters, None)
+            }
             Err(e) => ("failed", ImportCounters::default(), Some(e)),
         };
         if let Some(p) = account.processes.get_mut(&id) {

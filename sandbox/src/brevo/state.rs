@@ -246,6 +246,10 @@ pub(crate) struct Faults {
     pub latency_ms: u64,
     #[serde(default)]
     pub force_429: bool,
+    /// Share of `/contacts/import` rows the process refuses (counted as `invalid_emails`, not
+    /// applied), as a live import may drop rows.
+    #[serde(default)]
+    pub import_refuse_share: f64,
     /// Overrides `Settings::rate_limits` at run time when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<bool>,
