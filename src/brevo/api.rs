@@ -31,8 +31,10 @@ impl BrevoLimits {
         Self {
             contacts: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
             events: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
-            // Evenly spread over the hour, with a small burst for a connection check and set-up.
-            others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(10)))),
+            // Evenly spread over the hour, with a burst for a first sync's set-up (attribute
+            // creation, the first companies). Should Brevo's hourly window still answer 429, the
+            // call waits for its reset.
+            others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(40)))),
         }
     }
 
@@ -306,7 +308,12 @@ impl BrevoApi {
 
     /// Every contact list's id (paged by 50, Brevo's maximum).
     pub async fn list_ids(&self) -> Result<Vec<i64>, BrevoError> {
-        let mut ids = Vec::new();
+        Ok(self.lists().await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Every contact list: id and name.
+    pub async fn lists(&self) -> Result<Vec<(i64, String)>, BrevoError> {
+        let mut lists = Vec::new();
         let mut offset = 0;
         loop {
             let off = offset.to_string();
@@ -315,11 +322,16 @@ impl BrevoApi {
                 return Err(contact_error(status, &bytes));
             }
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() })?;
-            let page: Vec<i64> = v["lists"].as_array().into_iter().flatten().filter_map(|l| l["id"].as_i64()).collect();
+            let page: Vec<(i64, String)> = v["lists"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| Some((l["id"].as_i64()?, l["name"].as_str().unwrap_or_default().to_owned())))
+                .collect();
             let n = page.len();
-            ids.extend(page);
+            lists.extend(page);
             if n < 50 {
-                return Ok(ids);
+                return Ok(lists);
             }
             offset += 50;
         }

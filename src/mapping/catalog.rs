@@ -8,7 +8,7 @@ use crate::brevo::BrevoError;
 use crate::brevo::api::BrevoApi;
 use crate::pipedrive::PipedriveError;
 use crate::pipedrive::client::{ListQuery, PipedriveClient};
-use crate::pipedrive::models::{Field, Stage};
+use crate::pipedrive::models::{Field, Pipeline, Stage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -42,5 +42,42 @@ pub async fn load(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Catal
         stage_ids: stages.into_iter().map(|s| s.id).collect(),
         attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
         list_ids,
+    })
+}
+
+/// What the mapping forms offer: the tenant's custom person fields by label, stages by pipeline
+/// and name, Brevo attributes with their types, and lists by name.
+#[derive(Debug, Clone, Default)]
+pub struct Named {
+    pub fields: Vec<FieldInfo>,
+    /// (stage id, "Pipeline → Stage").
+    pub stages: Vec<(u64, String)>,
+    pub attributes: Vec<AttributeInfo>,
+    pub lists: Vec<(i64, String)>,
+}
+
+pub async fn load_named(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Named, CatalogError> {
+    async fn all<T: serde::de::DeserializeOwned + Send + 'static>(p: &PipedriveClient, path: &str) -> Result<Vec<T>, PipedriveError> {
+        p.list::<T>(path, ListQuery::default())
+            .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
+            .try_flatten()
+            .try_collect()
+            .await
+    }
+    let fields: Vec<Field> = all(pipedrive, "/api/v2/personFields").await?;
+    let pipelines: Vec<Pipeline> = all(pipedrive, "/api/v2/pipelines").await?;
+    let stages: Vec<Stage> = all(pipedrive, "/api/v2/stages").await?;
+    let attributes = brevo.attributes().await?;
+    let lists = brevo.lists().await?;
+    let pipeline = |id: u64| pipelines.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
+    Ok(Named {
+        fields: fields
+            .into_iter()
+            .filter(|f| f.is_custom_field)
+            .map(|f| FieldInfo { key: f.field_code, label: f.field_name, field_type: f.field_type })
+            .collect(),
+        stages: stages.iter().map(|s| (s.id, format!("{} → {}", pipeline(s.pipeline_id), s.name))).collect(),
+        attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
+        lists,
     })
 }

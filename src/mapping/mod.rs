@@ -194,6 +194,50 @@ mod stage_keys {
     }
 }
 
+/// What the mapping forms edit; the rest of the configuration (switches, event rules, options)
+/// stays as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FormEdit {
+    pub lists: Lists,
+    /// Pipedrive path → Brevo attribute, in order; rows with an empty side are dropped.
+    pub person_mapping: Vec<(String, String)>,
+    /// Stage (id, `won`, `lost`) → list; stages without a list are left out.
+    pub deal_stage_mapping: Vec<(StageKey, i64)>,
+}
+
+impl MappingConfig {
+    pub fn with_form(mut self, edit: FormEdit) -> Self {
+        self.connectors.pipedrive.lists = edit.lists;
+        self.person_mapping = edit
+            .person_mapping
+            .into_iter()
+            .map(|(p, a)| (p.trim().to_owned(), a.trim().to_owned()))
+            .filter(|(p, a)| !p.is_empty() && !a.is_empty())
+            .collect();
+        self.deal_stage_mapping = edit.deal_stage_mapping.into_iter().collect();
+        self
+    }
+}
+
+impl StageKey {
+    /// `12`, `won` or `lost`, as the YAML writes it.
+    pub fn as_text(&self) -> String {
+        match self {
+            StageKey::Stage(id) => id.to_string(),
+            StageKey::Won => "won".into(),
+            StageKey::Lost => "lost".into(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            t if t.eq_ignore_ascii_case("won") => Some(StageKey::Won),
+            t if t.eq_ignore_ascii_case("lost") => Some(StageKey::Lost),
+            t => t.parse().ok().map(StageKey::Stage),
+        }
+    }
+}
+
 /// Why a YAML file was refused, with where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -250,6 +294,25 @@ mod tests {
         assert_eq!(again.deal_stage_mapping, c.deal_stage_mapping);
         assert_eq!(again.webhooks, c.webhooks);
         assert_eq!(again.connectors.pipedrive.lists, c.connectors.pipedrive.lists);
+    }
+
+    #[test]
+    fn forms_replace_lists_person_and_stage_mappings_and_keep_the_rest() {
+        let c = MappingConfig::from_yaml(SEED).unwrap();
+        let edit = FormEdit {
+            lists: Lists { all_contacts: Some(2), ..Default::default() },
+            person_mapping: vec![("email".into(), "email".into()), ("name".into(), " FULLNAME ".into()), ("phone".into(), "".into())],
+            deal_stage_mapping: vec![(StageKey::parse("7").unwrap(), 3), (StageKey::parse("Won").unwrap(), 4)],
+        };
+        let out = c.clone().with_form(edit);
+        assert_eq!(out.connectors.pipedrive.lists.all_contacts, Some(2));
+        assert_eq!(out.connectors.pipedrive.lists.customers, None);
+        assert_eq!(out.person_mapping.len(), 2, "the empty row is dropped");
+        assert_eq!(out.person_mapping["name"], "FULLNAME");
+        assert_eq!(out.deal_stage_mapping[&StageKey::Stage(7)], 3);
+        assert_eq!(out.deal_stage_mapping[&StageKey::Won], 4);
+        assert_eq!(out.webhooks, c.webhooks, "kept");
+        assert_eq!(StageKey::Won.as_text(), "won");
     }
 
     #[test]

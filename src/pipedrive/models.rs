@@ -106,6 +106,14 @@ pub struct Stage {
     pub other: Map<String, Value>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pipeline {
+    pub id: u64,
+    pub name: String,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
 /// A field definition (`/api/v2/personFields` and friends).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Field {
