@@ -23,6 +23,12 @@ struct Args {
     /// Persons in the generated company (organizations, deals, activities and leads scale with it).
     #[arg(long = "seed", env = "SANDBOX_SEED", default_value_t = 50)]
     seed_persons: usize,
+    /// Deals in the generated company (default: one per person).
+    #[arg(long, env = "SANDBOX_SEED_DEALS")]
+    seed_deals: Option<usize>,
+    /// Activities in the generated company (default: two per person).
+    #[arg(long, env = "SANDBOX_SEED_ACTIVITIES")]
+    seed_activities: Option<usize>,
     /// Random seed of the generated company: same seed and size, same data.
     #[arg(long, env = "SANDBOX_RNG_SEED", default_value_t = 42)]
     rng_seed: u64,
@@ -87,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         brevo_addr: a.brevo_addr,
         pipedrive: pipedrive::Settings {
             seed_persons: a.seed_persons,
+            seed_deals: a.seed_deals,
+            seed_activities: a.seed_activities,
             rng_seed: a.rng_seed,
             api_token: a.pipedrive_api_token,
             oauth_apps: vec![OAuthApp {

@@ -44,7 +44,7 @@ const OVERLAP: time::Duration = time::Duration::seconds(5);
 /// A backfill page with at least this many changed contacts goes through `/contacts/import`.
 const BULK_MIN: usize = 50;
 /// Unconfirmed imports allowed before the run waits for Brevo to finish them.
-const MAX_PENDING_IMPORTS: usize = 10;
+const MAX_PENDING_IMPORTS: usize = 40;
 /// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
 const COMPANIES_PER_RUN: i64 = 10;
 /// The catalog (fields, stages, attributes, lists) is read again after this long.
@@ -147,8 +147,9 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
     let db = |e: sqlx::Error| JobError::Retryable(format!("database: {e}"));
 
     let mut checkpoints = store::checkpoints(pool, tenant).await.map_err(db)?;
-    let fresh_full = job.kind == JOB_FULL_RESYNC && job.attempts == 1;
-    if fresh_full {
+    // A full resync starts over once; when its job comes back (a retry, a wait), it continues.
+    let continuing = store::has_open_run(pool, tenant, job.id).await.map_err(db)?;
+    if job.kind == JOB_FULL_RESYNC && !continuing {
         store::reset_for_full_resync(pool, tenant).await.map_err(db)?;
         checkpoints.clear();
     }
@@ -245,6 +246,9 @@ pub struct Engine<'s> {
     done: HashSet<i64>,
     /// Every email of the persons read in this run → the person (to recognise merges).
     seen_emails: HashMap<String, i64>,
+    /// Contact emails given to a person in this run, or in imports not yet confirmed (their
+    /// links are written later): one Pipedrive person per Brevo contact.
+    claimed: HashMap<String, i64>,
     events: Vec<PendingEvent>,
     retry_persons: Vec<i64>,
     notes: Vec<String>,
@@ -362,6 +366,7 @@ impl<'s> Engine<'s> {
             dirty: BTreeSet::new(),
             done: HashSet::new(),
             seen_emails: HashMap::new(),
+            claimed: HashMap::new(),
             events: Vec::new(),
             retry_persons: Vec::new(),
             notes: Vec::new(),
@@ -394,6 +399,21 @@ impl<'s> Engine<'s> {
     async fn execute(&mut self) -> Result<(), Stop> {
         // Attributes the mapping needs and Brevo lacks.
         self.ensure_attributes().await?;
+        if self.mode == Mode::Backfill {
+            // What changes while the backfill runs is for the first incremental run to see.
+            for entity in ["deletions", "activity"] {
+                if !self.checkpoints.contains_key(entity) {
+                    let cp = self.checkpoint(entity);
+                    store::save_checkpoint(self.pool, self.tenant, entity, &cp).await?;
+                }
+            }
+        }
+        // Emails of imports an earlier attempt started and nobody confirmed yet.
+        for (_, _, rows) in store::pending_imports(self.pool, self.tenant).await? {
+            for row in serde_json::from_value::<Vec<Row>>(rows).unwrap_or_default() {
+                self.claimed.entry(row.email).or_insert(row.person_id);
+            }
+        }
         if !self.retry_persons.is_empty() {
             let ids = std::mem::take(&mut self.retry_persons);
             self.persons_by_id(&ids).await?;
@@ -420,6 +440,19 @@ impl<'s> Engine<'s> {
 
     async fn ensure_attributes(&mut self) -> Result<(), Stop> {
         if !self.mapping.options.create_missing_attributes {
+            let missing: Vec<&str> = self
+                .mapping
+                .person_mapping
+                .iter()
+                .filter(|(path, attribute)| *path != "email" && !self.cat.catalog.attributes.iter().any(|a| &a.name == *attribute))
+                .map(|(_, attribute)| attribute.as_str())
+                .collect();
+            if !missing.is_empty() {
+                self.notes.push(format!(
+                    "Brevo has no attribute {}: Brevo drops their values (create them in Brevo, or turn options.create_missing_attributes on).",
+                    missing.join(", ")
+                ));
+            }
             return Ok(());
         }
         let mut created = Vec::new();
@@ -757,7 +790,6 @@ impl<'s> Engine<'s> {
         let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
         let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
         let country = self.mapping.options.country();
-        let mut claimed: HashMap<String, i64> = HashMap::new();
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
         // Who already holds each email in Brevo.
@@ -796,7 +828,7 @@ impl<'s> Engine<'s> {
                 }
             };
             let email = out.email.as_str().to_owned();
-            let owner = owners.get(&email).and_then(|o| o.parse::<i64>().ok()).or_else(|| claimed.get(&email).copied());
+            let owner = owners.get(&email).and_then(|o| o.parse::<i64>().ok()).or_else(|| self.claimed.get(&email).copied());
             if let Some(owner) = owner.filter(|o| *o != pid) {
                 self.count("person").skipped += 1;
                 store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(),
@@ -804,7 +836,7 @@ impl<'s> Engine<'s> {
                     &json!({"name": p.name, "email": email})).await?;
                 continue;
             }
-            claimed.insert(email.clone(), pid);
+            self.claimed.insert(email.clone(), pid);
             let prev = existing.get(&pid.to_string());
             let mut issues = Vec::new();
             for issue in &out.issues {

@@ -176,6 +176,15 @@ pub struct RunRow {
     pub brevo_calls: i64,
 }
 
+/// Whether this job already has a run it continues (it waited, or its worker died).
+pub async fn has_open_run(pool: &PgPool, tenant: TenantId, job_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from sync_runs where tenant_id = $1 and job_id = $2 and status in ('running', 'waiting'))")
+        .bind(tenant)
+        .bind(job_id)
+        .fetch_one(pool)
+        .await
+}
+
 /// The run a job continues (its worker died, or it waited), or a new one.
 pub async fn start_or_resume(
     pool: &PgPool,

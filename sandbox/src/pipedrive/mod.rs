@@ -37,6 +37,10 @@ pub use state::Pipedrive;
 pub struct Settings {
     /// Persons in the seeded company (organizations, deals, activities, leads scale with it).
     pub seed_persons: usize,
+    /// Deals in the seeded company (default: one per person).
+    pub seed_deals: Option<usize>,
+    /// Activities in the seeded company (default: two per person).
+    pub seed_activities: Option<usize>,
     /// The random seed: the same seed and size give the same company.
     pub rng_seed: u64,
     /// The admin user's API token (others derive from it).
@@ -66,6 +70,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             seed_persons: 50,
+            seed_deals: None,
+            seed_activities: None,
             rng_seed: 42,
             api_token: DEFAULT_API_TOKEN.into(),
             oauth_apps: vec![OAuthApp {

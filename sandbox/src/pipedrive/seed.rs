@@ -194,7 +194,8 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
         });
     }
 
-    for id in 1..=persons as u64 {
+    let deals = settings.seed_deals.unwrap_or(persons);
+    for id in 1..=deals as u64 {
         let add = when(&mut rng);
         let (pipeline_id, stage_id) = stage_ids[rng.gen_range(0..stage_ids.len())];
         let status = match rng.gen_range(0..20) { 0..=11 => "open", 12..=16 => "won", _ => "lost" };
@@ -229,7 +230,7 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     }
 
     const TYPES: [&str; 4] = ["call", "meeting", "email", "task"];
-    for id in 1..=(persons as u64 * 2) {
+    for id in 1..=settings.seed_activities.unwrap_or(persons * 2) as u64 {
         let add = when(&mut rng);
         let person_id = (persons > 0).then(|| rng.gen_range(1..=persons as u64));
         let done = rng.gen_bool(0.6);
@@ -242,7 +243,7 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
             creator_user_id: 1,
             person_id,
             org_id: person_id.and_then(|p| w.persons.get(p)).and_then(|p| p.org_id),
-            deal_id: if rng.gen_bool(0.5) && persons > 0 { Some(rng.gen_range(1..=persons as u64)) } else { None },
+            deal_id: if rng.gen_bool(0.5) && deals > 0 { Some(rng.gen_range(1..=deals as u64)) } else { None },
             lead_id: None,
             due_date: Some(add.date().to_string()),
             due_time: Some("10:00".into()),

@@ -1,0 +1,60 @@
+//! What the benchmarks share: the sandbox in a child process (so this process's memory is the
+//! product's alone), free ports, and the process's memory figures.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sandbox {
+    child: Child,
+    pub pipedrive_url: String,
+    pub brevo_url: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Builds the sandbox (release) if needed and starts it with `args`; waits until it answers.
+pub fn sandbox(args: &[String]) -> anyhow::Result<Sandbox> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-q", "-p", "pipebridge-sandbox", "--bin", "sandbox"])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(built.success(), "building the sandbox failed");
+    let (pd, brevo) = (free_port(), free_port());
+    let child = Command::new(format!("{root}/target/release/sandbox"))
+        .args(["--pipedrive-addr", &format!("127.0.0.1:{pd}"), "--brevo-addr", &format!("127.0.0.1:{brevo}")])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let sb = Sandbox { child, pipedrive_url: format!("http://127.0.0.1:{pd}"), brevo_url: format!("http://127.0.0.1:{brevo}") };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while std::net::TcpStream::connect(("127.0.0.1", brevo)).is_err() || std::net::TcpStream::connect(("127.0.0.1", pd)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the sandbox did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(sb)
+}
+
+/// A field of /proc/self/status in KiB (`VmRSS:` now, `VmHWM:` the peak).
+pub fn mem_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident size (`VmHWM`) so later readings cover what follows only.
+pub fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
