@@ -10,6 +10,8 @@ export async function open(page, path) {
   const errors = page.__errors ?? (page.__errors = []);
   if (!page.__listening) {
     page.on('pageerror', (e) => errors.push(e.message));
+    // A Rust panic in the browser prints its message on the console before the wasm traps.
+    page.on('console', (m) => { if (m.type() === 'error' && /panicked|hydration error/.test(m.text())) errors.push(m.text()); });
     page.__listening = true;
   }
   const response = await page.goto(path);

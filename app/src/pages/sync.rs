@@ -9,7 +9,14 @@ use leptos_router::hooks::use_params_map;
 
 use super::tenant::use_tenant;
 use crate::api::{RetryErrors, RunView, StartSync, run_detail, sync_overview};
-use crate::components::FormResult;
+
+/// True once the page is hydrated. Live data (runs, progress) renders from then on only: the server
+/// sends the frame, so hydration never meets a sync that started or moved on in between.
+fn mounted() -> RwSignal<bool> {
+    let mounted = RwSignal::new(false);
+    Effect::new(move |_| mounted.set(true));
+    mounted
+}
 
 /// A signal that ticks every `ms` milliseconds in the browser (never on the server).
 fn ticker(ms: u64) -> ReadSignal<u32> {
@@ -63,29 +70,40 @@ pub fn SyncPanel() -> impl IntoView {
     let can_manage = ctx.can_manage();
     let form_tenant = ctx.id();
     let form_tenant2 = ctx.id();
-    let overview = Resource::new(move || (tick.get(), start.version().get()), {
+    // Live data, read in the browser only: the server renders the loading state, so what the
+    // page hydrates never depends on a run that started in between.
+    let overview = LocalResource::new({
         let tenant_id = tenant_id.clone();
-        move |_| sync_overview(tenant_id.clone())
+        move || {
+            tick.track();
+            start.version().track();
+            sync_overview(tenant_id.clone())
+        }
     });
-    view! {
-        <section class="card" id="sync">
-            <h2>"Sync"</h2>
-            {can_manage.then(|| view! {
-                <div class="button-row">
-                    <ActionForm action=start attr:class="inline-form">
-                        <input type="hidden" name="tenant_id" value=form_tenant/>
-                        <input type="hidden" name="full_resync" value="false"/>
-                        <button type="submit" class="primary" data-testid="sync-now">"Sync now"</button>
-                    </ActionForm>
-                    <ActionForm action=start attr:class="inline-form">
-                        <input type="hidden" name="tenant_id" value=form_tenant2/>
-                        <input type="hidden" name="full_resync" value="true"/>
-                        <button type="submit" data-testid="full-resync" title="Read everything from Pipedrive and write it to Brevo again">"Full resync"</button>
-                    </ActionForm>
-                </div>
-            })}
-            <FormResult value=move || start.value().get()/>
-            {move || start.value().get().and_then(Result::ok).map(|m| view! { <p class="notice ok" role="status">{m}</p> })}
+    let mounted = mounted();
+    let panel = move || {
+        let (form_tenant, form_tenant2, base) = (form_tenant.clone(), form_tenant2.clone(), base.clone());
+        mounted.get().then(move || view! {
+            // Static elements around the dynamic parts keep hydration simple.
+            <div class="button-row" hidden=!can_manage>
+                <ActionForm action=start attr:class="inline-form">
+                    <input type="hidden" name="tenant_id" value=form_tenant/>
+                    <input type="hidden" name="full_resync" value="false"/>
+                    <button type="submit" class="primary" data-testid="sync-now">"Sync now"</button>
+                </ActionForm>
+                <ActionForm action=start attr:class="inline-form">
+                    <input type="hidden" name="tenant_id" value=form_tenant2/>
+                    <input type="hidden" name="full_resync" value="true"/>
+                    <button type="submit" data-testid="full-resync" title="Read everything from Pipedrive and write it to Brevo again">"Full resync"</button>
+                </ActionForm>
+            </div>
+            <div class="sync-messages">
+                {move || match start.value().get() {
+                    Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
+                    None => ().into_any(),
+                }}
+            </div>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new({
                     let base = base.clone();
@@ -107,6 +125,12 @@ pub fn SyncPanel() -> impl IntoView {
                     }
                 })}
             </Transition>
+        })
+    };
+    view! {
+        <section class="card" id="sync">
+            <h2>"Sync"</h2>
+            {panel}
         </section>
     }
 }
@@ -115,18 +139,23 @@ pub fn SyncPanel() -> impl IntoView {
 pub fn HistoryPage() -> impl IntoView {
     let ctx = use_tenant();
     let tenant_id = ctx.id();
-    let base = format!("/t/{}/history", ctx.id());
+    let base = StoredValue::new(format!("/t/{}/history", ctx.id()));
     let tick = ticker(3000);
-    let overview = Resource::new(move || tick.get(), move |_| sync_overview(tenant_id.clone()));
+    let overview = LocalResource::new(move || {
+        tick.track();
+        sync_overview(tenant_id.clone())
+    });
+    let mounted = mounted();
     view! {
         <Title text="Sync history"/>
         <h1>"Sync history"</h1>
         <SyncPanel/>
         <section class="card">
             <h2>"Runs"</h2>
+            <Show when=move || mounted.get() fallback=|| view! { <p class="loading">"Loading…"</p> }>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new({
-                    let base = base.clone();
+                    let base = base.get_value();
                     async move {
                         overview.await.map(|o| if o.runs.is_empty() {
                             view! { <p class="muted">"No sync has run yet."</p> }.into_any()
@@ -164,6 +193,7 @@ pub fn HistoryPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            </Show>
         </section>
     }
 }
@@ -176,17 +206,24 @@ pub fn RunPage() -> impl IntoView {
     let run_id = move || params.read().get("run").and_then(|r| r.parse::<i64>().ok()).unwrap_or(0);
     let retry = ServerAction::<RetryErrors>::new();
     let tick = ticker(3000);
-    let detail = Resource::new(move || (run_id(), tick.get(), retry.version().get()), {
+    let detail = LocalResource::new({
         let tenant_id = tenant_id.clone();
-        move |(id, _, _)| run_detail(tenant_id.clone(), id)
+        move || {
+            tick.track();
+            retry.version().track();
+            run_detail(tenant_id.clone(), run_id())
+        }
     });
     let back = format!("/t/{}/history", ctx.id());
+    let mounted = mounted();
+    let tenant_id = StoredValue::new(tenant_id);
     view! {
         <Title text="Sync run"/>
         <p><A href=back>"← Sync history"</A></p>
+        <Show when=move || mounted.get() fallback=|| view! { <p class="loading">"Loading…"</p> }>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new({
-                let tenant_id = tenant_id.clone();
+                let tenant_id = tenant_id.get_value();
                 async move {
                     detail.await.map(|d| {
                         let run = d.run.clone();
@@ -214,16 +251,24 @@ pub fn RunPage() -> impl IntoView {
                             </section>
                             <section class="card" id="record-errors">
                                 <h2>{format!("Record errors ({})", d.errors.len())}</h2>
-                                {(d.can_manage && !d.errors.is_empty()).then({
-                                    let tenant_id = tenant_id.clone();
-                                    move || view! {
-                                    <ActionForm action=retry attr:class="inline-form">
-                                        <input type="hidden" name="tenant_id" value=tenant_id.clone()/>
-                                        <button type="submit" data-testid="retry-all">"Retry all"</button>
-                                    </ActionForm>
-                                }})}
-                                <FormResult value=move || retry.value().get()/>
-                                {move || retry.value().get().and_then(Result::ok).map(|m| view! { <p class="notice ok" role="status">{m}</p> })}
+                                <div class="button-row">
+                                    {(d.can_manage && !d.errors.is_empty()).then({
+                                        let tenant_id = tenant_id.clone();
+                                        move || view! {
+                                            <ActionForm action=retry attr:class="inline-form">
+                                                <input type="hidden" name="tenant_id" value=tenant_id.clone()/>
+                                                <button type="submit" data-testid="retry-all">"Retry all"</button>
+                                            </ActionForm>
+                                        }
+                                    })}
+                                </div>
+                                <div class="sync-messages">
+                                    {move || match retry.value().get() {
+                                        Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
+                                        Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
+                                        None => ().into_any(),
+                                    }}
+                                </div>
                                 {if d.errors.is_empty() {
                                     view! { <p class="muted">"No record failed in this run."</p> }.into_any()
                                 } else {
@@ -262,5 +307,6 @@ pub fn RunPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        </Show>
     }
 }
