@@ -28,9 +28,15 @@ pub struct BrevoLimits {
 impl BrevoLimits {
     pub fn new(contacts_per_second: u32, others_per_hour: u32) -> Self {
         let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least one");
+        // 5% under the limit: Brevo counts in fixed one-second windows, and requests spaced at
+        // exactly the limit meet an occasional 429 at a window's edge (a second lost each).
+        let per_second = |n: u32| {
+            let period = Duration::from_secs_f64(1.05 / f64::from(n.max(1)));
+            Quota::with_period(period).expect("a non-zero period").allow_burst(NonZeroU32::MIN)
+        };
         Self {
-            contacts: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
-            events: RateLimiter::direct(Quota::per_second(nz(contacts_per_second))),
+            contacts: RateLimiter::direct(per_second(contacts_per_second)),
+            events: RateLimiter::direct(per_second(contacts_per_second)),
             // Evenly spread over the hour, with a burst for a first sync's set-up (attribute
             // creation, the first companies). Should Brevo's hourly window still answer 429, the
             // call waits for its reset.

@@ -49,6 +49,8 @@ const MAX_PENDING_IMPORTS: usize = 40;
 const COMPANIES_PER_RUN: i64 = 10;
 /// The catalog (fields, stages, attributes, lists) is read again after this long.
 const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
+/// Deleted and merged persons are looked for this often (see `deletions`).
+const DELETIONS_EVERY: time::Duration = time::Duration::minutes(15);
 /// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
 const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
@@ -167,6 +169,7 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         engine.base_tokens = run.pipedrive_tokens as u64;
         engine.base_calls = run.brevo_calls as u64;
         engine.retry_persons = payload.persons.iter().filter_map(|p| p.parse().ok()).collect();
+        engine.force_deletions = trigger == "manual";
         let outcome = engine.execute().await;
         engine.report().await;
         outcome.map(|()| engine.summary())
@@ -251,6 +254,8 @@ pub struct Engine<'s> {
     claimed: HashMap<String, i64>,
     events: Vec<PendingEvent>,
     retry_persons: Vec<i64>,
+    /// A manual sync checks for deletions whatever the time since the last check.
+    force_deletions: bool,
     notes: Vec<String>,
 }
 
@@ -369,6 +374,7 @@ impl<'s> Engine<'s> {
             claimed: HashMap::new(),
             events: Vec::new(),
             retry_persons: Vec::new(),
+            force_deletions: false,
             notes: Vec::new(),
         })
     }
@@ -421,6 +427,9 @@ impl<'s> Engine<'s> {
         for i in 1..self.steps.len() {
             self.step = i;
             self.report().await;
+            if self.mode == Mode::Backfill && self.steps[i] == "persons" {
+                store::analyze_links(self.pool).await?;
+            }
             match self.steps[i] {
                 "organizations" => self.organizations().await?,
                 "deals" => self.deals().await?,
@@ -747,14 +756,19 @@ impl<'s> Engine<'s> {
 
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
-        let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
-        while let Some(page) = pages.recv().await {
+        let mut stream = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
+        let mut pages = 0u32;
+        while let Some(page) = stream.recv().await {
             let page = page?;
             let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
             let cp = self.advance("person", page.next_cursor.clone(), latest);
             self.sync_persons(page.items, Some(cp)).await?;
             if self.mode == Mode::Backfill {
                 self.confirm_imports(false).await?;
+                pages += 1;
+                if pages % 40 == 0 {
+                    store::analyze_links(self.pool).await?;
+                }
             }
             self.report().await;
         }
@@ -1021,13 +1035,13 @@ impl<'s> Engine<'s> {
         let mut delay = Duration::from_secs(1);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
-            let pending = store::pending_imports(self.pool, self.tenant).await?;
+            let pending = store::pending_processes(self.pool, self.tenant).await?;
             if pending.is_empty() || (!wait && pending.len() < MAX_PENDING_IMPORTS) {
                 return Ok(());
             }
             let mut known: HashMap<i64, crate::brevo::api::Process> = self.brevo.recent_processes().await?.into_iter().map(|p| (p.id, p)).collect();
             let mut running = 0;
-            for (id, process_id, rows) in pending {
+            for (id, process_id) in pending {
                 let process = match known.remove(&process_id) {
                     Some(p) => p,
                     None => match self.brevo.process(process_id).await {
@@ -1037,7 +1051,8 @@ impl<'s> Engine<'s> {
                         Err(e) => return Err(e.into()),
                     },
                 };
-                let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
+                let done = matches!(process.status.as_str(), "completed" | "failed" | "cancelled");
+                let rows: Vec<Row> = if done { serde_json::from_value(store::import_rows(self.pool, self.tenant, id).await?).unwrap_or_default() } else { Vec::new() };
                 match process.status.as_str() {
                     "completed" if !dropped_rows(process.info.as_ref()) => self.apply_import(&rows).await?,
                     "completed" | "failed" | "cancelled" => {
@@ -1121,6 +1136,11 @@ impl<'s> Engine<'s> {
     /// Deleted persons and deals since the last check (`/v1/recents`: v2 lists leave them out).
     async fn deletions(&mut self) -> Result<(), Stop> {
         let cp = self.checkpoint("deletions");
+        // `/v1/recents` lists every change, not only deletions, at 20 tokens a page: it runs every
+        // quarter of an hour, not every minute (Pipedrive's webhooks report deletions at once).
+        if cp.since.is_some_and(|s| s > self.started - DELETIONS_EVERY) && self.retry_persons.is_empty() && !self.force_deletions {
+            return Ok(());
+        }
         let since = cp.since.unwrap_or(self.started) - OVERLAP;
         let since = since.max(self.started - time::Duration::days(29));
         let text = format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", since.year(), since.month() as u8, since.day(), since.hour(), since.minute(), since.second());

@@ -82,6 +82,12 @@ pub async fn persons_by_email(pool: &PgPool, tenant: TenantId, emails: &[String]
     Ok(rows.into_iter().collect())
 }
 
+/// Refreshes the planner's statistics of the links after a bulk load: autovacuum's analyze can
+/// lag behind a backfill, and without statistics the lookups by person scan every link.
+pub async fn analyze_links(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("analyze record_links").execute(pool).await.map(|_| ())
+}
+
 /// Person ids of an organization's synced persons.
 pub async fn persons_of_org(pool: &PgPool, tenant: TenantId, org: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select pipedrive_id::bigint from record_links where tenant_id = $1 and entity = 'person' and org_id = $2")
@@ -326,8 +332,18 @@ pub async fn save_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, run: i64
         .map(|_| ())
 }
 
+/// The pending imports, with their rows.
 pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Value)>, sqlx::Error> {
     sqlx::query_as("select id, process_id, rows from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
+}
+
+/// The pending imports' ids and process ids (their rows stay in the database until needed).
+pub async fn pending_processes(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as("select id, process_id from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
+}
+
+pub async fn import_rows(pool: &PgPool, tenant: TenantId, id: i64) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar("select rows from sync_imports where tenant_id = $1 and id = $2").bind(tenant).bind(id).fetch_one(pool).await
 }
 
 pub async fn delete_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, id: i64) -> Result<(), sqlx::Error> {

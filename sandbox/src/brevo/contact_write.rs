@@ -168,14 +168,25 @@ pub(crate) fn held_by_others(
     email: Option<&str>,
     vetted: &Vetted,
 ) -> Vec<(&'static str, i64)> {
+    held_by_others_in(|e| account.by_email(e), |n, v| account.by_attr(n, v), target, email, vetted)
+}
+
+/// [`held_by_others`] with other lookups (an import's [`super::state::Lookup`]).
+pub(crate) fn held_by_others_in(
+    by_email: impl Fn(&str) -> Option<i64>,
+    by_attr: impl Fn(&str, &str) -> Option<i64>,
+    target: Option<i64>,
+    email: Option<&str>,
+    vetted: &Vetted,
+) -> Vec<(&'static str, i64)> {
     let mut held = Vec::new();
-    if let Some(holder) = email.and_then(|e| account.by_email(e))
+    if let Some(holder) = email.and_then(&by_email)
         && Some(holder) != target
     {
         held.push(("email", holder));
     }
     for (name, value) in &vetted.identifiers {
-        if let Some(holder) = value.as_deref().and_then(|v| account.by_attr(name, v))
+        if let Some(holder) = value.as_deref().and_then(|v| by_attr(name, v))
             && Some(holder) != target
         {
             held.push((*name, holder));

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::contact_write::{self, held_by_others, vet};
+use super::contact_write::{self, held_by_others_in, vet};
 use super::http::{ApiError, ApiResult, Body, valid_email};
 use super::state::{Account, Contact, ImportCounters, Process};
 use super::{ApiKey, Brevo, lists};
@@ -289,6 +289,10 @@ fn apply_rows(
 ) -> ImportCounters {
     let mut counters = ImportCounters::default();
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    // One index for the whole import (a scan per row made large imports quadratic); it learns each
+    // contact as the import writes it. A value a contact gives up within the same import stays
+    // in it until the next call.
+    let mut lookup = account.lookup();
     for mut row in rows {
         coerce(account, &mut row);
         let raw_email = row.remove("EMAIL");
@@ -332,10 +336,10 @@ fn apply_rows(
             .and_then(|(_, v)| v.clone());
         let target = email
             .as_deref()
-            .and_then(|e| account.by_email(e))
-            .or_else(|| ext.as_deref().and_then(|x| account.by_attr("EXT_ID", x)));
+            .and_then(|e| lookup.by_email(e))
+            .or_else(|| ext.as_deref().and_then(|x| lookup.by_attr("EXT_ID", x)));
         dropped.extend(
-            held_by_others(account, target, email.as_deref(), &vetted)
+            held_by_others_in(|e| lookup.by_email(e), |n, v| lookup.by_attr(n, v), target, email.as_deref(), &vetted)
                 .into_iter()
                 .map(|(n, _)| n)
                 .filter(|n| *n != "email"),
@@ -373,6 +377,7 @@ fn apply_rows(
             continue;
         };
         contact_write::apply(contact, email, vetted, now);
+        lookup.add(contact);
         contact.list_ids.extend(options.list_ids.iter().copied());
         if options.email_blacklist {
             contact.email_blacklisted = true;

@@ -240,13 +240,15 @@ fn membership(
     let mut failure = Vec::new();
     let mut changes = Vec::new();
     let items: Vec<(Value, Option<i64>)> = match who {
-        Who::Emails(v) => v
-            .into_iter()
-            .map(|e| {
-                let id = account.by_email(&e);
-                (json!(e), id)
-            })
-            .collect(),
+        Who::Emails(v) => {
+            let lookup = account.lookup();
+            v.into_iter()
+                .map(|e| {
+                    let id = lookup.by_email(&e);
+                    (json!(e), id)
+                })
+                .collect()
+        }
         Who::Ids(v) => v
             .into_iter()
             .map(|i| (json!(i), account.contacts.contains_key(&i).then_some(i)))

@@ -181,6 +181,16 @@ impl Account {
             .map(|c| c.id)
     }
 
+    /// Every contact's id by email and by identifier attribute, for calls that look up many
+    /// contacts at once (imports, list changes): one pass instead of one scan per lookup.
+    pub fn lookup(&self) -> Lookup {
+        let mut l = Lookup::default();
+        for c in self.contacts.values() {
+            l.add(c);
+        }
+        l
+    }
+
     /// Finds a contact by an identifier attribute (`SMS`, `EXT_ID`, `WHATSAPP`, `LANDLINE_NUMBER`).
     pub fn by_attr(&self, name: &str, value: &str) -> Option<i64> {
         self.contacts
@@ -234,6 +244,36 @@ impl Account {
             }).collect::<Vec<_>>(),
             "deliveries": self.deliveries,
         })
+    }
+}
+
+/// See [`Account::lookup`]. Kept up to date by the caller for the contacts it writes.
+#[derive(Debug, Default)]
+pub(crate) struct Lookup {
+    emails: HashMap<String, i64>,
+    identifiers: HashMap<(String, String), i64>,
+}
+
+impl Lookup {
+    const IDENTIFIERS: [&'static str; 4] = ["SMS", "EXT_ID", "WHATSAPP", "LANDLINE_NUMBER"];
+
+    pub fn add(&mut self, c: &Contact) {
+        if let Some(e) = &c.email {
+            self.emails.entry(e.clone()).or_insert(c.id);
+        }
+        for name in Self::IDENTIFIERS {
+            if let Some(v) = c.attr_str(name) {
+                self.identifiers.entry((name.to_owned(), v.to_owned())).or_insert(c.id);
+            }
+        }
+    }
+
+    pub fn by_email(&self, email: &str) -> Option<i64> {
+        self.emails.get(&email.to_lowercase()).copied()
+    }
+
+    pub fn by_attr(&self, name: &str, value: &str) -> Option<i64> {
+        self.identifiers.get(&(name.to_owned(), value.to_owned())).copied()
     }
 }
 
