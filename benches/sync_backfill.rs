@@ -145,7 +145,11 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
          \x20 wall time           {iwall:.1} s\n\
          \x20 Pipedrive tokens    {itokens}  = {share:.2}% of the backfill's\n\
          \x20 Brevo calls         {icalls}\n\
-         \x20 counts              {icounts}\n",
+         \x20 counts              {icounts}\n\n\
+         then a manual sync, nothing changed since (it also scans /v1/recents for deleted and merged persons)\n\
+         \x20 wall time           {dwall:.1} s\n\
+         \x20 Pipedrive tokens    {dtokens}  = {dshare:.2}% of the backfill's\n\
+         \x20 Brevo calls         {dcalls}\n",
         date = time::OffsetDateTime::now_utc().date(),
         orgs = persons / 5,
         deals = persons / 2,

@@ -549,3 +549,31 @@ async fn missing_attributes_are_reported_by_setting_and_a_full_resync_writes_eve
     assert_eq!(counts["person"]["updated"].as_u64().unwrap(), contacts, "every contact written again: {counts}");
     assert_eq!(s.actual().await.len() as u64, contacts, "and no new one");
 }
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_spent_daily_budget_makes_the_sync_wait_not_fail_and_continue_later(pool: PgPool) {
+    let s = setup(&pool, 40, "").await;
+    // The company's own budget, far below what a backfill spends (set directly: the form's
+    // minimum is 1,000 tokens).
+    sqlx::query("update connections set daily_token_budget = 30 where provider = 'pipedrive'").execute(&pool).await.unwrap();
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Snoozed, "waits for the budget, spends no attempt");
+    let (status, message): (String, String) = sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "waiting");
+    assert!(message.contains("daily token budget"), "{message}");
+    let (attempts, wait): (i32, f64) = sqlx::query_as("select attempts, extract(epoch from run_at - now())::float8 from jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(attempts, 0);
+    assert!(wait > 50.0, "until the budget renews, not a tight loop: {wait} s");
+    let log: Vec<Value> = s.http.get(format!("{}/_sandbox/requests", s.sb.pipedrive_url)).send().await.unwrap().json().await.unwrap();
+    assert!(log.iter().all(|r| r["status"] != 429), "never spent into 429s");
+
+    // A larger budget (the company's plan changed): the same run continues and finishes.
+    connections::set_daily_budget(&pool, &s.member, Some(100_000)).await.unwrap();
+    assert!(connections::set_daily_budget(&pool, &s.member, Some(10)).await.is_err(), "a budget below 1,000 is refused");
+    sqlx::query("update jobs set run_at = now()").execute(&pool).await.unwrap();
+    let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Succeeded);
+    let runs: Vec<(String,)> = sqlx::query_as("select status from sync_runs").fetch_all(&pool).await.unwrap();
+    assert_eq!(runs, vec![("succeeded".to_owned(),)]);
+}

@@ -42,6 +42,8 @@ pub struct ConnectionInfo {
     pub is_sandbox: bool,
     pub last_checked_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
+    /// Pipedrive only: the company's own daily token budget, if set.
+    pub daily_token_budget: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +66,7 @@ const SEAL_REFRESH: &str = "connection.refresh";
 pub async fn list(pool: &PgPool, member: &Member) -> Result<Vec<ConnectionInfo>, sqlx::Error> {
     sqlx::query_as(
         "select provider, auth_kind, status, api_base, account_label, secret_last4, is_sandbox,
-                last_checked_at, last_error
+                last_checked_at, last_error, daily_token_budget
          from connections where tenant_id = $1 order by provider",
     )
     .bind(member.tenant_id)
@@ -222,7 +224,7 @@ pub fn oauth_error(e: OAuthError) -> ConnectError {
 async fn one(pool: &PgPool, member: &Member, provider: Provider) -> Result<ConnectionInfo, ConnectError> {
     Ok(sqlx::query_as(
         "select provider, auth_kind, status, api_base, account_label, secret_last4, is_sandbox,
-                last_checked_at, last_error
+                last_checked_at, last_error, daily_token_budget
          from connections where tenant_id = $1 and provider = $2",
     )
     .bind(member.tenant_id)
@@ -396,12 +398,14 @@ pub async fn pipedrive_client(
     registry: &pipedrive::limits::Registry,
 ) -> Result<Option<pipedrive::client::PipedriveClient>, ConnectError> {
     use std::sync::Arc;
-    let row: Option<(String, Vec<u8>, String)> =
-        sqlx::query_as("select auth_kind, secret, api_base from connections where tenant_id = $1 and provider = 'pipedrive' and status = 'connected'")
-            .bind(member.tenant_id)
-            .fetch_optional(pool)
-            .await?;
-    let Some((kind, secret, base)) = row else { return Ok(None) };
+    let row: Option<(String, Vec<u8>, String, Option<i64>)> = sqlx::query_as(
+        "select auth_kind, secret, api_base, daily_token_budget from connections
+         where tenant_id = $1 and provider = 'pipedrive' and status = 'connected'",
+    )
+    .bind(member.tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((kind, secret, base, daily)) = row else { return Ok(None) };
     let credentials: Arc<dyn pipedrive::client::Credentials> = if kind == "oauth" {
         match OAuthCredentials::load(pool, key, providers, member).await? {
             Some((creds, _)) => Arc::new(creds),
@@ -412,9 +416,29 @@ pub async fn pipedrive_client(
         Arc::new(pipedrive::client::StaticToken(token))
     };
     let limiter = registry.limiter(&member.tenant_id.to_string());
-    let budget = registry.budget(&base);
+    let budget = registry.budget_with(&base, daily.map(|d| d.max(1) as u64));
     let retry = pipedrive::client::RetrySettings { base_delay: registry.retry_base(), ..Default::default() };
     Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget).with_retry(retry)))
+}
+
+/// Sets (or, with `None`, clears) the company's own daily Pipedrive token budget: 30,000 × plan
+/// multiplier × seats.
+pub async fn set_daily_budget(pool: &PgPool, member: &Member, budget: Option<u64>) -> Result<(), ConnectError> {
+    member.require_manage()?;
+    if let Some(b) = budget
+        && !(1_000..=100_000_000).contains(&b)
+    {
+        return Err(ConnectError::Refused("A daily token budget is between 1,000 and 100,000,000 tokens (30,000 × plan multiplier × seats).".into()));
+    }
+    let done = sqlx::query("update connections set daily_token_budget = $2, updated_at = now() where tenant_id = $1 and provider = 'pipedrive'")
+        .bind(member.tenant_id)
+        .bind(budget.map(|b| b as i64))
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ConnectError::Refused("Connect Pipedrive first.".into()));
+    }
+    Ok(())
 }
 
 /// The Pipedrive API base of the tenant's connection, if any.

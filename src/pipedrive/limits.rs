@@ -74,15 +74,24 @@ pub enum Priority {
 
 /// The daily token budget of one Pipedrive company, as this process has spent it.
 pub struct Budget {
-    daily: u64,
-    reserve: u64,
+    daily: std::sync::atomic::AtomicU64,
+    reserve_share: f64,
     state: Mutex<(i64, u64)>,
 }
 
 impl Budget {
     /// `reserve_share` of the budget (e.g. 0.1) is kept for real-time (webhook-driven) work.
     pub fn new(daily: u64, reserve_share: f64) -> Self {
-        Self { daily, reserve: (daily as f64 * reserve_share.clamp(0.0, 0.9)) as u64, state: Mutex::new((0, 0)) }
+        Self { daily: daily.into(), reserve_share: reserve_share.clamp(0.0, 0.9), state: Mutex::new((0, 0)) }
+    }
+
+    pub fn daily(&self) -> u64 {
+        self.daily.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The company's own budget (its plan and seats), when it has one.
+    pub fn set_daily(&self, daily: u64) {
+        self.daily.store(daily, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn spent_today(&self, now: OffsetDateTime) -> u64 {
@@ -106,9 +115,10 @@ impl Budget {
         if state.0 != day(now) {
             *state = (day(now), 0);
         }
+        let daily = self.daily();
         let limit = match priority {
-            Priority::Background => self.daily - self.reserve,
-            Priority::Realtime => self.daily,
+            Priority::Background => daily - (daily as f64 * self.reserve_share) as u64,
+            Priority::Realtime => daily,
         };
         if state.1 + u64::from(cost) > limit {
             let renews_at = OffsetDateTime::from_unix_timestamp((day(now) + 1) * 86_400).unwrap_or(now);
@@ -218,6 +228,13 @@ impl Registry {
         let (per_second, per_hour) = self.brevo_rates;
         let mut map = self.brevo.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(connection.to_owned()).or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::new(per_second, per_hour))).clone()
+    }
+
+    /// The company's budget, at its own daily amount when it has one.
+    pub fn budget_with(&self, company: &str, daily: Option<u64>) -> Arc<Budget> {
+        let budget = self.budget(company);
+        budget.set_daily(daily.unwrap_or(self.daily_budget));
+        budget
     }
 
     pub fn budget(&self, company: &str) -> Arc<Budget> {

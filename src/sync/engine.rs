@@ -486,7 +486,10 @@ impl<'s> Engine<'s> {
             let mut cat = Catalogue { catalog: self.cat.catalog.clone(), options: self.cat.options.clone(), stage_names: self.cat.stage_names.clone() };
             cat.catalog.attributes.extend(created);
             self.cat = Arc::new(cat);
-            self.s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.tenant);
+            // The cached catalog learns the new attributes (no need to read it all again).
+            if let Some(entry) = self.s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.tenant) {
+                entry.2 = self.cat.clone();
+            }
         }
         Ok(())
     }

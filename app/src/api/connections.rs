@@ -16,6 +16,8 @@ pub struct ConnectionView {
     pub is_sandbox: bool,
     pub last_checked: Option<String>,
     pub last_error: Option<String>,
+    /// Pipedrive: the company's own daily token budget, if set.
+    pub daily_token_budget: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,12 @@ pub async fn save_brevo_key(tenant_id: String, api_key: String) -> Result<Connec
 #[server(endpoint = "connect_pipedrive_token")]
 pub async fn connect_pipedrive_token(tenant_id: String, api_token: String, company_domain: String) -> Result<ConnectionView, AppError> {
     server::connect_pipedrive_token(tenant_id, api_token, company_domain).await
+}
+
+/// Sets the Pipedrive company's daily token budget; empty: the server's default.
+#[server(endpoint = "set_pipedrive_budget")]
+pub async fn set_pipedrive_budget(tenant_id: String, budget: String) -> Result<String, AppError> {
+    server::set_budget(tenant_id, budget).await
 }
 
 #[server(endpoint = "disconnect")]
@@ -65,6 +73,7 @@ mod server {
             is_sandbox: c.is_sandbox,
             last_checked: c.last_checked_at.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok()),
             last_error: c.last_error.clone(),
+            daily_token_budget: c.daily_token_budget,
         }
     }
 
@@ -122,6 +131,23 @@ mod server {
                 _ => return Err(AppError::Invalid("Unknown connection.".into())),
             };
             Ok(connections::disconnect(&state.pool, &state.secret_key, &state.providers, &member, provider).await?)
+        }
+        .await)
+    }
+
+    pub async fn set_budget(tenant_id: String, budget: String) -> Result<String, AppError> {
+        respond(async {
+            let (state, member) = s::member(&tenant_id).await?;
+            let cleaned: String = budget.chars().filter(|c| !c.is_whitespace() && *c != ',' && *c != '_').collect();
+            let value = match cleaned.as_str() {
+                "" => None,
+                text => Some(text.parse::<u64>().map_err(|_| AppError::Invalid("Write the budget as a whole number of tokens, e.g. 60000.".into()))?),
+            };
+            connections::set_daily_budget(&state.pool, &member, value).await?;
+            Ok(match value {
+                Some(v) => format!("Daily token budget set to {v}."),
+                None => "Daily token budget back to the server's default.".to_owned(),
+            })
         }
         .await)
     }

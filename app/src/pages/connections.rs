@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::tenant::use_tenant;
-use crate::api::{ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, load_connections};
+use crate::api::{SetPipedriveBudget, ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, load_connections};
 use crate::components::FormResult;
 
 #[component]
@@ -120,6 +120,7 @@ fn Connected(
             <dt>"Last check"</dt><dd>{conn.last_checked.clone().unwrap_or_else(|| "never".into())}</dd>
         </dl>
         {conn.last_error.clone().map(|e| view! { <p class="notice error">{e}</p> })}
+        {(provider == "pipedrive").then(|| view! { <BudgetForm tenant_id=tenant_id.clone() current=conn.daily_token_budget can_manage/> })}
         {can_manage.then(|| view! {
             <ActionForm action=disconnect attr:class="inline-form">
                 <input type="hidden" name="tenant_id" value=tenant_id/>
@@ -151,5 +152,27 @@ fn PipedriveConnect(tenant_id: String, token: ServerAction<ConnectPipedriveToken
                 <button type="submit">"Connect with the token"</button>
             </ActionForm>
         </details>
+    }
+}
+
+/// The company's daily Pipedrive token budget: 30,000 × plan multiplier × seats. The sync plans
+/// around it instead of finding it through 429s.
+#[component]
+fn BudgetForm(tenant_id: String, current: Option<i64>, can_manage: bool) -> impl IntoView {
+    let set = ServerAction::<SetPipedriveBudget>::new();
+    view! {
+        <ActionForm action=set attr:class="inline-form" attr:id="budget-form">
+            <input type="hidden" name="tenant_id" value=tenant_id/>
+            <label for="budget">"Daily token budget " <span class="hint">"(30,000 × plan multiplier × seats; empty: the server's default)"</span></label>
+            <input id="budget" name="budget" type="text" inputmode="numeric" value=current.map(|c| c.to_string()).unwrap_or_default() disabled=!can_manage/>
+            {can_manage.then(|| view! { <button type="submit">"Save"</button> })}
+        </ActionForm>
+        <div class="sync-messages">
+            {move || match set.value().get() {
+                Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
+                None => ().into_any(),
+            }}
+        </div>
     }
 }
