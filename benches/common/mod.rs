@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub struct Sandbox {
     child: Child,
     pub pipedrive_url: String,
+    #[allow(dead_code)] // not every bench talks to Brevo
     pub brevo_url: String,
 }
 

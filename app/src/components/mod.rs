@@ -40,6 +40,27 @@ where
     }
 }
 
+/// What an action that answers a message came to: the message in a status, or the error in an
+/// alert. Inside a static element, so the dynamic part hydrates at a fixed place.
+#[component]
+pub fn ActionMessage<F>(
+    /// Usually `move || action.value().get()`.
+    value: F,
+) -> impl IntoView
+where
+    F: Fn() -> Option<Result<String, AppError>> + Send + Sync + 'static,
+{
+    view! {
+        <div class="action-message">
+            {move || match value() {
+                Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
+                None => ().into_any(),
+            }}
+        </div>
+    }
+}
+
 /// A password input with a show / hide button (the button works only once the page is hydrated).
 #[component]
 pub fn PasswordInput(

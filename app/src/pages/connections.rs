@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::tenant::use_tenant;
 use crate::api::{SetPipedriveBudget, ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, load_connections};
-use crate::components::FormResult;
+use crate::components::{ActionMessage, FormResult};
 
 #[component]
 pub fn ConnectionsPage() -> impl IntoView {
@@ -167,12 +167,6 @@ fn BudgetForm(tenant_id: String, current: Option<i64>, can_manage: bool) -> impl
             <input id="budget" name="budget" type="text" inputmode="numeric" value=current.map(|c| c.to_string()).unwrap_or_default() disabled=!can_manage/>
             {can_manage.then(|| view! { <button type="submit">"Save"</button> })}
         </ActionForm>
-        <div class="sync-messages">
-            {move || match set.value().get() {
-                Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
-                None => ().into_any(),
-            }}
-        </div>
+        <ActionMessage value=move || set.value().get()/>
     }
 }

@@ -8,6 +8,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use super::tenant::use_tenant;
+use crate::components::ActionMessage;
 use crate::api::{RetryErrors, RunView, StartSync, run_detail, sync_overview};
 
 /// True once the page is hydrated. Live data (runs, progress) renders from then on only: the server
@@ -97,13 +98,7 @@ pub fn SyncPanel() -> impl IntoView {
                     <button type="submit" data-testid="full-resync" title="Read everything from Pipedrive and write it to Brevo again">"Full resync"</button>
                 </ActionForm>
             </div>
-            <div class="sync-messages">
-                {move || match start.value().get() {
-                    Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
-                    None => ().into_any(),
-                }}
-            </div>
+            <ActionMessage value=move || start.value().get()/>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new({
                     let base = base.clone();
@@ -262,13 +257,7 @@ pub fn RunPage() -> impl IntoView {
                                         }
                                     })}
                                 </div>
-                                <div class="sync-messages">
-                                    {move || match retry.value().get() {
-                                        Some(Ok(m)) => view! { <p class="notice ok" role="status">{m}</p> }.into_any(),
-                                        Some(Err(e)) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
-                                        None => ().into_any(),
-                                    }}
-                                </div>
+                                <ActionMessage value=move || retry.value().get()/>
                                 {if d.errors.is_empty() {
                                     view! { <p class="muted">"No record failed in this run."</p> }.into_any()
                                 } else {
