@@ -22,6 +22,9 @@ const BURST: u32 = 80;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if !common::is_bench_run() {
+        return Ok(());
+    }
     let persons: usize = std::env::var("PIPEBRIDGE_BENCH_PERSONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let sb = common::sandbox(&["--seed".into(), persons.to_string(), "--burst-limit".into(), BURST.to_string(), "--daily-budget".into(), "100000000".into()])?;
     let token = Secret::new("sandbox-pipedrive-api-token-0000000000");

@@ -59,3 +59,13 @@ pub fn mem_kib(field: &str) -> u64 {
 pub fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs the bench binaries without it,
+/// and a benchmark has no place in the test run (minutes, release builds, no assertions).
+pub fn is_bench_run() -> bool {
+    let yes = std::env::args().any(|a| a == "--bench");
+    if !yes {
+        println!("a benchmark: run it with `cargo bench` (see docs/benchmarks.md)");
+    }
+    yes
+}

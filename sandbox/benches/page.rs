@@ -20,6 +20,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `cargo test --all-targets` runs bench binaries too (without `--bench`): not a test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("a benchmark: run it with `cargo bench -p pipebridge-sandbox --bench page`");
+        return Ok(());
+    }
     let mut config = Config::default();
     config.pipedrive.seed_persons = PERSONS;
     config.pipedrive.rate_limits = false;
