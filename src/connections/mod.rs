@@ -446,9 +446,9 @@ pub async fn pipedrive_api_base(pool: &PgPool, tenant: crate::domain::TenantId) 
     sqlx::query_scalar("select api_base from connections where tenant_id = $1 and provider = 'pipedrive'").bind(tenant).fetch_optional(pool).await
 }
 
-/// An API client for the tenant's Brevo key sharing the process's limiters for that key (what
-/// the sync workers use); `None` when Brevo is not connected.
-pub async fn brevo_api_shared(
+/// An API client for the tenant's Brevo key, sharing the process's limiters for that key with
+/// every other caller (sync workers, catalog reads); `None` when Brevo is not connected.
+pub async fn brevo_api(
     pool: &PgPool,
     key: &SecretKey,
     member: &Member,
@@ -463,17 +463,4 @@ pub async fn brevo_api_shared(
     let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
     let limits = registry.brevo(&member.tenant_id.to_string());
     Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, limits).with_backoff_base(registry.retry_base())))
-}
-
-/// An API client for the tenant's Brevo key; `None` when Brevo is not connected.
-pub async fn brevo_api(pool: &PgPool, key: &SecretKey, member: &Member) -> Result<Option<crate::brevo::api::BrevoApi>, ConnectError> {
-    let row: Option<(Vec<u8>, String)> =
-        sqlx::query_as("select secret, api_base from connections where tenant_id = $1 and provider = 'brevo' and status = 'connected'")
-            .bind(member.tenant_id)
-            .fetch_optional(pool)
-            .await?;
-    let Some((secret, base)) = row else { return Ok(None) };
-    let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
-    // One-off calls (catalog, checks): fresh limiters at Brevo's documented rates.
-    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, std::sync::Arc::new(crate::brevo::api::BrevoLimits::documented()))))
 }

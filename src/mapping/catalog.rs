@@ -18,30 +18,36 @@ pub enum CatalogError {
     Brevo(#[from] BrevoError),
 }
 
+/// Every item of a Pipedrive v2 list (short lists: fields, pipelines, stages).
+pub async fn all<T: serde::de::DeserializeOwned + Send + 'static>(p: &PipedriveClient, path: &str) -> Result<Vec<T>, PipedriveError> {
+    p.list::<T>(path, ListQuery::default())
+        .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
+        .try_flatten()
+        .try_collect()
+        .await
+}
+
+/// The custom person fields, as the mapping names them.
+pub fn custom_fields(fields: &[Field]) -> Vec<FieldInfo> {
+    fields
+        .iter()
+        .filter(|f| f.is_custom_field)
+        .map(|f| FieldInfo { key: f.field_code.clone(), label: f.field_name.clone(), field_type: f.field_type.clone() })
+        .collect()
+}
+
+pub fn attribute_infos(attributes: Vec<crate::brevo::api::Attribute>) -> Vec<AttributeInfo> {
+    attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect()
+}
+
 pub async fn load(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalog, CatalogError> {
-    let fields: Vec<Field> = pipedrive
-        .list::<Field>("/api/v2/personFields", ListQuery::default())
-        .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
-        .try_flatten()
-        .try_collect()
-        .await?;
-    let stages: Vec<Stage> = pipedrive
-        .list::<Stage>("/api/v2/stages", ListQuery::default())
-        .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
-        .try_flatten()
-        .try_collect()
-        .await?;
-    let attributes = brevo.attributes().await?;
-    let list_ids = brevo.list_ids().await?;
+    let fields: Vec<Field> = all(pipedrive, "/api/v2/personFields").await?;
+    let stages: Vec<Stage> = all(pipedrive, "/api/v2/stages").await?;
     Ok(Catalog {
-        person_fields: fields
-            .into_iter()
-            .filter(|f| f.is_custom_field)
-            .map(|f| FieldInfo { key: f.field_code, label: f.field_name, field_type: f.field_type })
-            .collect(),
+        person_fields: custom_fields(&fields),
         stage_ids: stages.into_iter().map(|s| s.id).collect(),
-        attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
-        list_ids,
+        attributes: attribute_infos(brevo.attributes().await?),
+        list_ids: brevo.list_ids().await?,
     })
 }
 
@@ -57,13 +63,6 @@ pub struct Named {
 }
 
 pub async fn load_named(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Named, CatalogError> {
-    async fn all<T: serde::de::DeserializeOwned + Send + 'static>(p: &PipedriveClient, path: &str) -> Result<Vec<T>, PipedriveError> {
-        p.list::<T>(path, ListQuery::default())
-            .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
-            .try_flatten()
-            .try_collect()
-            .await
-    }
     let fields: Vec<Field> = all(pipedrive, "/api/v2/personFields").await?;
     let pipelines: Vec<Pipeline> = all(pipedrive, "/api/v2/pipelines").await?;
     let stages: Vec<Stage> = all(pipedrive, "/api/v2/stages").await?;
@@ -71,13 +70,9 @@ pub async fn load_named(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result
     let lists = brevo.lists().await?;
     let pipeline = |id: u64| pipelines.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
     Ok(Named {
-        fields: fields
-            .into_iter()
-            .filter(|f| f.is_custom_field)
-            .map(|f| FieldInfo { key: f.field_code, label: f.field_name, field_type: f.field_type })
-            .collect(),
+        fields: custom_fields(&fields),
         stages: stages.iter().map(|s| (s.id, format!("{} → {}", pipeline(s.pipeline_id), s.name))).collect(),
-        attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
+        attributes: attribute_infos(attributes),
         lists,
     })
 }

@@ -82,7 +82,7 @@ pub async fn save_checked(
     MappingConfig::from_yaml(yaml).map_err(|e| SaveError::Unreadable(e.message))?;
     let connect = |e: crate::connections::ConnectError| SaveError::Catalog(e.to_string());
     let pipedrive = crate::connections::pipedrive_client(pool, key, providers, member, limits).await.map_err(connect)?;
-    let brevo = crate::connections::brevo_api(pool, key, member).await.map_err(connect)?;
+    let brevo = crate::connections::brevo_api(pool, key, member, limits).await.map_err(connect)?;
     let catalog = match (pipedrive, brevo) {
         (Some(p), Some(b)) => Some(super::catalog::load(&p, &b).await.map_err(|e| SaveError::Catalog(e.to_string()))?),
         _ => None,

@@ -29,7 +29,7 @@ use crate::brevo::api::{BrevoApi, Upserted};
 use crate::connections::{self, ConnectError, Providers};
 use crate::domain::TenantId;
 use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
-use crate::mapping::validate::{self, AttributeInfo, Catalog, FieldInfo, Severity};
+use crate::mapping::validate::{self, AttributeInfo, Catalog, Severity};
 use crate::mapping::{DeletedPersons, MappingConfig};
 use crate::pipedrive::PipedriveError;
 use crate::pipedrive::client::{ListQuery, Page, PipedriveClient};
@@ -297,7 +297,7 @@ impl<'s> Engine<'s> {
         let pd = connections::pipedrive_client(pool, &s.key, &s.providers, &member, &s.limits)
             .await?
             .ok_or_else(|| Stop::Fatal("Pipedrive is not connected: connect it on the Connections page.".into()))?;
-        let brevo = connections::brevo_api_shared(pool, &s.key, &member, &s.limits)
+        let brevo = connections::brevo_api(pool, &s.key, &member, &s.limits)
             .await?
             .ok_or_else(|| Stop::Fatal("Brevo is not connected: add its API key on the Connections page.".into()))?;
         // A restarted process starts the company's daily budget from what runs recorded today.
@@ -533,6 +533,16 @@ impl<'s> Engine<'s> {
         cp.clone()
     }
 
+    /// A page's links and the checkpoint after it, in one transaction; then the progress.
+    async fn save_page(&self, entity: &str, links: &[Link], cp: &Checkpoint) -> Result<(), Stop> {
+        let mut tx = self.pool.begin().await?;
+        store::upsert_links(&mut *tx, self.tenant, links).await?;
+        store::save_checkpoint(&mut *tx, self.tenant, entity, cp).await?;
+        tx.commit().await?;
+        self.report().await;
+        Ok(())
+    }
+
     fn rule(&self, action: &str, object: &str) -> Option<String> {
         self.mapping.webhooks.iter().find(|r| r.event_action == action && r.event_object == object).map(|r| r.brevo_event.clone())
     }
@@ -589,11 +599,7 @@ impl<'s> Engine<'s> {
                 });
             }
             let cp = self.advance("organization", page.next_cursor, latest);
-            let mut tx = self.pool.begin().await?;
-            store::upsert_links(&mut *tx, self.tenant, &links).await?;
-            store::save_checkpoint(&mut *tx, self.tenant, "organization", &cp).await?;
-            tx.commit().await?;
-            self.report().await;
+            self.save_page("organization", &links, &cp).await?;
         }
         Ok(())
     }
@@ -667,11 +673,7 @@ impl<'s> Engine<'s> {
                 });
             }
             let cp = self.advance("deal", page.next_cursor, latest);
-            let mut tx = self.pool.begin().await?;
-            store::upsert_links(&mut *tx, self.tenant, &links).await?;
-            store::save_checkpoint(&mut *tx, self.tenant, "deal", &cp).await?;
-            tx.commit().await?;
-            self.report().await;
+            self.save_page("deal", &links, &cp).await?;
         }
         Ok(())
     }
@@ -728,11 +730,7 @@ impl<'s> Engine<'s> {
                 }
             }
             self.checkpoints.insert("lead".into(), cp.clone());
-            let mut tx = self.pool.begin().await?;
-            store::upsert_links(&mut *tx, self.tenant, &links).await?;
-            store::save_checkpoint(&mut *tx, self.tenant, "lead", &cp).await?;
-            tx.commit().await?;
-            self.report().await;
+            self.save_page("lead", &links, &cp).await?;
             match next {
                 Some(n) => start = n,
                 None => break,
@@ -1273,11 +1271,7 @@ impl<'s> Engine<'s> {
                 Mode::Backfill => self.checkpoint("activity"),
                 Mode::Incremental => self.advance("activity", None, latest),
             };
-            let mut tx = self.pool.begin().await?;
-            store::upsert_links(&mut *tx, self.tenant, &links).await?;
-            store::save_checkpoint(&mut *tx, self.tenant, "activity", &cp).await?;
-            tx.commit().await?;
-            self.report().await;
+            self.save_page("activity", &links, &cp).await?;
         }
         Ok(())
     }
@@ -1408,18 +1402,9 @@ fn dropped_rows(info: Option<&Value>) -> bool {
 /// Reads the catalog: person fields with their options, stages with their names, Brevo's
 /// attributes and lists.
 async fn load_catalogue(pd: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalogue, Stop> {
-    let mut fields: Vec<Field> = Vec::new();
-    let mut pages = prefetch(pd.list::<Field>("/api/v2/personFields", ListQuery::default()));
-    while let Some(p) = pages.recv().await {
-        fields.extend(p?.items);
-    }
-    let mut stages: Vec<Stage> = Vec::new();
-    let mut pages = prefetch(pd.list::<Stage>("/api/v2/stages", ListQuery::default()));
-    while let Some(p) = pages.recv().await {
-        stages.extend(p?.items);
-    }
-    let attributes = brevo.attributes().await?;
-    let list_ids = brevo.list_ids().await?;
+    use crate::mapping::catalog;
+    let fields: Vec<Field> = catalog::all(pd, "/api/v2/personFields").await?;
+    let stages: Vec<Stage> = catalog::all(pd, "/api/v2/stages").await?;
     let options: FieldOptions = fields
         .iter()
         .filter(|f| f.is_custom_field)
@@ -1430,14 +1415,10 @@ async fn load_catalogue(pd: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalo
         .collect();
     Ok(Catalogue {
         catalog: Catalog {
-            person_fields: fields
-                .into_iter()
-                .filter(|f| f.is_custom_field)
-                .map(|f| FieldInfo { key: f.field_code, label: f.field_name, field_type: f.field_type })
-                .collect(),
+            person_fields: catalog::custom_fields(&fields),
             stage_ids: stages.iter().map(|s| s.id).collect(),
-            attributes: attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect(),
-            list_ids,
+            attributes: catalog::attribute_infos(brevo.attributes().await?),
+            list_ids: brevo.list_ids().await?,
         },
         options,
         stage_names: stages.into_iter().map(|s| (s.id, s.name)).collect(),

@@ -170,7 +170,7 @@ mod server {
             let config = current_config(&state, &member).await?;
             let connect = |e: pipebridge::connections::ConnectError| AppError::Unavailable(e.to_string());
             let pd = pipebridge::connections::pipedrive_client(&state.pool, &state.secret_key, &state.providers, &member, &state.limits).await.map_err(connect)?;
-            let brevo = pipebridge::connections::brevo_api(&state.pool, &state.secret_key, &member).await.map_err(connect)?;
+            let brevo = pipebridge::connections::brevo_api(&state.pool, &state.secret_key, &member, &state.limits).await.map_err(connect)?;
             let (Some(pd), Some(brevo)) = (pd, brevo) else {
                 return Ok(MappingFormsView {
                     unavailable: Some("Connect Pipedrive and Brevo first: the forms list your real fields, stages, attributes and lists. The YAML below works meanwhile.".into()),
