@@ -48,6 +48,8 @@ struct RunFigures {
     brevo_event_calls: usize,
     brevo_other_calls: usize,
     brevo_429: usize,
+    /// Seconds spent in each step of the run, in order (read from the run's `phase` as the UI does).
+    steps: Vec<(String, f64)>,
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -143,12 +145,14 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
          \x20 Pipedrive tokens    {tokens}  (429s: {pd429})\n\
          \x20 Brevo calls         {calls}  (contacts {bc}, events {be}, other {bo}; 429s: {b429})\n\
          \x20 peak memory (RSS)   {peak:.1} MiB  (at start {start:.1} MiB)\n\
-         \x20 counts              {counts}\n\n\
+         \x20 counts              {counts}\n\
+         \x20 steps               {steps}\n\n\
          incremental after 1% changed ({n_persons} persons renamed, {n_deals} deals moved, {n_acts} activities logged)\n\
          \x20 wall time           {iwall:.1} s\n\
          \x20 Pipedrive tokens    {itokens}  = {share:.2}% of the backfill's\n\
          \x20 Brevo calls         {icalls}\n\
-         \x20 counts              {icounts}\n\n\
+         \x20 counts              {icounts}\n\
+         \x20 steps               {isteps}\n\n\
          then a manual sync, nothing changed since (it also scans /v1/recents for deleted and merged persons)\n\
          \x20 wall time           {dwall:.1} s\n\
          \x20 Pipedrive tokens    {dtokens}  = {dshare:.2}% of the backfill's\n\
@@ -169,12 +173,14 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
         peak = peak as f64 / 1024.0,
         start = rss_start as f64 / 1024.0,
         counts = backfill.counts,
+        steps = steps_text(&backfill.steps),
         n_acts = persons / 100,
         iwall = incremental.wall.as_secs_f64(),
         itokens = incremental.tokens,
         share = incremental.tokens as f64 / backfill.tokens.max(1) as f64 * 100.0,
         icalls = incremental.brevo_calls,
         icounts = incremental.counts,
+        isteps = steps_text(&incremental.steps),
         dwall = with_deletions.wall.as_secs_f64(),
         dtokens = with_deletions.tokens,
         dshare = with_deletions.tokens as f64 / backfill.tokens.max(1) as f64 * 100.0,
@@ -194,8 +200,14 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
     let job = pipebridge::queue::NewJob::new(sync::JOB_SYNC, json!({"trigger": trigger})).tenant(t).concurrency(format!("sync:{t}"));
     pipebridge::queue::enqueue(pool, &job).await?;
     let started = Instant::now();
+    let watcher = tokio::spawn(watch_steps(pool.clone(), started));
     let (_, outcome) = worker.run_next_job().await?.ok_or_else(|| anyhow::anyhow!("no job"))?;
     let wall = started.elapsed();
+    watcher.abort();
+    let mut steps = STEPS.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    if let Some(last) = steps.last_mut() {
+        last.1 = wall.as_secs_f64() - last.1;
+    }
     let (status, message, tokens, brevo_calls, counts): (String, Option<String>, i64, i64, Value) =
         sqlx::query_as("select status, message, pipedrive_tokens, brevo_calls, counts from sync_runs order by id desc limit 1").fetch_one(pool).await?;
     anyhow::ensure!(outcome == Outcome::Succeeded, "the run ended {status}: {message:?}");
@@ -214,5 +226,30 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
         brevo_event_calls: brevo_log.iter().filter(|r| path(r).starts_with("/v3/events")).count(),
         brevo_other_calls: brevo_log.iter().filter(|r| !path(r).starts_with("/v3/contacts") && !path(r).starts_with("/v3/events")).count(),
         brevo_429: brevo_log.iter().filter(|r| r["status"] == 429).count(),
+        steps,
     })
+}
+
+/// The steps seen so far: (name, seconds in it), the last one holding its start until the run ends.
+static STEPS: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Polls the run's phase every 50 ms and records how long each step lasted.
+async fn watch_steps(pool: PgPool, started: Instant) {
+    loop {
+        let phase: Option<String> = sqlx::query_scalar("select phase from sync_runs order by id desc limit 1").fetch_optional(&pool).await.ok().flatten().flatten();
+        let now = started.elapsed().as_secs_f64();
+        if let (Some(phase), Ok(mut steps)) = (phase, STEPS.lock()) {
+            if steps.last().is_none_or(|(name, _)| *name != phase) {
+                if let Some(last) = steps.last_mut() {
+                    last.1 = now - last.1;
+                }
+                steps.push((phase, now));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn steps_text(steps: &[(String, f64)]) -> String {
+    steps.iter().map(|(name, secs)| format!("{name} {secs:.1} s")).collect::<Vec<_>>().join(", ")
 }

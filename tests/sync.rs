@@ -473,9 +473,15 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     faults(&s.sb.pipedrive_url, json!({"error_rate": 0.2})).await;
     faults(&s.sb.brevo_url, json!({"error_rate": 0.2, "import_refuse_share": 0.05})).await;
 
+    // Imports of 100 rows at most, and no row waits for its group past the next page: at this
+    // size too the backfill imports and checkpoints while it reads.
+    let services = &Arc::new(
+        Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), s.services.limits.clone())
+            .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1 }),
+    );
     // The first worker dies once the backfill has checkpointed a page of persons.
     sync::request(&pool, &s.member, false).await.unwrap();
-    let first = s.worker.clone();
+    let first = new_worker(&pool, services);
     let running = tokio::spawn(async move { first.run_next_job().await });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
@@ -491,7 +497,7 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     // Its lease runs out; another process's worker takes the job over, through a 429 storm too.
     sqlx::query("update jobs set lease_expires_at = now() - interval '1 second' where state = 'running'").execute(&pool).await.unwrap();
     faults(&s.sb.pipedrive_url, json!({"error_rate": 0.2, "storm_429_seconds": 3})).await;
-    let second = new_worker(&pool, &s.services);
+    let second = new_worker(&pool, services);
     let mut outcome = None;
     for _ in 0..40 {
         // Retries wait for their backoff: make them due now.

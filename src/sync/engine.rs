@@ -6,9 +6,10 @@
 //! Reads stream page by page from Pipedrive (the next page is fetched while this one is written);
 //! each page ends with its checkpoint, so a run that stops continues where it was. Brevo is
 //! written only for records whose content hash changed. A backfill writes contacts through
-//! `/contacts/import` and confirms each import before recording it; incremental runs upsert.
+//! `/contacts/import`, grouped by the lists they go to (the import's target sets them), and
+//! confirms each import before recording it; incremental runs upsert.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::store::{self, Checkpoint, Link};
+use super::store::{self, Checkpoint, Link, RecordError};
 use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
 use crate::brevo::BrevoError;
@@ -41,8 +42,9 @@ use crate::secrets::SecretKey;
 /// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
 /// the content hashes drop what was already written.
 const OVERLAP: time::Duration = time::Duration::seconds(5);
-/// A backfill page with at least this many changed contacts goes through `/contacts/import`.
-const BULK_MIN: usize = 50;
+/// Fewer contacts than this are written one by one: an import costs a call and its share of a
+/// process poll, and tells which row failed only by writing them again.
+const BULK_MIN: usize = 10;
 /// Unconfirmed imports allowed before the run waits for Brevo to finish them.
 const MAX_PENDING_IMPORTS: usize = 40;
 /// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
@@ -64,12 +66,35 @@ pub struct Services {
     pub key: SecretKey,
     pub providers: Providers,
     pub limits: Arc<Registry>,
+    pub bulk: Bulk,
     catalogs: Mutex<HashMap<TenantId, (Instant, i32, Arc<Catalogue>)>>,
+}
+
+/// How a backfill groups contacts into `/contacts/import` calls. An import sets the same lists
+/// for all its rows, so rows wait, grouped by the lists they go to, until their group is full:
+/// list memberships then cost no call of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Bulk {
+    /// Rows an import carries at most (2,000 rows are about 1 MB of JSON; Brevo takes 10 MB).
+    pub import_rows: usize,
+    /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
+    /// oldest waiting row are read again.
+    pub hold_pages: u64,
+}
+
+impl Default for Bulk {
+    fn default() -> Self {
+        Self { import_rows: 2_000, hold_pages: 50 }
+    }
 }
 
 impl Services {
     pub fn new(pool: PgPool, key: SecretKey, providers: Providers, limits: Arc<Registry>) -> Self {
-        Self { pool, key, providers, limits, catalogs: Mutex::default() }
+        Self { pool, key, providers, limits, bulk: Bulk::default(), catalogs: Mutex::default() }
+    }
+
+    pub fn with_bulk(self, bulk: Bulk) -> Self {
+        Self { bulk, ..self }
     }
 }
 
@@ -220,6 +245,13 @@ struct Row {
     has_issues: bool,
 }
 
+/// Backfill rows waiting for their import, all going to the same lists.
+struct Bucket {
+    rows: Vec<Row>,
+    /// The page of the oldest row.
+    since: u64,
+}
+
 struct PendingEvent {
     name: String,
     person_id: i64,
@@ -257,6 +289,14 @@ pub struct Engine<'s> {
     /// A manual sync checks for deletions whatever the time since the last check.
     force_deletions: bool,
     notes: Vec<String>,
+    /// Backfill rows waiting for an import, by the lists they go to.
+    bulk: BTreeMap<Vec<i64>, Bucket>,
+    /// Checkpoints of the persons pages read, oldest first, until none of their rows waits in
+    /// `bulk` any more: only then is the checkpoint saved.
+    held: VecDeque<(u64, Checkpoint)>,
+    pages_read: u64,
+    /// Pages a backfill has read, every entity together (see `page_read`).
+    backfill_pages: u64,
 }
 
 fn hash(v: &Value) -> String {
@@ -376,6 +416,10 @@ impl<'s> Engine<'s> {
             retry_persons: Vec::new(),
             force_deletions: false,
             notes: Vec::new(),
+            bulk: BTreeMap::new(),
+            held: VecDeque::new(),
+            pages_read: 0,
+            backfill_pages: 0,
         })
     }
 
@@ -534,12 +578,26 @@ impl<'s> Engine<'s> {
     }
 
     /// A page's links and the checkpoint after it, in one transaction; then the progress.
-    async fn save_page(&self, entity: &str, links: &[Link], cp: &Checkpoint) -> Result<(), Stop> {
+    async fn save_page(&mut self, entity: &str, links: &[Link], cp: &Checkpoint) -> Result<(), Stop> {
+        self.page_read().await?;
         let mut tx = self.pool.begin().await?;
         store::upsert_links(&mut *tx, self.tenant, links).await?;
         store::save_checkpoint(&mut *tx, self.tenant, entity, cp).await?;
         tx.commit().await?;
         self.report().await;
+        Ok(())
+    }
+
+    /// Counts a backfill's pages and refreshes the links' statistics as the table doubles (4, 8,
+    /// 16, … pages): autovacuum's analyze lags behind a bulk load, and the lookups by person and
+    /// by email need the planner to know the table's size.
+    async fn page_read(&mut self) -> Result<(), Stop> {
+        if self.mode == Mode::Backfill {
+            self.backfill_pages += 1;
+            if self.backfill_pages >= 4 && self.backfill_pages.is_power_of_two() {
+                store::analyze_links(self.pool).await?;
+            }
+        }
         Ok(())
     }
 
@@ -758,21 +816,18 @@ impl<'s> Engine<'s> {
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
         let mut stream = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
-        let mut pages = 0u32;
         while let Some(page) = stream.recv().await {
             let page = page?;
+            self.page_read().await?;
             let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
             let cp = self.advance("person", page.next_cursor.clone(), latest);
             self.sync_persons(page.items, Some(cp)).await?;
             if self.mode == Mode::Backfill {
                 self.confirm_imports(false).await?;
-                pages += 1;
-                if pages % 40 == 0 {
-                    store::analyze_links(self.pool).await?;
-                }
             }
             self.report().await;
         }
+        self.flush_all().await?;
         self.confirm_imports(true).await
     }
 
@@ -829,6 +884,7 @@ impl<'s> Engine<'s> {
             outs.push(Some(out));
         }
         let owners = store::persons_by_email(self.pool, self.tenant, &emails).await?;
+        let mut errors = Vec::new();
         for (p, out) in persons.iter().zip(outs) {
             let Some(out) = out else { continue };
             let pid = p.id as i64;
@@ -837,8 +893,11 @@ impl<'s> Engine<'s> {
                 Err(Skip::NoValidEmail) => {
                     self.count("person").skipped += 1;
                     let payload = json!({"name": p.name, "emails": p.emails.iter().map(|e| &e.value).collect::<Vec<_>>()});
-                    store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(),
-                        "No valid email address: the person stays out of Brevo until one is added in Pipedrive.", &payload).await?;
+                    errors.push(RecordError {
+                        id: pid.to_string(),
+                        reason: "No valid email address: the person stays out of Brevo until one is added in Pipedrive.".into(),
+                        payload,
+                    });
                     continue;
                 }
             };
@@ -846,9 +905,11 @@ impl<'s> Engine<'s> {
             let owner = owners.get(&email).and_then(|o| o.parse::<i64>().ok()).or_else(|| self.claimed.get(&email).copied());
             if let Some(owner) = owner.filter(|o| *o != pid) {
                 self.count("person").skipped += 1;
-                store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(),
-                    &format!("The email {email} is also on Pipedrive person #{owner}, which is synced to that Brevo contact: give this person its own email, or merge the two in Pipedrive."),
-                    &json!({"name": p.name, "email": email})).await?;
+                errors.push(RecordError {
+                    id: pid.to_string(),
+                    reason: format!("The email {email} is also on Pipedrive person #{owner}, which is synced to that Brevo contact: give this person its own email, or merge the two in Pipedrive."),
+                    payload: json!({"name": p.name, "email": email}),
+                });
                 continue;
             }
             self.claimed.insert(email.clone(), pid);
@@ -864,7 +925,7 @@ impl<'s> Engine<'s> {
                 });
             }
             if !issues.is_empty() {
-                store::record_error(self.pool, self.tenant, self.run, "person", &pid.to_string(), &issues.join(" "), &json!({"name": p.name, "email": email})).await?;
+                errors.push(RecordError { id: pid.to_string(), reason: issues.join(" "), payload: json!({"name": p.name, "email": email}) });
             }
             let row = self.row(pid, email, out.attributes, p.org_id.map(|o| o as i64), prev, &related, &orgs, !issues.is_empty());
             match row {
@@ -872,6 +933,7 @@ impl<'s> Engine<'s> {
                 None => self.count("person").unchanged += 1,
             }
         }
+        store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
         for id in deleted {
             self.person_deleted(id).await?;
         }
@@ -940,23 +1002,68 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        if self.mode == Mode::Backfill && rows.len() >= BULK_MIN {
-            let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
-            let all: Vec<i64> = self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect();
-            let process = self.brevo.import(&contacts, &all).await?;
-            let mut tx = self.pool.begin().await?;
-            store::save_import(&mut *tx, self.tenant, self.run, process, &serde_json::to_value(&rows).unwrap_or_default()).await?;
-            if let Some(cp) = &checkpoint {
-                store::save_checkpoint(&mut *tx, self.tenant, "person", cp).await?;
-            }
-            tx.commit().await?;
-            return Ok(());
+        if let (Mode::Backfill, Some(cp)) = (self.mode, &checkpoint) {
+            return self.stage(rows, cp.clone()).await;
         }
         let result = self.write_one_by_one(rows).await;
         if let (Ok(()), Some(cp)) = (&result, &checkpoint) {
             store::save_checkpoint(self.pool, self.tenant, "person", cp).await?;
         }
         result
+    }
+
+    /// Puts a backfill page's rows in their groups, imports the groups that are full (or have
+    /// waited long enough), and saves the newest checkpoint no waiting row depends on.
+    async fn stage(&mut self, rows: Vec<Row>, checkpoint: Checkpoint) -> Result<(), Stop> {
+        self.pages_read += 1;
+        let page = self.pages_read;
+        self.held.push_back((page, checkpoint));
+        for row in rows {
+            self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), since: page }).rows.push(row);
+        }
+        let Bulk { import_rows, hold_pages } = self.s.bulk;
+        let due: Vec<Vec<i64>> =
+            self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
+        for lists in due {
+            self.flush(&lists).await?;
+        }
+        self.release_checkpoint().await
+    }
+
+    /// Imports every waiting group (the end of the persons).
+    async fn flush_all(&mut self) -> Result<(), Stop> {
+        let all: Vec<Vec<i64>> = self.bulk.keys().cloned().collect();
+        for lists in all {
+            self.flush(&lists).await?;
+        }
+        self.release_checkpoint().await
+    }
+
+    /// One group's rows as one import whose target is their lists; a handful, or rows in no list
+    /// (an import needs a target), one by one.
+    async fn flush(&mut self, lists: &[i64]) -> Result<(), Stop> {
+        let Some(bucket) = self.bulk.remove(lists) else { return Ok(()) };
+        if bucket.rows.len() < BULK_MIN || lists.is_empty() {
+            return self.write_one_by_one(bucket.rows).await;
+        }
+        let contacts: Vec<Value> = bucket.rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
+        let process = self.brevo.import(&contacts, lists).await?;
+        store::save_import(self.pool, self.tenant, self.run, process, lists, &serde_json::to_value(&bucket.rows).unwrap_or_default()).await?;
+        Ok(())
+    }
+
+    /// Saves the checkpoint of the last page none of whose rows still waits in `bulk`: a
+    /// restarted run reads again only the pages it has not written.
+    async fn release_checkpoint(&mut self) -> Result<(), Stop> {
+        let oldest_waiting = self.bulk.values().map(|b| b.since).min().unwrap_or(u64::MAX);
+        let mut safe = None;
+        while self.held.front().is_some_and(|(page, _)| *page < oldest_waiting) {
+            safe = self.held.pop_front().map(|(_, cp)| cp);
+        }
+        if let Some(cp) = safe {
+            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
+        }
+        Ok(())
     }
 
     async fn write_one_by_one(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
@@ -1053,9 +1160,16 @@ impl<'s> Engine<'s> {
                     },
                 };
                 let done = matches!(process.status.as_str(), "completed" | "failed" | "cancelled");
-                let rows: Vec<Row> = if done { serde_json::from_value(store::import_rows(self.pool, self.tenant, id).await?).unwrap_or_default() } else { Vec::new() };
+                let (rows, targets): (Vec<Row>, Vec<i64>) = if done {
+                    let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
+                    // Imports saved before they carried their lists targeted the all-contacts list alone.
+                    let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+                    (serde_json::from_value(rows).unwrap_or_default(), targets)
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 match process.status.as_str() {
-                    "completed" if !dropped_rows(process.info.as_ref()) => self.apply_import(&rows).await?,
+                    "completed" if !dropped_rows(process.info.as_ref()) => self.apply_import(&rows, &targets).await?,
                     "completed" | "failed" | "cancelled" => {
                         tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
                         self.write_one_by_one(rows).await?;
@@ -1078,13 +1192,14 @@ impl<'s> Engine<'s> {
         }
     }
 
-    async fn apply_import(&mut self, rows: &[Row]) -> Result<(), Stop> {
-        let all = self.mapping.connectors.pipedrive.lists.all_contacts;
+    /// Records a completed import: the list memberships its target did not cover (none, for
+    /// the imports of this version) and the removals, then the links.
+    async fn apply_import(&mut self, rows: &[Row], targets: &[i64]) -> Result<(), Stop> {
         let managed = transform::managed_lists(&self.mapping);
         let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
         let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
         for r in rows {
-            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && Some(**l) != all) {
+            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
                 adds.entry(*l).or_default().push(r.email.clone());
             }
             for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {

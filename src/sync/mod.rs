@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use crate::accounts::{AccessError, Member};
 use crate::queue::{self, Handler, HandlerFuture, Job, NewJob};
 
-pub use engine::Services;
+pub use engine::{Bulk, Services};
 
 /// Jobs: an incremental run (a backfill first, if the tenant has none), or a full resync.
 pub const JOB_SYNC: &str = queue::schedule::SYNC_INCREMENTAL;
