@@ -34,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     if !common::is_bench_run() {
         return Ok(());
     }
+    // The engine logs where each run's time went.
+    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "pipebridge::sync=info".into())).with_writer(std::io::stderr).init();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
 }
 
@@ -238,13 +240,13 @@ async fn watch_steps(pool: PgPool, started: Instant) {
     loop {
         let phase: Option<String> = sqlx::query_scalar("select phase from sync_runs order by id desc limit 1").fetch_optional(&pool).await.ok().flatten().flatten();
         let now = started.elapsed().as_secs_f64();
-        if let (Some(phase), Ok(mut steps)) = (phase, STEPS.lock()) {
-            if steps.last().is_none_or(|(name, _)| *name != phase) {
-                if let Some(last) = steps.last_mut() {
-                    last.1 = now - last.1;
-                }
-                steps.push((phase, now));
+        if let (Some(phase), Ok(mut steps)) = (phase, STEPS.lock())
+            && steps.last().is_none_or(|(name, _)| *name != phase)
+        {
+            if let Some(last) = steps.last_mut() {
+                last.1 = now - last.1;
             }
+            steps.push((phase, now));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

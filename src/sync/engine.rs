@@ -197,6 +197,7 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         engine.force_deletions = trigger == "manual";
         let outcome = engine.execute().await;
         engine.report().await;
+        tracing::info!(time = %engine.spent, "where the run's time went");
         outcome.map(|()| engine.summary())
     }
     .instrument(span)
@@ -297,6 +298,34 @@ pub struct Engine<'s> {
     pages_read: u64,
     /// Pages a backfill has read, every entity together (see `page_read`).
     backfill_pages: u64,
+    /// Where the run's time goes (logged when it ends).
+    spent: Spent,
+    /// Imports on their way: each is sent and recorded by a task of its own, so the persons
+    /// go on being read and prepared meanwhile.
+    inflight: VecDeque<tokio::task::JoinHandle<Result<(), Stop>>>,
+    /// The newest persons checkpoint no waiting row depends on: saved once every import sent
+    /// before it is recorded.
+    unsaved_checkpoint: Option<Checkpoint>,
+}
+
+/// Imports sent and not yet recorded, at most (each holds up to `Bulk::import_rows` rows).
+const MAX_INFLIGHT: usize = 4;
+
+/// Seconds per kind of work, for the log line that tells where a run's time went.
+#[derive(Default)]
+struct Spent(BTreeMap<&'static str, Duration>);
+
+impl Spent {
+    fn add(&mut self, what: &'static str, since: Instant) {
+        *self.0.entry(what).or_default() += since.elapsed();
+    }
+}
+
+impl std::fmt::Display for Spent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 fn hash(v: &Value) -> String {
@@ -420,6 +449,9 @@ impl<'s> Engine<'s> {
             held: VecDeque::new(),
             pages_read: 0,
             backfill_pages: 0,
+            spent: Spent::default(),
+            inflight: VecDeque::new(),
+            unsaved_checkpoint: None,
         })
     }
 
@@ -797,7 +829,9 @@ impl<'s> Engine<'s> {
         if full_scan && self.mode == Mode::Incremental {
             // Leads no longer listed were deleted or converted: their persons leave the nurture list.
             let gone: Vec<(String, Option<i64>)> = sqlx::query_as(
-                "delete from record_links where tenant_id = $1 and entity = 'lead' and not (pipedrive_id = any($2)) returning pipedrive_id, person_id",
+                "delete from record_links l where l.tenant_id = $1 and l.entity = 'lead'
+                 and not exists (select 1 from unnest($2::text[]) as s(id) where s.id = l.pipedrive_id)
+                 returning l.pipedrive_id, l.person_id",
             )
             .bind(self.tenant)
             .bind(&seen)
@@ -816,7 +850,10 @@ impl<'s> Engine<'s> {
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
         let mut stream = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
-        while let Some(page) = stream.recv().await {
+        loop {
+            let t = Instant::now();
+            let Some(page) = stream.recv().await else { break };
+            self.spent.add("waiting for Pipedrive", t);
             let page = page?;
             self.page_read().await?;
             let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
@@ -825,9 +862,12 @@ impl<'s> Engine<'s> {
             if self.mode == Mode::Backfill {
                 self.confirm_imports(false).await?;
             }
+            let t = Instant::now();
             self.report().await;
+            self.spent.add("progress", t);
         }
         self.flush_all().await?;
+        self.settle_imports(true).await?;
         self.confirm_imports(true).await
     }
 
@@ -853,12 +893,15 @@ impl<'s> Engine<'s> {
     /// Decides what each person becomes in Brevo and writes what changed; saves `checkpoint` with
     /// the page's links (or its pending import).
     async fn sync_persons(&mut self, persons: Vec<Person>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+        let t = Instant::now();
         let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
         let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
         let existing = store::links(self.pool, self.tenant, "person", &id_texts).await?;
         let related = self.related(&ids).await?;
         let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
         let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
+        self.spent.add("database: lookups", t);
+        let t = Instant::now();
         let country = self.mapping.options.country();
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
@@ -883,7 +926,11 @@ impl<'s> Engine<'s> {
             }
             outs.push(Some(out));
         }
+        self.spent.add("transform", t);
+        let t = Instant::now();
         let owners = store::persons_by_email(self.pool, self.tenant, &emails).await?;
+        self.spent.add("database: lookups", t);
+        let t = Instant::now();
         let mut errors = Vec::new();
         for (p, out) in persons.iter().zip(outs) {
             let Some(out) = out else { continue };
@@ -933,7 +980,10 @@ impl<'s> Engine<'s> {
                 None => self.count("person").unchanged += 1,
             }
         }
+        self.spent.add("transform", t);
+        let t = Instant::now();
         store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+        self.spent.add("database: record errors", t);
         for id in deleted {
             self.person_deleted(id).await?;
         }
@@ -1046,24 +1096,63 @@ impl<'s> Engine<'s> {
         if bucket.rows.len() < BULK_MIN || lists.is_empty() {
             return self.write_one_by_one(bucket.rows).await;
         }
-        let contacts: Vec<Value> = bucket.rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
-        let process = self.brevo.import(&contacts, lists).await?;
-        store::save_import(self.pool, self.tenant, self.run, process, lists, &serde_json::to_value(&bucket.rows).unwrap_or_default()).await?;
+        while self.inflight.len() >= MAX_INFLIGHT {
+            let t = Instant::now();
+            self.settle_one().await?;
+            self.spent.add("waiting for imports to be sent", t);
+        }
+        let (brevo, pool, tenant, run, lists) = (self.brevo.clone(), self.pool.clone(), self.tenant, self.run, lists.to_vec());
+        self.inflight.push_back(tokio::spawn(
+            async move {
+                let contacts: Vec<Value> = bucket.rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
+                let process = brevo.import(&contacts, &lists).await?;
+                store::save_import(&pool, tenant, run, process, &lists, &serde_json::to_value(&bucket.rows).unwrap_or_default()).await?;
+                Ok(())
+            }
+            .in_current_span(),
+        ));
         Ok(())
     }
 
-    /// Saves the checkpoint of the last page none of whose rows still waits in `bulk`: a
-    /// restarted run reads again only the pages it has not written.
+    /// Waits for the oldest import on its way to be sent and recorded.
+    async fn settle_one(&mut self) -> Result<(), Stop> {
+        match self.inflight.pop_front() {
+            Some(task) => task.await.map_err(|e| Stop::Retry(format!("an import was interrupted: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Takes in the imports that are recorded (`wait`: all of them), then saves the checkpoint
+    /// that waited for them.
+    async fn settle_imports(&mut self, wait: bool) -> Result<(), Stop> {
+        let t = Instant::now();
+        while self.inflight.front().is_some_and(|task| wait || task.is_finished()) {
+            self.settle_one().await?;
+        }
+        self.spent.add("waiting for imports to be sent", t);
+        if self.inflight.is_empty()
+            && let Some(cp) = self.unsaved_checkpoint.take()
+        {
+            let t = Instant::now();
+            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
+            self.spent.add("database: checkpoints", t);
+        }
+        Ok(())
+    }
+
+    /// Keeps the checkpoint of the last page none of whose rows still waits in `bulk`, to be
+    /// saved once the imports sent before it are recorded: a restarted run reads again only the
+    /// pages it has not written.
     async fn release_checkpoint(&mut self) -> Result<(), Stop> {
         let oldest_waiting = self.bulk.values().map(|b| b.since).min().unwrap_or(u64::MAX);
         let mut safe = None;
         while self.held.front().is_some_and(|(page, _)| *page < oldest_waiting) {
             safe = self.held.pop_front().map(|(_, cp)| cp);
         }
-        if let Some(cp) = safe {
-            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
+        if safe.is_some() {
+            self.unsaved_checkpoint = safe;
         }
-        Ok(())
+        self.settle_imports(false).await
     }
 
     async fn write_one_by_one(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
@@ -1143,11 +1232,15 @@ impl<'s> Engine<'s> {
         let mut delay = Duration::from_secs(1);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
+            let t = Instant::now();
             let pending = store::pending_processes(self.pool, self.tenant).await?;
+            self.spent.add("database: imports", t);
             if pending.is_empty() || (!wait && pending.len() < MAX_PENDING_IMPORTS) {
                 return Ok(());
             }
+            let t = Instant::now();
             let mut known: HashMap<i64, crate::brevo::api::Process> = self.brevo.recent_processes().await?.into_iter().map(|p| (p.id, p)).collect();
+            self.spent.add("Brevo: process polls", t);
             let mut running = 0;
             for (id, process_id) in pending {
                 let process = match known.remove(&process_id) {
@@ -1169,7 +1262,11 @@ impl<'s> Engine<'s> {
                     (Vec::new(), Vec::new())
                 };
                 match process.status.as_str() {
-                    "completed" if !dropped_rows(process.info.as_ref()) => self.apply_import(&rows, &targets).await?,
+                    "completed" if !dropped_rows(process.info.as_ref()) => {
+                        let t = Instant::now();
+                        self.apply_import(&rows, &targets).await?;
+                        self.spent.add("recording imports", t);
+                    }
                     "completed" | "failed" | "cancelled" => {
                         tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
                         self.write_one_by_one(rows).await?;
@@ -1187,7 +1284,9 @@ impl<'s> Engine<'s> {
             if Instant::now() > deadline {
                 return Err(Stop::Retry(format!("Brevo has not finished {running} contact import(s) after 15 minutes.")));
             }
+            let t = Instant::now();
             tokio::time::sleep(delay).await;
+            self.spent.add("waiting for Brevo's imports", t);
             delay = (delay * 2).min(Duration::from_secs(30));
         }
     }

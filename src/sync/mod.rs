@@ -103,7 +103,10 @@ pub async fn retry(pool: &PgPool, member: &Member, error_id: Option<i64>) -> Res
         return Ok(false);
     }
     // Forget what was written, so the records are written again.
-    sqlx::query("update record_links set content_hash = null where tenant_id = $1 and entity = 'person' and pipedrive_id = any($2)")
+    sqlx::query(
+        "update record_links l set content_hash = null from unnest($2::text[]) as i(id)
+         where l.tenant_id = $1 and l.entity = 'person' and l.pipedrive_id = i.id",
+    )
         .bind(t)
         .bind(&persons)
         .execute(&mut *tx)
