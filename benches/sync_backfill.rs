@@ -50,6 +50,8 @@ struct RunFigures {
     brevo_event_calls: usize,
     brevo_other_calls: usize,
     brevo_429: usize,
+    /// The contact calls by kind: imports, list adds and removals, single contacts, the rest.
+    brevo_contact_kinds: String,
     /// Seconds spent in each step of the run, in order (read from the run's `phase` as the UI does).
     steps: Vec<(String, f64)>,
 }
@@ -146,6 +148,7 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
          \x20 wall / bound        {ratio:.1}%\n\
          \x20 Pipedrive tokens    {tokens}  (429s: {pd429})\n\
          \x20 Brevo calls         {calls}  (contacts {bc}, events {be}, other {bo}; 429s: {b429})\n\
+         \x20 contact calls       {kinds}\n\
          \x20 peak memory (RSS)   {peak:.1} MiB  (at start {start:.1} MiB)\n\
          \x20 counts              {counts}\n\
          \x20 steps               {steps}\n\n\
@@ -172,6 +175,7 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
         pd429 = backfill.pd_429,
         calls = backfill.brevo_calls,
         b429 = backfill.brevo_429,
+        kinds = backfill.brevo_contact_kinds,
         peak = peak as f64 / 1024.0,
         start = rss_start as f64 / 1024.0,
         counts = backfill.counts,
@@ -228,6 +232,25 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
         brevo_event_calls: brevo_log.iter().filter(|r| path(r).starts_with("/v3/events")).count(),
         brevo_other_calls: brevo_log.iter().filter(|r| !path(r).starts_with("/v3/contacts") && !path(r).starts_with("/v3/events")).count(),
         brevo_429: brevo_log.iter().filter(|r| r["status"] == 429).count(),
+        brevo_contact_kinds: {
+            let contact_paths: Vec<String> = brevo_log.iter().map(path).filter(|p| p.starts_with("/v3/contacts")).collect();
+            let kind = |p: &str| {
+                if p == "/v3/contacts/import" {
+                    "imports"
+                } else if p.starts_with("/v3/contacts/lists/") && p.contains("/contacts/") {
+                    "list adds and removals"
+                } else if p.starts_with("/v3/contacts/attributes") || p.starts_with("/v3/contacts/lists") || p.starts_with("/v3/contacts/folders") {
+                    "attributes and lists"
+                } else {
+                    "single contacts"
+                }
+            };
+            let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for p in &contact_paths {
+                *kinds.entry(kind(p)).or_default() += 1;
+            }
+            kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        },
         steps,
     })
 }

@@ -894,14 +894,6 @@ impl<'s> Engine<'s> {
     /// the page's links (or its pending import).
     async fn sync_persons(&mut self, persons: Vec<Person>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
         let t = Instant::now();
-        let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
-        let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let existing = store::links(self.pool, self.tenant, "person", &id_texts).await?;
-        let related = self.related(&ids).await?;
-        let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
-        let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
-        self.spent.add("database: lookups", t);
-        let t = Instant::now();
         let country = self.mapping.options.country();
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
@@ -927,8 +919,19 @@ impl<'s> Engine<'s> {
             outs.push(Some(out));
         }
         self.spent.add("transform", t);
+        // What the links know of these persons, their deals, leads and organizations, and who
+        // holds their emails: five lookups at once, on as many connections.
         let t = Instant::now();
-        let owners = store::persons_by_email(self.pool, self.tenant, &emails).await?;
+        let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
+        let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
+        let (pool, tenant) = (self.pool, self.tenant);
+        let (existing, related, orgs, owners) = tokio::try_join!(
+            async { Ok::<_, Stop>(store::links(pool, tenant, "person", &id_texts).await?) },
+            self.related(&ids),
+            async { Ok(store::links(pool, tenant, "organization", &org_ids).await?) },
+            async { Ok(store::persons_by_email(pool, tenant, &emails).await?) },
+        )?;
         self.spent.add("database: lookups", t);
         let t = Instant::now();
         let mut errors = Vec::new();
@@ -992,8 +995,10 @@ impl<'s> Engine<'s> {
 
     /// The deals and leads of these persons, from the links.
     async fn related(&self, persons: &[i64]) -> Result<(HashMap<i64, Vec<DealFacts>>, HashSet<i64>), Stop> {
+        let (deal_links, lead_links) =
+            tokio::try_join!(store::links_of_persons(self.pool, self.tenant, "deal", persons), store::links_of_persons(self.pool, self.tenant, "lead", persons))?;
         let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
-        for l in store::links_of_persons(self.pool, self.tenant, "deal", persons).await? {
+        for l in deal_links {
             let Some(p) = l.person_id else { continue };
             deals.entry(p).or_default().push(DealFacts {
                 status: l.facts["status"].as_str().unwrap_or("open").to_owned(),
@@ -1001,8 +1006,7 @@ impl<'s> Engine<'s> {
                 stage_id: l.facts["stage_id"].as_u64(),
             });
         }
-        let leads = store::links_of_persons(self.pool, self.tenant, "lead", persons)
-            .await?
+        let leads = lead_links
             .into_iter()
             .filter(|l| !l.facts["archived"].as_bool().unwrap_or(false))
             .filter_map(|l| l.person_id)
