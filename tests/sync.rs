@@ -588,7 +588,8 @@ async fn a_spent_daily_budget_makes_the_sync_wait_not_fail_and_continue_later(po
     assert!(connections::set_daily_budget(&pool, &s.member, Some(10)).await.is_err(), "a budget below 1,000 is refused");
     sqlx::query("update jobs set run_at = now()").execute(&pool).await.unwrap();
     let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
-    assert_eq!(outcome, Outcome::Succeeded);
+    let (message,): (Option<String>,) = sqlx::query_as("select message from sync_runs").fetch_one(&pool).await.unwrap();
+    assert_eq!(outcome, Outcome::Succeeded, "{message:?}");
     let runs: Vec<(String,)> = sqlx::query_as("select status from sync_runs").fetch_all(&pool).await.unwrap();
     assert_eq!(runs, vec![("succeeded".to_owned(),)]);
 }

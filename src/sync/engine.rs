@@ -479,8 +479,9 @@ impl<'s> Engine<'s> {
     }
 
     async fn execute(&mut self) -> Result<(), Stop> {
-        // Attributes the mapping needs and Brevo lacks.
-        self.ensure_attributes().await?;
+        // Attributes the mapping needs and Brevo lacks: created while organizations, deals and
+        // leads are read, ready before the first contact is written.
+        let mut attributes = self.start_attributes();
         if self.mode == Mode::Backfill {
             // What changes while the backfill runs is for the first incremental run to see.
             for entity in ["deletions", "activity"] {
@@ -497,12 +498,16 @@ impl<'s> Engine<'s> {
             }
         }
         if !self.retry_persons.is_empty() {
+            self.finish_attributes(attributes.take()).await?;
             let ids = std::mem::take(&mut self.retry_persons);
             self.persons_by_id(&ids).await?;
         }
         for i in 1..self.steps.len() {
             self.step = i;
             self.report().await;
+            if !matches!(self.steps[i], "organizations" | "deals" | "leads") {
+                self.finish_attributes(attributes.take()).await?;
+            }
             if self.mode == Mode::Backfill && self.steps[i] == "persons" {
                 store::analyze_links(self.pool).await?;
             }
@@ -519,43 +524,62 @@ impl<'s> Engine<'s> {
                 _ => {}
             }
         }
+        self.finish_attributes(attributes.take()).await?;
         self.step = self.steps.len();
         Ok(())
     }
 
-    async fn ensure_attributes(&mut self) -> Result<(), Stop> {
+    /// Starts creating the attributes the mapping needs and Brevo lacks, in a task of its own
+    /// (or, when `options.create_missing_attributes` is off, notes them in the run's message).
+    fn start_attributes(&mut self) -> Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>> {
+        let missing: Vec<(String, &'static str)> = self
+            .mapping
+            .person_mapping
+            .iter()
+            .filter(|(path, attribute)| *path != "email" && !self.cat.catalog.attributes.iter().any(|a| &a.name == *attribute))
+            .map(|(path, attribute)| {
+                let field = path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&self.cat.catalog, n));
+                (attribute.clone(), validate::expected_kind(path, field).unwrap_or("text"))
+            })
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
         if !self.mapping.options.create_missing_attributes {
-            let missing: Vec<&str> = self
-                .mapping
-                .person_mapping
-                .iter()
-                .filter(|(path, attribute)| *path != "email" && !self.cat.catalog.attributes.iter().any(|a| &a.name == *attribute))
-                .map(|(_, attribute)| attribute.as_str())
-                .collect();
-            if !missing.is_empty() {
-                self.notes.push(format!(
-                    "Brevo has no attribute {}: Brevo drops their values (create them in Brevo, or turn options.create_missing_attributes on).",
-                    missing.join(", ")
-                ));
-            }
-            return Ok(());
+            self.notes.push(format!(
+                "Brevo has no attribute {}: Brevo drops their values (create them in Brevo, or turn options.create_missing_attributes on).",
+                missing.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            return None;
         }
-        let mut created = Vec::new();
-        for (path, attribute) in &self.mapping.person_mapping {
-            if path == "email" || self.cat.catalog.attributes.iter().any(|a| &a.name == attribute) {
-                continue;
-            }
-            let field = path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&self.cat.catalog, n));
-            let kind = validate::expected_kind(path, field).unwrap_or("text");
-            match self.brevo.create_attribute(attribute, kind).await {
-                Ok(()) => created.push(AttributeInfo { name: attribute.clone(), kind: kind.into() }),
-                // Created by someone else meanwhile.
-                Err(BrevoError::Rejected { status: 400, message }) if message.to_lowercase().contains("already") => {
-                    created.push(AttributeInfo { name: attribute.clone(), kind: kind.into() })
+        let brevo = self.brevo.clone();
+        Some(tokio::spawn(
+            async move {
+                let mut created = Vec::new();
+                for (name, kind) in missing {
+                    match brevo.create_attribute(&name, kind).await {
+                        Ok(()) => {}
+                        // Created meanwhile (by someone else, or by an earlier attempt of this
+                        // run that stopped before the catalog learnt it): Brevo answers 400
+                        // `duplicate_parameter`.
+                        Err(BrevoError::Duplicate { .. }) => {}
+                        Err(BrevoError::Rejected { status: 400, message }) if message.to_lowercase().contains("already") => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    created.push(AttributeInfo { name, kind: kind.into() });
                 }
-                Err(e) => return Err(e.into()),
+                Ok(created)
             }
-        }
+            .in_current_span(),
+        ))
+    }
+
+    /// Waits for the attributes `start_attributes` creates, and has the catalog learn them.
+    async fn finish_attributes(&mut self, task: Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>>) -> Result<(), Stop> {
+        let Some(task) = task else { return Ok(()) };
+        let t = Instant::now();
+        let created = task.await.map_err(|e| Stop::Retry(format!("creating the Brevo attributes was interrupted: {e}")))??;
+        self.spent.add("waiting for attributes", t);
         if !created.is_empty() {
             tracing::info!(count = created.len(), "created the Brevo attributes the mapping needs");
             self.notes.push(format!("Created Brevo attributes: {}.", created.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")));
@@ -627,7 +651,9 @@ impl<'s> Engine<'s> {
         if self.mode == Mode::Backfill {
             self.backfill_pages += 1;
             if self.backfill_pages >= 4 && self.backfill_pages.is_power_of_two() {
+                let t = Instant::now();
                 store::analyze_links(self.pool).await?;
+                self.spent.add("database: analyze", t);
             }
         }
         Ok(())
@@ -1233,7 +1259,7 @@ impl<'s> Engine<'s> {
     /// that failed, or dropped rows, is written again one contact at a time (which tells which
     /// contact failed and why). `wait`: until none is pending.
     async fn confirm_imports(&mut self, wait: bool) -> Result<(), Stop> {
-        let mut delay = Duration::from_secs(1);
+        let mut delay = Duration::from_millis(300);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
             let t = Instant::now();
@@ -1256,24 +1282,28 @@ impl<'s> Engine<'s> {
                         Err(e) => return Err(e.into()),
                     },
                 };
-                let done = matches!(process.status.as_str(), "completed" | "failed" | "cancelled");
-                let (rows, targets): (Vec<Row>, Vec<i64>) = if done {
-                    let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
-                    // Imports saved before they carried their lists targeted the all-contacts list alone.
-                    let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
-                    (serde_json::from_value(rows).unwrap_or_default(), targets)
-                } else {
-                    (Vec::new(), Vec::new())
-                };
                 match process.status.as_str() {
                     "completed" if !dropped_rows(process.info.as_ref()) => {
+                        let record = ImportRecord {
+                            brevo: self.brevo.clone(),
+                            pool: self.pool.clone(),
+                            tenant: self.tenant,
+                            id,
+                            // Imports saved before they carried their lists targeted the all-contacts list alone.
+                            legacy_targets: self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect(),
+                            managed: transform::managed_lists(&self.mapping).into_iter().collect(),
+                        };
                         let t = Instant::now();
-                        self.apply_import(&rows, &targets).await?;
+                        let (created, updated) = record.run().await?;
+                        self.count("person").created += created;
+                        self.count("person").updated += updated;
                         self.spent.add("recording imports", t);
+                        continue;
                     }
                     "completed" | "failed" | "cancelled" => {
                         tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
-                        self.write_one_by_one(rows).await?;
+                        let (rows, _) = store::import_rows(self.pool, self.tenant, id).await?;
+                        self.write_one_by_one(serde_json::from_value(rows).unwrap_or_default()).await?;
                     }
                     _ => {
                         running += 1;
@@ -1293,36 +1323,6 @@ impl<'s> Engine<'s> {
             self.spent.add("waiting for Brevo's imports", t);
             delay = (delay * 2).min(Duration::from_secs(30));
         }
-    }
-
-    /// Records a completed import: the list memberships its target did not cover (none, for
-    /// the imports of this version) and the removals, then the links.
-    async fn apply_import(&mut self, rows: &[Row], targets: &[i64]) -> Result<(), Stop> {
-        let managed = transform::managed_lists(&self.mapping);
-        let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
-        let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
-        for r in rows {
-            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
-                adds.entry(*l).or_default().push(r.email.clone());
-            }
-            for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {
-                removes.entry(*l).or_default().push(r.email.clone());
-            }
-        }
-        for (list, emails) in adds {
-            self.brevo.add_to_list(list, &emails).await?;
-        }
-        for (list, emails) in removes {
-            self.brevo.remove_from_list(list, &emails).await?;
-        }
-        for r in rows {
-            if r.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
-        }
-        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
-        store::upsert_links(self.pool, self.tenant, &links).await?;
-        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
-        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
-        Ok(())
     }
 
     /// Persons whose deals, leads or organization changed, recomputed from what the links hold.
@@ -1591,6 +1591,53 @@ impl<'s> Engine<'s> {
             ));
         }
         Ok(())
+    }
+}
+
+/// What recording a completed import needs.
+struct ImportRecord {
+    brevo: BrevoApi,
+    pool: PgPool,
+    tenant: TenantId,
+    id: i64,
+    /// The lists an import saved before imports recorded their targets covered.
+    legacy_targets: Vec<i64>,
+    managed: BTreeSet<i64>,
+}
+
+impl ImportRecord {
+    /// Records a completed import: the list memberships its target did not cover (none, for the
+    /// imports of this version) and the removals, then the links; answers the contacts created
+    /// and updated.
+    async fn run(self) -> Result<(u64, u64), Stop> {
+        let (rows, targets) = store::import_rows(&self.pool, self.tenant, self.id).await?;
+        let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
+        let targets = targets.unwrap_or(self.legacy_targets);
+        let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in &rows {
+            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
+                adds.entry(*l).or_default().push(r.email.clone());
+            }
+            for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && self.managed.contains(l)) {
+                removes.entry(*l).or_default().push(r.email.clone());
+            }
+        }
+        for (list, emails) in adds {
+            self.brevo.add_to_list(list, &emails).await?;
+        }
+        for (list, emails) in removes {
+            self.brevo.remove_from_list(list, &emails).await?;
+        }
+        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
+        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        let mut tx = self.pool.begin().await?;
+        store::upsert_links(&mut *tx, self.tenant, &links).await?;
+        store::delete_import(&mut *tx, self.tenant, self.id).await?;
+        tx.commit().await?;
+        store::resolve_errors(&self.pool, self.tenant, "person", &resolved).await?;
+        let updated = rows.iter().filter(|r| r.existed).count() as u64;
+        Ok((rows.len() as u64 - updated, updated))
     }
 }
 
