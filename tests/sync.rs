@@ -479,7 +479,8 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
         Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), s.services.limits.clone())
             .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1 }),
     );
-    // The first worker dies once the backfill has checkpointed a page of persons.
+    // The first worker dies in the middle of the persons: once an import is on its way or a page
+    // is checkpointed.
     sync::request(&pool, &s.member, false).await.unwrap();
     let first = new_worker(&pool, services);
     // It takes the job up again should a fault end an attempt before that.
@@ -494,7 +495,13 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let saved: i64 = sqlx::query_scalar("select count(*) from sync_checkpoints where entity = 'person' and backfill_cursor is not null").fetch_one(&pool).await.unwrap();
+        // A page of persons checkpointed, or an import sent and not yet confirmed.
+        let saved: i64 = sqlx::query_scalar(
+            "select (select count(*) from sync_checkpoints where entity = 'person' and backfill_cursor is not null) + (select count(*) from sync_imports)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         if saved > 0 {
             break;
         }

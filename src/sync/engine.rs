@@ -303,9 +303,12 @@ pub struct Engine<'s> {
     /// Imports on their way: each is sent and recorded by a task of its own, so the persons
     /// go on being read and prepared meanwhile.
     inflight: VecDeque<tokio::task::JoinHandle<Result<(), Stop>>>,
-    /// The newest persons checkpoint no waiting row depends on: saved once every import sent
-    /// before it is recorded.
-    unsaved_checkpoint: Option<Checkpoint>,
+    /// Persons checkpoints no waiting row depends on, oldest first, each with the number of
+    /// imports sent before it: saved once those are recorded.
+    unsaved_checkpoints: VecDeque<(u64, Checkpoint)>,
+    /// Imports sent, and imports recorded, in this run (the tasks end in the order they start).
+    imports_sent: u64,
+    imports_recorded: u64,
 }
 
 /// Imports sent and not yet recorded, at most (each holds up to `Bulk::import_rows` rows).
@@ -451,7 +454,9 @@ impl<'s> Engine<'s> {
             backfill_pages: 0,
             spent: Spent::default(),
             inflight: VecDeque::new(),
-            unsaved_checkpoint: None,
+            unsaved_checkpoints: VecDeque::new(),
+            imports_sent: 0,
+            imports_recorded: 0,
         })
     }
 
@@ -1133,36 +1138,33 @@ impl<'s> Engine<'s> {
         }
         let (brevo, pool, tenant, run, lists) = (self.brevo.clone(), self.pool.clone(), self.tenant, self.run, lists.to_vec());
         self.inflight.push_back(tokio::spawn(
-            async move {
-                let contacts: Vec<Value> = bucket.rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
-                let process = brevo.import(&contacts, &lists).await?;
-                store::save_import(&pool, tenant, run, process, &lists, &serde_json::to_value(&bucket.rows).unwrap_or_default()).await?;
-                Ok(())
-            }
-            .in_current_span(),
+            async move { send_import(&brevo, &pool, tenant, run, &lists, &bucket.rows).await }.in_current_span(),
         ));
+        self.imports_sent += 1;
         Ok(())
     }
 
     /// Waits for the oldest import on its way to be sent and recorded.
     async fn settle_one(&mut self) -> Result<(), Stop> {
-        match self.inflight.pop_front() {
-            Some(task) => task.await.map_err(|e| Stop::Retry(format!("an import was interrupted: {e}")))?,
-            None => Ok(()),
-        }
+        let Some(task) = self.inflight.pop_front() else { return Ok(()) };
+        task.await.map_err(|e| Stop::Retry(format!("an import was interrupted: {e}")))??;
+        self.imports_recorded += 1;
+        Ok(())
     }
 
-    /// Takes in the imports that are recorded (`wait`: all of them), then saves the checkpoint
-    /// that waited for them.
+    /// Takes in the imports that are recorded (`wait`: all of them), then saves the newest
+    /// checkpoint whose imports all are.
     async fn settle_imports(&mut self, wait: bool) -> Result<(), Stop> {
         let t = Instant::now();
         while self.inflight.front().is_some_and(|task| wait || task.is_finished()) {
             self.settle_one().await?;
         }
         self.spent.add("waiting for imports to be sent", t);
-        if self.inflight.is_empty()
-            && let Some(cp) = self.unsaved_checkpoint.take()
-        {
+        let mut ready = None;
+        while self.unsaved_checkpoints.front().is_some_and(|(sent, _)| *sent <= self.imports_recorded) {
+            ready = self.unsaved_checkpoints.pop_front().map(|(_, cp)| cp);
+        }
+        if let Some(cp) = ready {
             let t = Instant::now();
             store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
             self.spent.add("database: checkpoints", t);
@@ -1179,8 +1181,8 @@ impl<'s> Engine<'s> {
         while self.held.front().is_some_and(|(page, _)| *page < oldest_waiting) {
             safe = self.held.pop_front().map(|(_, cp)| cp);
         }
-        if safe.is_some() {
-            self.unsaved_checkpoint = safe;
+        if let Some(cp) = safe {
+            self.unsaved_checkpoints.push_back((self.imports_sent, cp));
         }
         self.settle_imports(false).await
     }
@@ -1301,9 +1303,25 @@ impl<'s> Engine<'s> {
                         continue;
                     }
                     "completed" | "failed" | "cancelled" => {
+                        let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
+                        let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
+                        let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+                        if rows.len() >= 2 * BULK_MIN && !targets.is_empty() {
+                            // Which rows it dropped Brevo does not say: each half is imported
+                            // again, down to a few rows written one by one, which names the
+                            // failing record. One bad row among 2,000 costs about 16 imports, not
+                            // 2,000 calls.
+                            tracing::info!(process_id, status = %process.status, rows = rows.len(), "an import did not take every row: importing each half again");
+                            let (first, second) = rows.split_at(rows.len() / 2);
+                            for half in [first, second] {
+                                send_import(&self.brevo, self.pool, self.tenant, self.run, &targets, half).await?;
+                            }
+                            store::delete_import(self.pool, self.tenant, id).await?;
+                            running += 2;
+                            continue;
+                        }
                         tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
-                        let (rows, _) = store::import_rows(self.pool, self.tenant, id).await?;
-                        self.write_one_by_one(serde_json::from_value(rows).unwrap_or_default()).await?;
+                        self.write_one_by_one(rows).await?;
                     }
                     _ => {
                         running += 1;
@@ -1592,6 +1610,14 @@ impl<'s> Engine<'s> {
         }
         Ok(())
     }
+}
+
+/// Sends rows as one import targeting `lists`, and keeps it with its rows until confirmed.
+async fn send_import(brevo: &BrevoApi, pool: &PgPool, tenant: TenantId, run: i64, lists: &[i64], rows: &[Row]) -> Result<(), Stop> {
+    let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
+    let process = brevo.import(&contacts, lists).await?;
+    store::save_import(pool, tenant, run, process, lists, &serde_json::to_value(rows).unwrap_or_default()).await?;
+    Ok(())
 }
 
 /// What recording a completed import needs.
