@@ -292,10 +292,9 @@ pub struct Engine<'s> {
     notes: Vec<String>,
     /// Backfill rows waiting for an import, by the lists they go to.
     bulk: BTreeMap<Vec<i64>, Bucket>,
-    /// Checkpoints of the persons pages read, oldest first, until none of their rows waits in
-    /// `bulk` any more: only then is the checkpoint saved.
+    /// Checkpoints of the persons pages read (numbered by `backfill_pages`), oldest first, until
+    /// none of their rows waits in `bulk` any more: only then may the checkpoint be saved.
     held: VecDeque<(u64, Checkpoint)>,
-    pages_read: u64,
     /// Pages a backfill has read, every entity together (see `page_read`).
     backfill_pages: u64,
     /// Where the run's time goes (logged when it ends).
@@ -450,7 +449,6 @@ impl<'s> Engine<'s> {
             notes: Vec::new(),
             bulk: BTreeMap::new(),
             held: VecDeque::new(),
-            pages_read: 0,
             backfill_pages: 0,
             spent: Spent::default(),
             inflight: VecDeque::new(),
@@ -1098,10 +1096,10 @@ impl<'s> Engine<'s> {
     }
 
     /// Puts a backfill page's rows in their groups, imports the groups that are full (or have
-    /// waited long enough), and saves the newest checkpoint no waiting row depends on.
+    /// waited long enough), and keeps the newest checkpoint no waiting row depends on.
     async fn stage(&mut self, rows: Vec<Row>, checkpoint: Checkpoint) -> Result<(), Stop> {
-        self.pages_read += 1;
-        let page = self.pages_read;
+        // `page_read` numbered this page (a stage follows each page of a backfill's persons).
+        let page = self.backfill_pages;
         self.held.push_back((page, checkpoint));
         for row in rows {
             self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), since: page }).rows.push(row);
@@ -1258,8 +1256,8 @@ impl<'s> Engine<'s> {
     }
 
     /// Confirms pending imports: a completed one has its list memberships and links recorded; one
-    /// that failed, or dropped rows, is written again one contact at a time (which tells which
-    /// contact failed and why). `wait`: until none is pending.
+    /// that failed, or dropped rows, is imported again in halves, and a few rows are written one
+    /// contact at a time (which tells which contact failed and why). `wait`: until none is pending.
     async fn confirm_imports(&mut self, wait: bool) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(300);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
@@ -1286,31 +1284,18 @@ impl<'s> Engine<'s> {
                 };
                 match process.status.as_str() {
                     "completed" if !dropped_rows(process.info.as_ref()) => {
-                        let record = ImportRecord {
-                            brevo: self.brevo.clone(),
-                            pool: self.pool.clone(),
-                            tenant: self.tenant,
-                            id,
-                            // Imports saved before they carried their lists targeted the all-contacts list alone.
-                            legacy_targets: self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect(),
-                            managed: transform::managed_lists(&self.mapping).into_iter().collect(),
-                        };
                         let t = Instant::now();
-                        let (created, updated) = record.run().await?;
-                        self.count("person").created += created;
-                        self.count("person").updated += updated;
+                        self.apply_import(id).await?;
                         self.spent.add("recording imports", t);
                         continue;
                     }
                     "completed" | "failed" | "cancelled" => {
-                        let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
-                        let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
-                        let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+                        let (rows, targets) = self.import_rows(id).await?;
                         if rows.len() >= 2 * BULK_MIN && !targets.is_empty() {
                             // Which rows it dropped Brevo does not say: each half is imported
                             // again, down to a few rows written one by one, which names the
-                            // failing record. One bad row among 2,000 costs about 16 imports, not
-                            // 2,000 calls.
+                            // failing record. One bad row among 2,000 costs about 14 imports and
+                            // 15 single writes, not 2,000 calls.
                             tracing::info!(process_id, status = %process.status, rows = rows.len(), "an import did not take every row: importing each half again");
                             let (first, second) = rows.split_at(rows.len() / 2);
                             for half in [first, second] {
@@ -1341,6 +1326,48 @@ impl<'s> Engine<'s> {
             self.spent.add("waiting for Brevo's imports", t);
             delay = (delay * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// A pending import's rows and the lists it targeted.
+    async fn import_rows(&self, id: i64) -> Result<(Vec<Row>, Vec<i64>), Stop> {
+        let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
+        // Imports saved before they carried their lists targeted the all-contacts list alone.
+        let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+        Ok((serde_json::from_value(rows).unwrap_or_default(), targets))
+    }
+
+    /// Records a completed import: the list memberships its target did not cover (none, for the
+    /// imports of this version) and the removals, then the links, with the import's deletion.
+    async fn apply_import(&mut self, id: i64) -> Result<(), Stop> {
+        let (rows, targets) = self.import_rows(id).await?;
+        let managed = transform::managed_lists(&self.mapping);
+        let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in &rows {
+            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
+                adds.entry(*l).or_default().push(r.email.clone());
+            }
+            for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {
+                removes.entry(*l).or_default().push(r.email.clone());
+            }
+        }
+        for (list, emails) in adds {
+            self.brevo.add_to_list(list, &emails).await?;
+        }
+        for (list, emails) in removes {
+            self.brevo.remove_from_list(list, &emails).await?;
+        }
+        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
+        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        let mut tx = self.pool.begin().await?;
+        store::upsert_links(&mut *tx, self.tenant, &links).await?;
+        store::delete_import(&mut *tx, self.tenant, id).await?;
+        tx.commit().await?;
+        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
+        for r in &rows {
+            if r.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
+        }
+        Ok(())
     }
 
     /// Persons whose deals, leads or organization changed, recomputed from what the links hold.
@@ -1618,53 +1645,6 @@ async fn send_import(brevo: &BrevoApi, pool: &PgPool, tenant: TenantId, run: i64
     let process = brevo.import(&contacts, lists).await?;
     store::save_import(pool, tenant, run, process, lists, &serde_json::to_value(rows).unwrap_or_default()).await?;
     Ok(())
-}
-
-/// What recording a completed import needs.
-struct ImportRecord {
-    brevo: BrevoApi,
-    pool: PgPool,
-    tenant: TenantId,
-    id: i64,
-    /// The lists an import saved before imports recorded their targets covered.
-    legacy_targets: Vec<i64>,
-    managed: BTreeSet<i64>,
-}
-
-impl ImportRecord {
-    /// Records a completed import: the list memberships its target did not cover (none, for the
-    /// imports of this version) and the removals, then the links; answers the contacts created
-    /// and updated.
-    async fn run(self) -> Result<(u64, u64), Stop> {
-        let (rows, targets) = store::import_rows(&self.pool, self.tenant, self.id).await?;
-        let rows: Vec<Row> = serde_json::from_value(rows).unwrap_or_default();
-        let targets = targets.unwrap_or(self.legacy_targets);
-        let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
-        let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
-        for r in &rows {
-            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
-                adds.entry(*l).or_default().push(r.email.clone());
-            }
-            for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && self.managed.contains(l)) {
-                removes.entry(*l).or_default().push(r.email.clone());
-            }
-        }
-        for (list, emails) in adds {
-            self.brevo.add_to_list(list, &emails).await?;
-        }
-        for (list, emails) in removes {
-            self.brevo.remove_from_list(list, &emails).await?;
-        }
-        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
-        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
-        let mut tx = self.pool.begin().await?;
-        store::upsert_links(&mut *tx, self.tenant, &links).await?;
-        store::delete_import(&mut *tx, self.tenant, self.id).await?;
-        tx.commit().await?;
-        store::resolve_errors(&self.pool, self.tenant, "person", &resolved).await?;
-        let updated = rows.iter().filter(|r| r.existed).count() as u64;
-        Ok((rows.len() as u64 - updated, updated))
-    }
 }
 
 fn lists_of(facts: &Value) -> Vec<i64> {
