@@ -54,6 +54,8 @@ struct RunFigures {
     brevo_contact_kinds: String,
     /// Seconds spent in each step of the run, in order (read from the run's `phase` as the UI does).
     steps: Vec<(String, f64)>,
+    /// CPU seconds each process spent during the run.
+    cpu: String,
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -151,7 +153,8 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
          \x20 contact calls       {kinds}\n\
          \x20 peak memory (RSS)   {peak:.1} MiB  (at start {start:.1} MiB)\n\
          \x20 counts              {counts}\n\
-         \x20 steps               {steps}\n\n\
+         \x20 steps               {steps}\n\
+         \x20 CPU time            {cpu}\n\n\
          incremental after 1% changed ({n_persons} persons renamed, {n_deals} deals moved, {n_acts} activities logged)\n\
          \x20 wall time           {iwall:.1} s\n\
          \x20 Pipedrive tokens    {itokens}  = {share:.2}% of the backfill's\n\
@@ -180,6 +183,7 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
         start = rss_start as f64 / 1024.0,
         counts = backfill.counts,
         steps = steps_text(&backfill.steps),
+        cpu = backfill.cpu,
         n_acts = persons / 100,
         iwall = incremental.wall.as_secs_f64(),
         itokens = incremental.tokens,
@@ -205,10 +209,13 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
     let t = member.tenant_id;
     let job = pipebridge::queue::NewJob::new(sync::JOB_SYNC, json!({"trigger": trigger})).tenant(t).concurrency(format!("sync:{t}"));
     pipebridge::queue::enqueue(pool, &job).await?;
+    let cpu = || (common::cpu_seconds(std::process::id()), common::cpu_seconds(sb.pid()), common::postgres_cpu_seconds());
+    let cpu_before = cpu();
     let started = Instant::now();
     let watcher = tokio::spawn(watch_steps(pool.clone(), started));
     let (_, outcome) = worker.run_next_job().await?.ok_or_else(|| anyhow::anyhow!("no job"))?;
     let wall = started.elapsed();
+    let cpu_after = cpu();
     watcher.abort();
     let mut steps = STEPS.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
     if let Some(last) = steps.last_mut() {
@@ -252,6 +259,13 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
             kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
         },
         steps,
+        cpu: format!(
+            "this process {:.1} s, sandbox {:.1} s, PostgreSQL {:.1} s (the machine has {} cores)",
+            cpu_after.0 - cpu_before.0,
+            cpu_after.1 - cpu_before.1,
+            cpu_after.2 - cpu_before.2,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        ),
     })
 }
 

@@ -538,6 +538,30 @@ async fn wait_process(s: &Sandbox, id: i64) -> Value {
 }
 
 #[tokio::test]
+async fn an_import_carries_up_to_ten_megabytes() {
+    let s = unlimited().await;
+    // About 4 MB of contacts: over axum's default body limit, well under Brevo's 10 MB.
+    let rows: Vec<Value> = (0..20_000)
+        .map(|i| json!({ "email": format!("bulk{i}@example.com"), "attributes": { "FIRSTNAME": "x".repeat(150) } }))
+        .collect();
+    let a = s.post("/v3/contacts/import", json!({ "listIds": [1], "jsonBody": rows })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let done = wait_process(&s, a.body["processId"].as_i64().expect("processId")).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(s.get("/v3/contacts/bulk19999@example.com").await.status, StatusCode::OK);
+
+    // Over 10 MB: Brevo's own error, not a bare refusal.
+    let rows: Vec<Value> = (0..20_000)
+        .map(|i| json!({ "email": format!("big{i}@example.com"), "attributes": { "FIRSTNAME": "x".repeat(480) } }))
+        .collect();
+    assert_error(
+        &s.post("/v3/contacts/import", json!({ "listIds": [1], "jsonBody": rows })).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+}
+
+#[tokio::test]
 async fn import_runs_in_background_with_counters() {
     let s = unlimited().await;
     s.create_contact(json!({ "email": "old@example.com", "attributes": { "FIRSTNAME": "Old" } }))

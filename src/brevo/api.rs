@@ -142,13 +142,17 @@ impl BrevoApi {
         } else {
             &self.limits.others
         };
+        // Serialized before the limiter lets the call go: an import's megabytes take long enough
+        // to turn the limiter's even spacing into two calls in one of Brevo's one-second windows.
+        // (A `Value` always serializes.)
+        let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
         let (mut failures, mut limited) = (0u32, 0u32);
         loop {
             bucket.until_ready().await;
             self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
-            if let Some(b) = body {
-                req = req.json(b);
+            if let Some(p) = &payload {
+                req = req.header("content-type", "application/json").body(p.clone());
             }
             let res = match req.send().await {
                 Ok(r) => r,

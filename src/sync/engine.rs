@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -33,7 +33,7 @@ use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
 use crate::mapping::validate::{self, AttributeInfo, Catalog, Severity};
 use crate::mapping::{DeletedPersons, MappingConfig};
 use crate::pipedrive::PipedriveError;
-use crate::pipedrive::client::{ListQuery, Page, PipedriveClient};
+use crate::pipedrive::client::{ListQuery, PipedriveClient};
 use crate::pipedrive::limits::Registry;
 use crate::pipedrive::models::{Activity, Deal, Field, Organization, Person, Stage};
 use crate::queue::{Job, JobError};
@@ -42,11 +42,19 @@ use crate::secrets::SecretKey;
 /// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
 /// the content hashes drop what was already written.
 const OVERLAP: time::Duration = time::Duration::seconds(5);
+/// Bytes of contacts an import carries at most: Brevo takes 10 MB in `jsonBody`.
+const IMPORT_BYTES: usize = 8 * 1024 * 1024;
 /// Fewer contacts than this are written one by one: an import costs a call and its share of a
 /// process poll, and tells which row failed only by writing them again.
 const BULK_MIN: usize = 10;
-/// Unconfirmed imports allowed before the run waits for Brevo to finish them.
-const MAX_PENDING_IMPORTS: usize = 40;
+/// Rows of unconfirmed imports, in full imports (`Bulk::import_rows`), that make a backfill ask
+/// Brevo how its imports went, at most every `POLL_EVERY` (polls share Brevo's
+/// 100-calls-an-hour bucket): the confirmed ones are recorded as the persons are read, not all
+/// at the end, and their rows leave memory.
+const POLL_AT_IMPORTS: usize = 2;
+const POLL_EVERY: Duration = Duration::from_secs(2);
+/// Rows of unconfirmed imports, in full imports, at which the run waits for Brevo to finish them.
+const WAIT_AT_IMPORTS: usize = 8;
 /// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
 const COMPANIES_PER_RUN: i64 = 10;
 /// The catalog (fields, stages, attributes, lists) is read again after this long.
@@ -56,6 +64,10 @@ const DELETIONS_EVERY: time::Duration = time::Duration::minutes(15);
 /// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
 const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
+/// How often a run records its progress (the Sync page shows it as it changes).
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded).
+const PERSON_PAGES_AHEAD: usize = 4;
 /// PRODUCT.md's `deal.stage_changed`, in the characters Brevo allows in an event name (letters,
 /// digits, `-`, `_`).
 pub const STAGE_CHANGED: &str = "deal_stage_changed";
@@ -75,7 +87,9 @@ pub struct Services {
 /// list memberships then cost no call of their own.
 #[derive(Debug, Clone, Copy)]
 pub struct Bulk {
-    /// Rows an import carries at most (2,000 rows are about 1 MB of JSON; Brevo takes 10 MB).
+    /// Rows an import carries at most (5,000 rows of the seed mapping are about 2 MB of JSON;
+    /// Brevo takes 10 MB, and an import stops at 8 MB whatever its rows). 10,000 saved 7
+    /// imports of 31 but not time, and held 200 MB at the peak.
     pub import_rows: usize,
     /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
     /// oldest waiting row are read again.
@@ -84,7 +98,7 @@ pub struct Bulk {
 
 impl Default for Bulk {
     fn default() -> Self {
-        Self { import_rows: 2_000, hold_pages: 50 }
+        Self { import_rows: 5_000, hold_pages: 100 }
     }
 }
 
@@ -196,7 +210,7 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         engine.retry_persons = payload.persons.iter().filter_map(|p| p.parse().ok()).collect();
         engine.force_deletions = trigger == "manual";
         let outcome = engine.execute().await;
-        engine.report().await;
+        engine.report_now().await;
         tracing::info!(time = %engine.spent, "where the run's time went");
         outcome.map(|()| engine.summary())
     }
@@ -230,14 +244,61 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
     }
 }
 
-/// A contact to write, and what Brevo had before.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The deals (their facts) and the leads (the persons with one) of some persons, from the links.
+type Related = (HashMap<i64, Vec<DealFacts>>, HashSet<i64>);
+
+async fn related(pool: &PgPool, tenant: TenantId, persons: &[i64]) -> Result<Related, sqlx::Error> {
+    let (deal_links, lead_links) = tokio::try_join!(store::links_of_persons(pool, tenant, "deal", persons), store::links_of_persons(pool, tenant, "lead", persons))?;
+    let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
+    for l in deal_links {
+        let Some(p) = l.person_id else { continue };
+        deals.entry(p).or_default().push(DealFacts {
+            status: l.facts["status"].as_str().unwrap_or("open").to_owned(),
+            value: l.facts["value"].as_f64().unwrap_or(0.0),
+            stage_id: l.facts["stage_id"].as_u64(),
+        });
+    }
+    let leads = lead_links.into_iter().filter(|l| !l.facts["archived"].as_bool().unwrap_or(false)).filter_map(|l| l.person_id).collect();
+    Ok((deals, leads))
+}
+
+/// What the links know of a page of persons: their deals and leads, and their organizations.
+/// These links are written by the steps before the persons, so the task reading the pages looks
+/// them up ahead of the loop.
+struct Known {
+    related: Related,
+    orgs: HashMap<String, Link>,
+}
+
+async fn known(pool: &PgPool, tenant: TenantId, persons: &[Person]) -> Result<Known, sqlx::Error> {
+    let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
+    let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
+    let (related, orgs) = tokio::try_join!(related(pool, tenant, &ids), store::links(pool, tenant, "organization", &org_ids))?;
+    Ok(Known { related, orgs })
+}
+
+/// What a person's own fields give: `None` for a deleted person.
+type Prepared = Option<Result<transform::ContactOut, Skip>>;
+
+/// Each person's own attributes (pure: the task that reads the pages computes them).
+fn prepare(persons: &[Person], mapping: &MappingConfig, cat: &Catalogue) -> Vec<Prepared> {
+    let country = mapping.options.country();
+    persons.iter().map(|p| (!p.is_deleted).then(|| transform::own_attributes(p, mapping, &cat.catalog, &cat.options, country))).collect()
+}
+
+/// A contact to write, and what Brevo had before. A backfill holds tens of thousands while
+/// their groups fill, so the attributes are kept as JSON text (a quarter of the memory of maps).
+#[derive(Debug, Clone, Deserialize)]
 struct Row {
     person_id: i64,
     email: String,
-    attributes: Map<String, Value>,
-    /// The attributes from the person alone (kept to recompute the others later).
-    own: Map<String, Value>,
+    /// The attributes from the person alone (kept in the link, to compute the others again).
+    #[serde(deserialize_with = "json_text")]
+    own: Box<str>,
+    /// The attributes computed from its organization and deals. (Rows an older version saved
+    /// held every attribute under `attributes`.)
+    #[serde(default = "empty_object", alias = "attributes", deserialize_with = "json_text")]
+    derived: Box<str>,
     lists: Vec<i64>,
     prev_lists: Vec<i64>,
     existed: bool,
@@ -246,9 +307,39 @@ struct Row {
     has_issues: bool,
 }
 
+impl Row {
+    /// Every attribute Brevo is given.
+    fn attributes(&self) -> Map<String, Value> {
+        let mut all = object(&self.own);
+        all.extend(object(&self.derived));
+        all
+    }
+}
+
+/// A JSON object as text.
+fn object_text(map: &Map<String, Value>) -> Box<str> {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into()).into_boxed_str()
+}
+
+/// A JSON object from its text (the engine wrote it: an empty one should it not read).
+fn object(text: &str) -> Map<String, Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<str>, D::Error> {
+    let map = Map::<String, Value>::deserialize(d)?;
+    Ok(object_text(&map))
+}
+
+fn empty_object() -> Box<str> {
+    "{}".into()
+}
+
 /// Backfill rows waiting for their import, all going to the same lists.
 struct Bucket {
     rows: Vec<Row>,
+    /// About the size of the rows in the import's JSON.
+    bytes: usize,
     /// The page of the oldest row.
     since: u64,
 }
@@ -299,18 +390,55 @@ pub struct Engine<'s> {
     backfill_pages: u64,
     /// Where the run's time goes (logged when it ends).
     spent: Spent,
-    /// Imports on their way: each is sent and recorded by a task of its own, so the persons
-    /// go on being read and prepared meanwhile.
-    inflight: VecDeque<tokio::task::JoinHandle<Result<(), Stop>>>,
+    /// Writes on their way: each import (or batch of contacts written one at a time) is sent by
+    /// a task of its own, so the persons go on being read and prepared meanwhile.
+    inflight: VecDeque<tokio::task::JoinHandle<Result<Sent, Stop>>>,
     /// Persons checkpoints no waiting row depends on, oldest first, each with the number of
-    /// imports sent before it: saved once those are recorded.
+    /// writes sent before it: saved once those are settled and their imports recorded.
     unsaved_checkpoints: VecDeque<(u64, Checkpoint)>,
-    /// Imports sent, and imports recorded, in this run (the tasks end in the order they start).
-    imports_sent: u64,
-    imports_recorded: u64,
+    /// Writes sent, and writes settled, in this run (settled in the order they start).
+    writes_sent: u64,
+    writes_settled: u64,
+    /// Imports Brevo accepted and has not confirmed.
+    pending: Vec<PendingImport>,
+    /// Links of confirmed imports, and record errors of a backfill's pages, being written by tasks
+    /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
+    /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
+    recording: VecDeque<(u64, tokio::task::JoinHandle<Result<(), Stop>>)>,
+    recorder: Arc<tokio::sync::Mutex<()>>,
+    /// Whether persons had links when this step started (see `sync_persons`).
+    persons_linked: bool,
+    /// When the progress was last recorded.
+    last_report: Option<Instant>,
+    /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
+    last_poll: Option<Instant>,
+    /// The organizations whose companies this run writes: a backfill writes their persons one at
+    /// a time, which gives their contact ids (an import does not), so the companies need no
+    /// lookups after the last import.
+    company_orgs: HashSet<i64>,
 }
 
-/// Imports sent and not yet recorded, at most (each holds up to `Bulk::import_rows` rows).
+/// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
+/// contacts written one at a time (and the failure that stopped them, if one did).
+enum Sent {
+    Import(i64, Vec<i64>, Vec<Row>),
+    OneByOne(Vec<Written>, Option<BrevoError>),
+}
+
+/// An import Brevo accepted and has not confirmed. It lives in memory: the checkpoints of the
+/// pages it came from wait until it is recorded, so a run that stops reads those pages again and
+/// imports their rows again (Brevo updates a contact it already has: no duplicate).
+struct PendingImport {
+    process_id: i64,
+    lists: Vec<i64>,
+    rows: Vec<Row>,
+    /// The write it came from, numbered as `writes_sent` counts them.
+    write: u64,
+    /// Its row in `sync_imports`: imports an earlier version of the engine saved there.
+    saved: Option<i64>,
+}
+
+/// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows).
 const MAX_INFLIGHT: usize = 4;
 
 /// Seconds per kind of work, for the log line that tells where a run's time went.
@@ -342,9 +470,10 @@ fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
         .or_else(|| time::PrimitiveDateTime::parse(t, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok().map(|p| p.assume_utc()))
 }
 
-/// A stream of pages, fetched one ahead by its own task while the caller writes the last one.
-fn prefetch<T: Send + 'static>(stream: impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static) -> mpsc::Receiver<Result<Page<T>, PipedriveError>> {
-    let (tx, rx) = mpsc::channel(1);
+/// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
+/// last one.
+fn prefetch<T: Send + 'static, E: Send + 'static>(stream: impl Stream<Item = Result<T, E>> + Send + 'static, ahead: usize) -> mpsc::Receiver<Result<T, E>> {
+    let (tx, rx) = mpsc::channel(ahead);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(page) = stream.next().await {
@@ -453,8 +582,15 @@ impl<'s> Engine<'s> {
             spent: Spent::default(),
             inflight: VecDeque::new(),
             unsaved_checkpoints: VecDeque::new(),
-            imports_sent: 0,
-            imports_recorded: 0,
+            writes_sent: 0,
+            writes_settled: 0,
+            pending: Vec::new(),
+            recording: VecDeque::new(),
+            recorder: Arc::default(),
+            last_poll: None,
+            last_report: None,
+            persons_linked: true,
+            company_orgs: HashSet::new(),
         })
     }
 
@@ -462,7 +598,15 @@ impl<'s> Engine<'s> {
         self.counts.entry(entity.to_owned()).or_default()
     }
 
-    async fn report(&self) {
+    /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds).
+    async fn report(&mut self) {
+        if self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+            self.report_now().await;
+        }
+    }
+
+    async fn report_now(&mut self) {
+        self.last_report = Some(Instant::now());
         let phase = self.steps.get(self.step).copied().unwrap_or("finishing");
         let p = store::Progress {
             phase,
@@ -494,11 +638,15 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        // Emails of imports an earlier attempt started and nobody confirmed yet.
-        for (_, _, rows) in store::pending_imports(self.pool, self.tenant).await? {
-            for row in serde_json::from_value::<Vec<Row>>(rows).unwrap_or_default() {
-                self.claimed.entry(row.email).or_insert(row.person_id);
+        // Imports an earlier version of the engine saved, and nobody confirmed yet.
+        for (id, process_id, lists, rows) in store::pending_imports(self.pool, self.tenant).await? {
+            let rows = serde_json::from_value::<Vec<Row>>(rows).unwrap_or_default();
+            for row in &rows {
+                self.claimed.entry(row.email.clone()).or_insert(row.person_id);
             }
+            // Saved before imports recorded their lists: they targeted the all-contacts list.
+            let lists = lists.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+            self.pending.push(PendingImport { process_id, lists, rows, write: 0, saved: Some(id) });
         }
         if !self.retry_persons.is_empty() {
             self.finish_attributes(attributes.take()).await?;
@@ -507,7 +655,7 @@ impl<'s> Engine<'s> {
         }
         for i in 1..self.steps.len() {
             self.step = i;
-            self.report().await;
+            self.report_now().await;
             if !matches!(self.steps[i], "organizations" | "deals" | "leads") {
                 self.finish_attributes(attributes.take()).await?;
             }
@@ -682,7 +830,7 @@ impl<'s> Engine<'s> {
 
     async fn organizations(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
-        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor));
+        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor), 1);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|o| o.id.to_string()).collect();
@@ -734,7 +882,7 @@ impl<'s> Engine<'s> {
 
     async fn deals(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
-        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor));
+        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), 1);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|d| d.id.to_string()).collect();
@@ -878,16 +1026,37 @@ impl<'s> Engine<'s> {
 
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
-        let mut stream = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor));
+        if self.mode == Mode::Backfill && self.mapping.connectors.pipedrive.sync.organizations {
+            self.company_orgs = store::next_companies(self.pool, self.tenant, COMPANIES_PER_RUN).await?.into_iter().collect();
+        }
+        // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
+        // idle), and another computes each person's own attributes and looks up the page's deals,
+        // leads and organizations.
+        let (mapping, cat, pool, tenant) = (Arc::new(self.mapping.clone()), self.cat.clone(), self.pool.clone(), self.tenant);
+        let read = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor), PERSON_PAGES_AHEAD);
+        let read = futures_util::stream::unfold(read, |mut pages| async move { pages.recv().await.map(|page| (page, pages)) });
+        let pages = read.then(move |page| {
+            let (mapping, cat, pool) = (mapping.clone(), cat.clone(), pool.clone());
+            async move {
+                let page = page?;
+                let prepared = prepare(&page.items, &mapping, &cat);
+                let known = known(&pool, tenant, &page.items).await?;
+                Ok::<_, Stop>((page, (prepared, known)))
+            }
+        });
+        let mut stream = prefetch(pages, 2);
+        if self.mode == Mode::Backfill {
+            self.persons_linked = store::has_links(self.pool, self.tenant, "person").await?;
+        }
         loop {
             let t = Instant::now();
             let Some(page) = stream.recv().await else { break };
             self.spent.add("waiting for Pipedrive", t);
-            let page = page?;
+            let (page, prepared) = page?;
             self.page_read().await?;
             let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
             let cp = self.advance("person", page.next_cursor.clone(), latest);
-            self.sync_persons(page.items, Some(cp)).await?;
+            self.sync_persons(page.items, Some(prepared), Some(cp)).await?;
             if self.mode == Mode::Backfill {
                 self.confirm_imports(false).await?;
             }
@@ -895,9 +1064,14 @@ impl<'s> Engine<'s> {
             self.report().await;
             self.spent.add("progress", t);
         }
+        let t = Instant::now();
         self.flush_all().await?;
-        self.settle_imports(true).await?;
-        self.confirm_imports(true).await
+        self.settle_writes(true).await?;
+        self.confirm_imports(true).await?;
+        self.settle_recording(true).await?;
+        self.save_ready_checkpoint().await?;
+        self.spent.add("(after the last persons page)", t);
+        Ok(())
     }
 
     /// Persons named by id (a retry of failed records).
@@ -905,12 +1079,12 @@ impl<'s> Engine<'s> {
         for chunk in ids.chunks(100) {
             let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             let query = ListQuery { limit: Some(100), extra: vec![("ids".into(), list)], ..Default::default() };
-            let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, None));
+            let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, None), 1);
             let mut found = HashSet::new();
             while let Some(page) = pages.recv().await {
                 let page = page?;
                 found.extend(page.items.iter().map(|p| p.id as i64));
-                self.sync_persons(page.items, None).await?;
+                self.sync_persons(page.items, None, None).await?;
             }
             // Persons that are gone: nothing to retry.
             let gone: Vec<String> = chunk.iter().filter(|id| !found.contains(id)).map(i64::to_string).collect();
@@ -921,50 +1095,46 @@ impl<'s> Engine<'s> {
 
     /// Decides what each person becomes in Brevo and writes what changed; saves `checkpoint` with
     /// the page's links (or its pending import).
-    async fn sync_persons(&mut self, persons: Vec<Person>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+    async fn sync_persons(&mut self, persons: Vec<Person>, ahead: Option<(Vec<Prepared>, Known)>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
         let t = Instant::now();
-        let country = self.mapping.options.country();
+        let (prepared, known) = match ahead {
+            Some(ahead) => ahead,
+            None => (prepare(&persons, &self.mapping, &self.cat), known(self.pool, self.tenant, &persons).await?),
+        };
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
         // Who already holds each email in Brevo.
         let mut emails: Vec<String> = Vec::new();
-        let mut outs = Vec::new();
-        for p in &persons {
+        for (p, out) in persons.iter().zip(&prepared) {
             self.count("person").read += 1;
             self.done.insert(p.id as i64);
             self.dirty.remove(&(p.id as i64));
             for e in p.emails.iter().filter_map(|e| crate::domain::Email::parse(&e.value).ok()) {
                 self.seen_emails.entry(e.as_str().to_owned()).or_insert(p.id as i64);
             }
-            if p.is_deleted {
-                deleted.push(p.id as i64);
-                outs.push(None);
-                continue;
+            match out {
+                None => deleted.push(p.id as i64),
+                Some(Ok(o)) => emails.push(o.email.as_str().to_owned()),
+                Some(Err(_)) => {}
             }
-            let out = transform::own_attributes(p, &self.mapping, &self.cat.catalog, &self.cat.options, country);
-            if let Ok(o) = &out {
-                emails.push(o.email.as_str().to_owned());
-            }
-            outs.push(Some(out));
         }
         self.spent.add("transform", t);
-        // What the links know of these persons, their deals, leads and organizations, and who
-        // holds their emails: five lookups at once, on as many connections.
+        // What the links know of these persons, and who holds their emails (their deals, leads and
+        // organizations are in `known`).
         let t = Instant::now();
-        let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
-        let id_texts: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
+        let id_texts: Vec<String> = persons.iter().map(|p| p.id.to_string()).collect();
         let (pool, tenant) = (self.pool, self.tenant);
-        let (existing, related, orgs, owners) = tokio::try_join!(
-            async { Ok::<_, Stop>(store::links(pool, tenant, "person", &id_texts).await?) },
-            self.related(&ids),
-            async { Ok(store::links(pool, tenant, "organization", &org_ids).await?) },
-            async { Ok(store::persons_by_email(pool, tenant, &emails).await?) },
-        )?;
+        let Known { related, orgs } = known;
+        // A backfill that found no person linked when it started has nothing to look up by
+        // person or by email: every person comes once, and `claimed` knows this run's emails.
+        let (existing, owners) = match self.persons_linked {
+            true => tokio::try_join!(store::links(pool, tenant, "person", &id_texts), store::persons_by_email(pool, tenant, &emails))?,
+            false => (HashMap::new(), HashMap::new()),
+        };
         self.spent.add("database: lookups", t);
         let t = Instant::now();
         let mut errors = Vec::new();
-        for (p, out) in persons.iter().zip(outs) {
+        for (p, out) in persons.iter().zip(prepared) {
             let Some(out) = out else { continue };
             let pid = p.id as i64;
             let out = match out {
@@ -1014,33 +1184,23 @@ impl<'s> Engine<'s> {
         }
         self.spent.add("transform", t);
         let t = Instant::now();
-        store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+        if errors.is_empty() {
+        } else if self.mode == Mode::Backfill && checkpoint.is_some() {
+            // Written beside the loop; the page's checkpoint waits for them.
+            let (pool, tenant, run, recorder) = (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
+            let task = async move {
+                let _turn = recorder.lock().await;
+                Ok(store::record_errors(&pool, tenant, run, "person", &errors).await?)
+            };
+            self.recording.push_back((self.writes_sent, tokio::spawn(task.in_current_span())));
+        } else {
+            store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+        }
         self.spent.add("database: record errors", t);
         for id in deleted {
             self.person_deleted(id).await?;
         }
         self.write(rows, checkpoint).await
-    }
-
-    /// The deals and leads of these persons, from the links.
-    async fn related(&self, persons: &[i64]) -> Result<(HashMap<i64, Vec<DealFacts>>, HashSet<i64>), Stop> {
-        let (deal_links, lead_links) =
-            tokio::try_join!(store::links_of_persons(self.pool, self.tenant, "deal", persons), store::links_of_persons(self.pool, self.tenant, "lead", persons))?;
-        let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
-        for l in deal_links {
-            let Some(p) = l.person_id else { continue };
-            deals.entry(p).or_default().push(DealFacts {
-                status: l.facts["status"].as_str().unwrap_or("open").to_owned(),
-                value: l.facts["value"].as_f64().unwrap_or(0.0),
-                stage_id: l.facts["stage_id"].as_u64(),
-            });
-        }
-        let leads = lead_links
-            .into_iter()
-            .filter(|l| !l.facts["archived"].as_bool().unwrap_or(false))
-            .filter_map(|l| l.person_id)
-            .collect();
-        Ok((deals, leads))
     }
 
     /// A contact to write, or `None` when Brevo already has exactly this.
@@ -1058,8 +1218,9 @@ impl<'s> Engine<'s> {
     ) -> Option<Row> {
         let deals = related.0.get(&pid).map(Vec::as_slice).unwrap_or_default();
         let org_name = org_id.and_then(|o| orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
+        let derived = transform::derived(&self.mapping, org_name, &transform::counts(deals));
         let mut attributes = own.clone();
-        attributes.extend(transform::derived(&self.mapping, org_name, &transform::counts(deals)));
+        attributes.extend(derived.clone());
         let lists: Vec<i64> = transform::lists(&self.mapping, deals, related.1.contains(&pid)).into_iter().collect();
         let content = hash(&json!([email, attributes, lists]));
         if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
@@ -1068,7 +1229,18 @@ impl<'s> Engine<'s> {
         // A changed email is a new contact: the old one leaves the synced lists.
         let same_contact = prev.is_some_and(|p| p.brevo_ref.as_deref() == Some(email.as_str()));
         let prev_lists = prev.filter(|_| same_contact).map(|p| lists_of(&p.facts)).unwrap_or_default();
-        Some(Row { person_id: pid, email, attributes, own, lists, prev_lists, existed: same_contact, hash: content, org_id, has_issues })
+        Some(Row {
+            person_id: pid,
+            email,
+            own: object_text(&own),
+            derived: object_text(&derived),
+            lists,
+            prev_lists,
+            existed: same_contact,
+            hash: content,
+            org_id,
+            has_issues,
+        })
     }
 
     /// Writes contacts: a large backfill page in bulk, anything else one by one.
@@ -1101,12 +1273,18 @@ impl<'s> Engine<'s> {
         // `page_read` numbered this page (a stage follows each page of a backfill's persons).
         let page = self.backfill_pages;
         self.held.push_back((page, checkpoint));
+        let (direct, rows): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| r.org_id.is_some_and(|o| self.company_orgs.contains(&o)));
+        if !direct.is_empty() {
+            self.spawn_one_by_one(direct).await?;
+        }
         for row in rows {
-            self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), since: page }).rows.push(row);
+            let bucket = self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), bytes: 0, since: page });
+            bucket.bytes += row.email.len() + row.own.len() + row.derived.len() + 32;
+            bucket.rows.push(row);
         }
         let Bulk { import_rows, hold_pages } = self.s.bulk;
         let due: Vec<Vec<i64>> =
-            self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
+            self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || b.bytes >= IMPORT_BYTES || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
         for lists in due {
             self.flush(&lists).await?;
         }
@@ -1129,37 +1307,79 @@ impl<'s> Engine<'s> {
         if bucket.rows.len() < BULK_MIN || lists.is_empty() {
             return self.write_one_by_one(bucket.rows).await;
         }
+        let (brevo, lists) = (self.brevo.clone(), lists.to_vec());
+        self.spawn_write(async move {
+            let process_id = send_import(&brevo, &lists, &bucket.rows).await?;
+            Ok(Sent::Import(process_id, lists, bucket.rows))
+        })
+        .await
+    }
+
+    /// Writes contacts one at a time in a task of their own (recorded when it is settled).
+    async fn spawn_one_by_one(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
+        let (managed, sms) = self.one_by_one_rules();
+        let brevo = self.brevo.clone();
+        self.spawn_write(async move {
+            let (written, stopped) = send_one_by_one(&brevo, &managed, sms.as_deref(), rows).await;
+            Ok(Sent::OneByOne(written, stopped))
+        })
+        .await
+    }
+
+    /// Starts a write task, once fewer than `MAX_INFLIGHT` are on their way.
+    async fn spawn_write(&mut self, write: impl Future<Output = Result<Sent, Stop>> + Send + 'static) -> Result<(), Stop> {
         while self.inflight.len() >= MAX_INFLIGHT {
             let t = Instant::now();
             self.settle_one().await?;
-            self.spent.add("waiting for imports to be sent", t);
+            self.spent.add("waiting for Brevo to take writes", t);
         }
-        let (brevo, pool, tenant, run, lists) = (self.brevo.clone(), self.pool.clone(), self.tenant, self.run, lists.to_vec());
-        self.inflight.push_back(tokio::spawn(
-            async move { send_import(&brevo, &pool, tenant, run, &lists, &bucket.rows).await }.in_current_span(),
-        ));
-        self.imports_sent += 1;
+        self.inflight.push_back(tokio::spawn(write.in_current_span()));
+        self.writes_sent += 1;
         Ok(())
     }
 
-    /// Waits for the oldest import on its way to be sent and recorded.
+    /// Waits for the oldest write on its way, and takes in what it did.
     async fn settle_one(&mut self) -> Result<(), Stop> {
         let Some(task) = self.inflight.pop_front() else { return Ok(()) };
-        task.await.map_err(|e| Stop::Retry(format!("an import was interrupted: {e}")))??;
-        self.imports_recorded += 1;
+        let sent = task.await.map_err(|e| Stop::Retry(format!("a write to Brevo was interrupted: {e}")))??;
+        let write = self.writes_settled;
+        self.writes_settled += 1;
+        match sent {
+            Sent::Import(process_id, lists, rows) => {
+                self.pending.push(PendingImport { process_id, lists, rows, write, saved: None });
+            }
+            Sent::OneByOne(written, stopped) => {
+                let t = Instant::now();
+                self.record_written(written).await?;
+                self.spent.add("recording contacts written one by one", t);
+                if let Some(e) = stopped {
+                    return Err(e.into());
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Takes in the imports that are recorded (`wait`: all of them), then saves the newest
-    /// checkpoint whose imports all are.
-    async fn settle_imports(&mut self, wait: bool) -> Result<(), Stop> {
+    /// Takes in the writes that are done (`wait`: all of them), then saves the newest checkpoint
+    /// whose writes all are.
+    async fn settle_writes(&mut self, wait: bool) -> Result<(), Stop> {
         let t = Instant::now();
         while self.inflight.front().is_some_and(|task| wait || task.is_finished()) {
             self.settle_one().await?;
         }
-        self.spent.add("waiting for imports to be sent", t);
+        self.spent.add("waiting for Brevo to take writes", t);
+        self.save_ready_checkpoint().await
+    }
+
+    /// Saves the newest persons checkpoint whose writes are all settled and whose imports are
+    /// all recorded.
+    async fn save_ready_checkpoint(&mut self) -> Result<(), Stop> {
+        self.settle_recording(false).await?;
+        // The first checkpoint an unrecorded import (or record error) holds back: those released
+        // after the write it came from.
+        let held_from = self.pending.iter().map(|p| p.write + 1).chain(self.recording.iter().map(|(from, _)| *from)).min().unwrap_or(u64::MAX);
         let mut ready = None;
-        while self.unsaved_checkpoints.front().is_some_and(|(sent, _)| *sent <= self.imports_recorded) {
+        while self.unsaved_checkpoints.front().is_some_and(|(sent, _)| *sent <= self.writes_settled && *sent < held_from) {
             ready = self.unsaved_checkpoints.pop_front().map(|(_, cp)| cp);
         }
         if let Some(cp) = ready {
@@ -1167,6 +1387,18 @@ impl<'s> Engine<'s> {
             store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
             self.spent.add("database: checkpoints", t);
         }
+        Ok(())
+    }
+
+    /// Takes in the link writes that are done (`wait`: all of them).
+    async fn settle_recording(&mut self, wait: bool) -> Result<(), Stop> {
+        let t = Instant::now();
+        while self.recording.front().is_some_and(|(_, task)| wait || task.is_finished()) {
+            if let Some((_, task)) = self.recording.pop_front() {
+                task.await.map_err(|e| Stop::Retry(format!("recording an import was interrupted: {e}")))??;
+            }
+        }
+        self.spent.add("waiting for imports to be recorded", t);
         Ok(())
     }
 
@@ -1180,32 +1412,36 @@ impl<'s> Engine<'s> {
             safe = self.held.pop_front().map(|(_, cp)| cp);
         }
         if let Some(cp) = safe {
-            self.unsaved_checkpoints.push_back((self.imports_sent, cp));
+            self.unsaved_checkpoints.push_back((self.writes_sent, cp));
         }
-        self.settle_imports(false).await
+        self.settle_writes(false).await
     }
 
+    /// What a contact written on its own needs from the mapping: the lists it may leave, and the
+    /// attribute that holds the phone (written again without it should Brevo refuse it).
+    fn one_by_one_rules(&self) -> (BTreeSet<i64>, Option<String>) {
+        (transform::managed_lists(&self.mapping), self.mapping.person_mapping.get("phone").cloned())
+    }
+
+    /// Writes contacts one at a time (each can join and leave lists) and records what became of
+    /// each.
     async fn write_one_by_one(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
-        let managed = transform::managed_lists(&self.mapping);
-        let sms = self.mapping.person_mapping.get("phone").cloned();
+        let (managed, sms) = self.one_by_one_rules();
+        let (written, stopped) = send_one_by_one(&self.brevo, &managed, sms.as_deref(), rows).await;
+        self.record_written(written).await?;
+        match stopped {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Records contacts written one at a time: counts, errors, events, links.
+    async fn record_written(&mut self, written: Vec<Written>) -> Result<(), Stop> {
         let mut links = Vec::new();
         let mut resolved = Vec::new();
-        let mut outcome = Ok(());
-        for mut row in rows {
-            let add: Vec<i64> = row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
-            let unlink: Vec<i64> = row.prev_lists.iter().filter(|l| !row.lists.contains(l) && managed.contains(l)).copied().collect();
-            let mut result = self.put_contact(&row, &add, &unlink).await;
-            if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) = (&result, &sms)
-                && let Some(number) = row.attributes.remove(sms)
-            {
-                let reason = match e {
-                    BrevoError::SmsTaken => format!("The phone {number} already belongs to another Brevo contact: the contact was synced without SMS."),
-                    _ => format!("Brevo refused the phone {number}: the contact was synced without SMS."),
-                };
-                store::record_error(self.pool, self.tenant, self.run, "person", &row.person_id.to_string(), &reason, &json!({"email": row.email, "phone": number})).await?;
-                row.has_issues = true;
-                result = self.put_contact(&row, &add, &unlink).await;
-            }
+        let mut errors = Vec::new();
+        for Written { row, result, phone_refused } in written {
+            errors.extend(phone_refused);
             let brevo_id = match result {
                 Ok(Upserted::Created(id)) => {
                     self.count("person").created += 1;
@@ -1215,14 +1451,10 @@ impl<'s> Engine<'s> {
                     if row.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
                     None
                 }
-                Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) => {
-                    outcome = Err(Stop::from(e));
-                    break;
-                }
                 Err(e) => {
                     self.count("person").failed += 1;
-                    let payload = json!({"email": row.email, "attributes": row.attributes, "lists": row.lists});
-                    store::record_error(self.pool, self.tenant, self.run, "person", &row.person_id.to_string(), &format!("Brevo refused the contact: {e}"), &payload).await?;
+                    let payload = json!({"email": row.email, "attributes": row.attributes(), "lists": row.lists});
+                    errors.push(RecordError { id: row.person_id.to_string(), reason: format!("Brevo refused the contact: {e}"), payload });
                     continue;
                 }
             };
@@ -1237,114 +1469,99 @@ impl<'s> Engine<'s> {
             }
             links.push(person_link(&row, brevo_id));
         }
+        store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
         store::upsert_links(self.pool, self.tenant, &links).await?;
         store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
-        outcome
-    }
-
-    /// An existing contact is updated (so it can leave lists), a new one created.
-    async fn put_contact(&self, row: &Row, add: &[i64], unlink: &[i64]) -> Result<Upserted, BrevoError> {
-        if row.existed {
-            match self.brevo.update_contact(&row.email, &row.attributes, add, unlink).await {
-                Ok(()) => return Ok(Upserted::Updated),
-                // Deleted in Brevo meanwhile: created again below.
-                Err(BrevoError::UnknownContact) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.brevo.upsert_contact(&row.email, &row.attributes, add, &[]).await
+        Ok(())
     }
 
     /// Confirms pending imports: a completed one has its list memberships and links recorded; one
     /// that failed, or dropped rows, is imported again in halves, and a few rows are written one
     /// contact at a time (which tells which contact failed and why). `wait`: until none is pending.
     async fn confirm_imports(&mut self, wait: bool) -> Result<(), Stop> {
-        let mut delay = Duration::from_millis(300);
+        let mut delay = Duration::from_millis(250);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
-            let t = Instant::now();
-            let pending = store::pending_processes(self.pool, self.tenant).await?;
-            self.spent.add("database: imports", t);
-            if pending.is_empty() || (!wait && pending.len() < MAX_PENDING_IMPORTS) {
-                return Ok(());
+            let polled_lately = self.last_poll.is_some_and(|at| at.elapsed() < POLL_EVERY);
+            let waiting: usize = self.pending.iter().map(|p| p.rows.len()).sum();
+            let (poll_at, wait_at) = (POLL_AT_IMPORTS * self.s.bulk.import_rows, WAIT_AT_IMPORTS * self.s.bulk.import_rows);
+            if self.pending.is_empty() || (!wait && (waiting < poll_at || polled_lately && waiting < wait_at)) {
+                return self.save_ready_checkpoint().await;
             }
+            self.last_poll = Some(Instant::now());
             let t = Instant::now();
             let mut known: HashMap<i64, crate::brevo::api::Process> = self.brevo.recent_processes().await?.into_iter().map(|p| (p.id, p)).collect();
             self.spent.add("Brevo: process polls", t);
-            let mut running = 0;
-            for (id, process_id) in pending {
-                let process = match known.remove(&process_id) {
+            let mut still = Vec::new();
+            for import in std::mem::take(&mut self.pending) {
+                let process = match known.remove(&import.process_id) {
                     Some(p) => p,
-                    None => match self.brevo.process(process_id).await {
+                    None => match self.brevo.process(import.process_id).await {
                         Ok(p) => p,
                         // Brevo forgot it: write the rows again.
-                        Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id: process_id, status: "failed".into(), info: None },
+                        Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id: import.process_id, status: "failed".into(), info: None },
                         Err(e) => return Err(e.into()),
                     },
                 };
                 match process.status.as_str() {
                     "completed" if !dropped_rows(process.info.as_ref()) => {
                         let t = Instant::now();
-                        self.apply_import(id).await?;
+                        self.apply_import(import).await?;
                         self.spent.add("recording imports", t);
-                        continue;
+                    }
+                    "completed" | "failed" | "cancelled" if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() => {
+                        // Which rows it dropped Brevo does not say: each half is imported again,
+                        // down to a few rows written one by one, which names the failing record.
+                        // One bad row among 2,000 costs about 14 imports and 15 single writes,
+                        // not 2,000 calls.
+                        tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import did not take every row: importing each half again");
+                        let (first, second) = import.rows.split_at(import.rows.len() / 2);
+                        for half in [first, second] {
+                            let process_id = send_import(&self.brevo, &import.lists, half).await?;
+                            still.push(PendingImport { process_id, lists: import.lists.clone(), rows: half.to_vec(), write: import.write, saved: None });
+                        }
+                        self.forget_import(import.saved).await?;
                     }
                     "completed" | "failed" | "cancelled" => {
-                        let (rows, targets) = self.import_rows(id).await?;
-                        if rows.len() >= 2 * BULK_MIN && !targets.is_empty() {
-                            // Which rows it dropped Brevo does not say: each half is imported
-                            // again, down to a few rows written one by one, which names the
-                            // failing record. One bad row among 2,000 costs about 14 imports and
-                            // 15 single writes, not 2,000 calls.
-                            tracing::info!(process_id, status = %process.status, rows = rows.len(), "an import did not take every row: importing each half again");
-                            let (first, second) = rows.split_at(rows.len() / 2);
-                            for half in [first, second] {
-                                send_import(&self.brevo, self.pool, self.tenant, self.run, &targets, half).await?;
-                            }
-                            store::delete_import(self.pool, self.tenant, id).await?;
-                            running += 2;
-                            continue;
-                        }
-                        tracing::info!(process_id, status = %process.status, "an import did not take every row: writing them one by one");
-                        self.write_one_by_one(rows).await?;
+                        tracing::info!(process.id, status = %process.status, "an import did not take every row: writing them one by one");
+                        self.write_one_by_one(import.rows).await?;
+                        self.forget_import(import.saved).await?;
                     }
-                    _ => {
-                        running += 1;
-                        continue;
-                    }
+                    _ => still.push(import),
                 }
-                store::delete_import(self.pool, self.tenant, id).await?;
             }
-            if running == 0 || !wait && running < MAX_PENDING_IMPORTS {
-                return Ok(());
+            self.pending = still;
+            let running: usize = self.pending.iter().map(|p| p.rows.len()).sum();
+            if self.pending.is_empty() || !wait && running < wait_at {
+                return self.save_ready_checkpoint().await;
             }
             if Instant::now() > deadline {
-                return Err(Stop::Retry(format!("Brevo has not finished {running} contact import(s) after 15 minutes.")));
+                return Err(Stop::Retry(format!("Brevo has not finished {} contact import(s) after 15 minutes.", self.pending.len())));
             }
             let t = Instant::now();
             tokio::time::sleep(delay).await;
             self.spent.add("waiting for Brevo's imports", t);
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = delay.mul_f64(1.5).min(Duration::from_secs(30));
         }
     }
 
-    /// A pending import's rows and the lists it targeted.
-    async fn import_rows(&self, id: i64) -> Result<(Vec<Row>, Vec<i64>), Stop> {
-        let (rows, targets) = store::import_rows(self.pool, self.tenant, id).await?;
-        // Imports saved before they carried their lists targeted the all-contacts list alone.
-        let targets = targets.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
-        Ok((serde_json::from_value(rows).unwrap_or_default(), targets))
+    /// Drops an import's saved copy, if an earlier version of the engine saved one.
+    async fn forget_import(&self, saved: Option<i64>) -> Result<(), Stop> {
+        if let Some(id) = saved {
+            store::delete_import(self.pool, self.tenant, id).await?;
+        }
+        Ok(())
     }
 
     /// Records a completed import: the list memberships its target did not cover (none, for the
-    /// imports of this version) and the removals, then the links, with the import's deletion.
-    async fn apply_import(&mut self, id: i64) -> Result<(), Stop> {
-        let (rows, targets) = self.import_rows(id).await?;
+    /// imports of this version) and the removals, then — by a task, beside the persons loop —
+    /// the links.
+    async fn apply_import(&mut self, import: PendingImport) -> Result<(), Stop> {
         let managed = transform::managed_lists(&self.mapping);
         let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
         let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
-        for r in &rows {
-            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !targets.contains(l)) {
+        for r in &import.rows {
+            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !import.lists.contains(l)) {
                 adds.entry(*l).or_default().push(r.email.clone());
             }
             for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {
@@ -1357,16 +1574,26 @@ impl<'s> Engine<'s> {
         for (list, emails) in removes {
             self.brevo.remove_from_list(list, &emails).await?;
         }
-        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
-        let resolved: Vec<String> = rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
-        let mut tx = self.pool.begin().await?;
-        store::upsert_links(&mut *tx, self.tenant, &links).await?;
-        store::delete_import(&mut *tx, self.tenant, id).await?;
-        tx.commit().await?;
-        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
-        for r in &rows {
+        for r in &import.rows {
             if r.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
         }
+        let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
+        let held_from = import.write + 1;
+        let task = async move {
+            let _turn = recorder.lock().await;
+            let links: Vec<Link> = import.rows.iter().map(|r| person_link(r, None)).collect();
+            let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+            drop(import.rows);
+            let mut tx = pool.begin().await?;
+            store::upsert_links(&mut *tx, tenant, &links).await?;
+            if let Some(id) = import.saved {
+                store::delete_import(&mut *tx, tenant, id).await?;
+            }
+            tx.commit().await?;
+            store::resolve_errors(&pool, tenant, "person", &resolved).await?;
+            Ok(())
+        };
+        self.recording.push_back((held_from, tokio::spawn(task.in_current_span())));
         Ok(())
     }
 
@@ -1376,7 +1603,7 @@ impl<'s> Engine<'s> {
         for chunk in ids.chunks(PAGE as usize) {
             let texts: Vec<String> = chunk.iter().map(i64::to_string).collect();
             let links = store::links(self.pool, self.tenant, "person", &texts).await?;
-            let related = self.related(chunk).await?;
+            let related = related(self.pool, self.tenant, chunk).await?;
             let org_ids: Vec<String> = links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
             let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
             let mut rows = Vec::new();
@@ -1494,7 +1721,7 @@ impl<'s> Engine<'s> {
             Mode::Backfill => self.started - time::Duration::days(i64::from(self.mapping.options.backfill_event_days)),
             Mode::Incremental => cp.since.unwrap_or(self.started) - OVERLAP,
         };
-        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None));
+        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None), 1);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
@@ -1639,12 +1866,60 @@ impl<'s> Engine<'s> {
     }
 }
 
-/// Sends rows as one import targeting `lists`, and keeps it with its rows until confirmed.
-async fn send_import(brevo: &BrevoApi, pool: &PgPool, tenant: TenantId, run: i64, lists: &[i64], rows: &[Row]) -> Result<(), Stop> {
-    let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes})).collect();
-    let process = brevo.import(&contacts, lists).await?;
-    store::save_import(pool, tenant, run, process, lists, &serde_json::to_value(rows).unwrap_or_default()).await?;
-    Ok(())
+/// Sends rows as one import targeting `lists`; returns Brevo's process.
+async fn send_import(brevo: &BrevoApi, lists: &[i64], rows: &[Row]) -> Result<i64, Stop> {
+    let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes()})).collect();
+    Ok(brevo.import(&contacts, lists).await?)
+}
+
+/// A contact written one at a time: the row, Brevo's answer, and the error to record when Brevo
+/// refused the phone (the contact was then written without it).
+struct Written {
+    row: Row,
+    result: Result<Upserted, BrevoError>,
+    phone_refused: Option<RecordError>,
+}
+
+/// Writes contacts one at a time, until Brevo or the network fails in a way worth another
+/// attempt (returned with what was written before it; the rows after it are not sent).
+async fn send_one_by_one(brevo: &BrevoApi, managed: &BTreeSet<i64>, sms: Option<&str>, rows: Vec<Row>) -> (Vec<Written>, Option<BrevoError>) {
+    let mut written = Vec::new();
+    for mut row in rows {
+        let add: Vec<i64> = row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
+        let unlink: Vec<i64> = row.prev_lists.iter().filter(|l| !row.lists.contains(l) && managed.contains(l)).copied().collect();
+        let mut attributes = row.attributes();
+        let mut result = put_contact(brevo, &row, &attributes, &add, &unlink).await;
+        let mut phone_refused = None;
+        if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) = (&result, sms)
+            && let Some(number) = attributes.remove(sms)
+        {
+            let reason = match e {
+                BrevoError::SmsTaken => format!("The phone {number} already belongs to another Brevo contact: the contact was synced without SMS."),
+                _ => format!("Brevo refused the phone {number}: the contact was synced without SMS."),
+            };
+            phone_refused = Some(RecordError { id: row.person_id.to_string(), reason, payload: json!({"email": row.email, "phone": number}) });
+            row.has_issues = true;
+            result = put_contact(brevo, &row, &attributes, &add, &unlink).await;
+        }
+        if let Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) = result {
+            return (written, Some(e));
+        }
+        written.push(Written { row, result, phone_refused });
+    }
+    (written, None)
+}
+
+/// An existing contact is updated (so it can leave lists), a new one created.
+async fn put_contact(brevo: &BrevoApi, row: &Row, attributes: &Map<String, Value>, add: &[i64], unlink: &[i64]) -> Result<Upserted, BrevoError> {
+    if row.existed {
+        match brevo.update_contact(&row.email, attributes, add, unlink).await {
+            Ok(()) => return Ok(Upserted::Updated),
+            // Deleted in Brevo meanwhile: created again below.
+            Err(BrevoError::UnknownContact) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    brevo.upsert_contact(&row.email, attributes, add, &[]).await
 }
 
 fn lists_of(facts: &Value) -> Vec<i64> {
@@ -1659,7 +1934,7 @@ fn person_link(r: &Row, brevo_id: Option<i64>) -> Link {
         brevo_id,
         org_id: r.org_id,
         content_hash: Some(r.hash.clone()),
-        facts: json!({"own": r.own, "lists": r.lists}),
+        facts: json!({"own": object(&r.own), "lists": r.lists}),
         ..Default::default()
     }
 }
@@ -1706,6 +1981,18 @@ mod tests {
         assert!(!dropped_rows(Some(&json!({"import": {"created": 5, "updated": 2, "invalid_emails": 0}}))));
         assert!(dropped_rows(Some(&json!({"import": {"duplicate_phone_id": 1}}))));
         assert!(dropped_rows(Some(&json!({"import": {"invalid_emails": 3}}))));
+    }
+
+    #[test]
+    fn rows_an_older_version_saved_still_read() {
+        let saved = json!([{
+            "person_id": 7, "email": "ann@x.test", "own": {"FIRSTNAME": "Ann"}, "attributes": {"FIRSTNAME": "Ann", "COMPANY": "Acme"},
+            "lists": [60], "prev_lists": [], "existed": false, "hash": "ab", "org_id": 3, "has_issues": false
+        }]);
+        let rows: Vec<Row> = serde_json::from_value(saved).unwrap();
+        assert_eq!(Value::Object(rows[0].attributes()), json!({"FIRSTNAME": "Ann", "COMPANY": "Acme"}));
+        assert_eq!(Value::Object(object(&rows[0].own)), json!({"FIRSTNAME": "Ann"}));
+        assert_eq!(person_link(&rows[0], None).facts, json!({"own": {"FIRSTNAME": "Ann"}, "lists": [60]}));
     }
 
     #[test]

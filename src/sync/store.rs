@@ -102,6 +102,11 @@ pub async fn analyze_links(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("analyze record_links, record_errors").execute(pool).await.map(|_| ())
 }
 
+/// Whether the tenant has any link of this entity.
+pub async fn has_links(pool: &PgPool, tenant: TenantId, entity: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from record_links where tenant_id = $1 and entity = $2)").bind(tenant).bind(entity).fetch_one(pool).await
+}
+
 /// Person ids of an organization's synced persons.
 pub async fn persons_of_org(pool: &PgPool, tenant: TenantId, org: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select pipedrive_id::bigint from record_links where tenant_id = $1 and entity = 'person' and org_id = $2")
@@ -121,11 +126,27 @@ pub async fn delete_link<'e>(db: impl PgExecutor<'e>, tenant: TenantId, entity: 
         .map(|_| ())
 }
 
-/// Organizations whose Brevo company is missing or out of date, those with synced contacts first.
+/// Organizations whose Brevo company is missing or out of date.
+const STALE_COMPANIES: &str = "l.tenant_id = $1 and l.entity = 'organization'
+     and (l.content_hash is null or l.facts->>'written' is distinct from encode(l.content_hash, 'hex'))";
+
+/// The organizations [`companies_to_write`] will take next, should they have synced contacts by
+/// then (a backfill writes their contacts so that it learns their ids).
+pub async fn next_companies(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(&format!("select l.pipedrive_id::bigint from record_links l where {STALE_COMPANIES} order by l.pipedrive_id::bigint limit $2"))
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// The first `limit` organizations with synced contacts whose Brevo company is missing or out of
+/// date, and how many such organizations there are.
 pub async fn companies_to_write(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<(Vec<Link>, i64), sqlx::Error> {
-    let stale = "l.tenant_id = $1 and l.entity = 'organization'
-                 and (l.content_hash is null or l.facts->>'written' is distinct from encode(l.content_hash, 'hex'))
-                 and exists (select 1 from record_links p where p.tenant_id = $1 and p.entity = 'person' and p.org_id = l.pipedrive_id::bigint)";
+    let stale = format!(
+        "{STALE_COMPANIES}
+         and exists (select 1 from record_links p where p.tenant_id = $1 and p.entity = 'person' and p.org_id = l.pipedrive_id::bigint)"
+    );
     let links = sqlx::query_as(&format!(
         "select l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l.person_id, l.org_id, encode(l.content_hash, 'hex') as content_hash, l.facts
          from record_links l where {stale} order by l.pipedrive_id::bigint limit $2"
@@ -363,32 +384,11 @@ pub async fn resolve_errors(pool: &PgPool, tenant: TenantId, entity: &str, ids: 
 
 // --- pending imports ---------------------------------------------------------------------------
 
-/// An import Brevo accepted: its process, the lists it targets and its rows.
-pub async fn save_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, run: i64, process_id: i64, lists: &[i64], rows: &Value) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into sync_imports (tenant_id, run_id, process_id, list_ids, rows) values ($1, $2, $3, $4, $5)")
-        .bind(tenant)
-        .bind(run)
-        .bind(process_id)
-        .bind(lists)
-        .bind(rows)
-        .execute(db)
-        .await
-        .map(|_| ())
-}
-
-/// The pending imports, with their rows.
-pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Value)>, sqlx::Error> {
-    sqlx::query_as("select id, process_id, rows from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
-}
-
-/// The pending imports' ids and process ids (their rows stay in the database until needed).
-pub async fn pending_processes(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64)>, sqlx::Error> {
-    sqlx::query_as("select id, process_id from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
-}
-
-/// An import's rows and the lists it targets (`None`: saved before imports recorded them).
-pub async fn import_rows(pool: &PgPool, tenant: TenantId, id: i64) -> Result<(Value, Option<Vec<i64>>), sqlx::Error> {
-    sqlx::query_as("select rows, list_ids from sync_imports where tenant_id = $1 and id = $2").bind(tenant).bind(id).fetch_one(pool).await
+/// Imports an earlier version of the engine saved and nobody confirmed: id, process, target lists
+/// (`None`: saved before imports recorded them) and rows. This version keeps its imports in
+/// memory until Brevo confirms them (the checkpoints wait for them), and only reads these.
+pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Option<Vec<i64>>, Value)>, sqlx::Error> {
+    sqlx::query_as("select id, process_id, list_ids, rows from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
 }
 
 pub async fn delete_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, id: i64) -> Result<(), sqlx::Error> {

@@ -18,7 +18,7 @@ use super::state::{Account, Contact, ImportCounters, Process};
 use super::{ApiKey, Brevo, lists};
 
 /// `fileBody` / `jsonBody` may carry at most 10 MB (reference §2.11).
-const MAX_INLINE_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_INLINE_BYTES: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NewList {

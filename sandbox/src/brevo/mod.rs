@@ -196,7 +196,14 @@ pub fn router(brevo: Brevo) -> Router {
         .route("/v3/account", get(account::get_account))
         .route("/v3/contacts", get(contacts::list).post(contacts::create))
         .route("/v3/contacts/batch", post(batch::batch))
-        .route("/v3/contacts/import", post(import::import))
+        // The body may carry 10 MB of contacts (axum's default limit is 2 MB): a larger one gets
+        // Brevo's own answer from the handler.
+        .route(
+            "/v3/contacts/import",
+            post(import::import).layer(axum::extract::DefaultBodyLimit::max(
+                import::MAX_INLINE_BYTES + 1024 * 1024,
+            )),
+        )
         .route("/v3/contacts/attributes", get(attributes::list))
         .route(
             "/v3/contacts/attributes/{category}/{name}",
