@@ -403,6 +403,91 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_burst_of_changes_is_imported_in_groups_and_brevo_ends_as_expected(pool: PgPool) {
+    let s = setup(&pool, 300, "").await;
+    let t = s.member.tenant_id;
+    s.sync(&pool).await;
+
+    // 150 synced persons renamed, one of them given a phone another contact has; 40 deals moved
+    // from the qualified stages to a customer stage.
+    let persons = s.pd_all("/api/v2/persons").await;
+    let synced: Vec<&Value> = persons.iter().filter(|p| p["emails"].as_array().is_some_and(|e| e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com"))))).collect();
+    assert!(synced.len() >= 150, "{}", synced.len());
+    let before = s.actual().await;
+    let taken = before.values().find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned)).unwrap();
+    for (i, p) in synced.iter().take(150).enumerate() {
+        let mut change = json!({"name": format!("Renamed Person{i}")});
+        if i == 7 {
+            change["phones"] = json!([{"value": format!("+{taken}"), "primary": true}]);
+        }
+        s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/persons/{}", p["id"]), change).await;
+    }
+    let taker = synced[7]["id"].as_u64().unwrap().to_string();
+    let deals = s.pd_all("/api/v2/deals").await;
+    let qualified: Vec<&Value> = deals.iter().filter(|d| d["status"] == "open" && matches!(d["stage_id"].as_u64(), Some(1 | 2)) && d["person_id"].is_u64()).take(40).collect();
+    assert!(qualified.len() >= 20, "{}", qualified.len());
+    for d in &qualified {
+        s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", d["id"]), json!({"stage_id": 3})).await;
+    }
+
+    s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
+    let (_, counts) = s.sync(&pool).await;
+    let mut expected = s.expected().await;
+    let actual = s.actual().await;
+    assert_eq!(actual.len(), expected.len(), "one contact per person, no duplicates");
+    // Brevo refuses the taken phone: that contact keeps what it had (checked below).
+    let taker_email = synced[7]["emails"][0]["value"].as_str().unwrap().to_lowercase();
+    expected.get_mut(&taker_email).unwrap().0.remove("SMS");
+    assert_ne!(actual[&taker_email].0.get("SMS"), Some(&json!(taken)));
+    assert_matches(&expected, &actual);
+    assert!(counts["person"]["updated"].as_u64().unwrap() >= 150, "{counts}");
+    // Grouped: a few imports, not a call per changed person.
+    let writes = s.brevo_writes().await;
+    let imports = writes.iter().filter(|r| r["path"] == "/v3/contacts/import").count();
+    let single = writes.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/v3/contacts") && !p.starts_with("/v3/contacts/import") && !p.starts_with("/v3/contacts/lists"))).count();
+    assert!(imports >= 1, "{writes:?}");
+    let written = counts["person"]["updated"].as_u64().unwrap() + counts["person"]["created"].as_u64().unwrap();
+    assert!(imports >= 2 && single + imports < written as usize / 2, "{single} contacts written one by one, {imports} imports, {written} written");
+    // The taken phone was found among the imported rows: that contact is synced without it and
+    // its error says why.
+    let reason: String = sqlx::query_scalar("select reason from record_errors where tenant_id = $1 and pipedrive_id = $2 and status = 'open'")
+        .bind(t)
+        .bind(&taker)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("already belongs to another Brevo contact"), "{reason}");
+
+    // What the imports wrote is recorded: a run with nothing changed writes nothing.
+    s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
+    s.sync(&pool).await;
+    let writes: Vec<Value> = s.brevo_writes().await.into_iter().filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies")).collect();
+    assert!(writes.is_empty(), "no contact, list or event write: {writes:?}");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn companies_take_only_the_brevo_calls_the_hour_has_left_and_never_hold_the_sync_up(pool: PgPool) {
+    let s = setup(&pool, 300, "").await;
+    s.sync(&pool).await;
+    let companies = |state: &Value| state["companies"].as_array().map_or(0, Vec::len);
+    let after_backfill = companies(&s.brevo_state().await);
+    assert_eq!(after_backfill, 10, "a first batch of ten");
+
+    // Brevo's bucket for companies (and processes) with 3 calls left in the hour: a call beyond
+    // them would wait 20 minutes for its turn.
+    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 3).with_retry_base(std::time::Duration::from_millis(10)));
+    let services = Arc::new(Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), limits));
+    let worker = new_worker(&pool, &services);
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let run = tokio::time::timeout(std::time::Duration::from_secs(120), worker.run_next_job()).await;
+    let (_, outcome) = run.expect("the run waited for Brevo's hourly bucket instead of leaving companies for later").unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Succeeded);
+    assert_eq!(companies(&s.brevo_state().await), after_backfill + 3, "three more companies, the rest later");
+    let message: Option<String> = sqlx::query_scalar("select message from sync_runs where tenant_id = $1 order by id desc limit 1").bind(s.member.tenant_id).fetch_one(&pool).await.unwrap();
+    assert!(message.as_deref().is_some_and(|m| m.contains("wait for their Brevo company")), "{message:?}");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
 async fn bad_records_become_errors_while_the_rest_syncs_and_can_be_retried(pool: PgPool) {
     let s = setup(&pool, 60, "").await;
     let t = s.member.tenant_id;
@@ -477,7 +562,7 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     // size too the backfill imports and checkpoints while it reads.
     let services = &Arc::new(
         Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), s.services.limits.clone())
-            .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1 }),
+            .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1, ..Default::default() }),
     );
     // The first worker dies in the middle of the persons, once Brevo has accepted an import: the
     // import is not confirmed yet, so its pages are read and imported again.

@@ -23,6 +23,8 @@ pub struct BrevoLimits {
     /// `/v3/events` has its own 10-per-second bucket.
     events: DefaultDirectRateLimiter,
     others: DefaultDirectRateLimiter,
+    /// Calls of `others` taken ahead by `reserve_other_calls`, not yet made.
+    prepaid: std::sync::atomic::AtomicU32,
 }
 
 impl BrevoLimits {
@@ -41,6 +43,7 @@ impl BrevoLimits {
             // creation, the first companies). Should Brevo's hourly window still answer 429, the
             // call waits for its reset.
             others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(40)))),
+            prepaid: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -129,6 +132,19 @@ impl BrevoApi {
         self
     }
 
+    /// Takes `n` calls of the 100-calls-an-hour bucket now, if it has them; the next `n` calls
+    /// to that bucket then go without waiting. Work that can wait for a later run (companies)
+    /// asks first: once the hour's calls are spent the bucket gives one every 38 s, and waiting
+    /// for them would hold the whole sync up for minutes.
+    pub fn reserve_other_calls(&self, n: u32) -> bool {
+        let Some(n) = NonZeroU32::new(n) else { return true };
+        let taken = matches!(self.limits.others.check_n(n), Ok(Ok(())));
+        if taken {
+            self.limits.prepaid.fetch_add(n.get(), std::sync::atomic::Ordering::Relaxed);
+        }
+        taken
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -147,8 +163,14 @@ impl BrevoApi {
         // (A `Value` always serializes.)
         let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
         let (mut failures, mut limited) = (0u32, 0u32);
+        let prepaid = &self.limits.prepaid;
+        let mut paid = std::ptr::eq(bucket, &self.limits.others)
+            && prepaid.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |p| p.checked_sub(1)).is_ok();
         loop {
-            bucket.until_ready().await;
+            // A retry waits for its own turn.
+            if !std::mem::take(&mut paid) {
+                bucket.until_ready().await;
+            }
             self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
             if let Some(p) = &payload {

@@ -94,11 +94,17 @@ pub struct Bulk {
     /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
     /// oldest waiting row are read again.
     pub hold_pages: u64,
+    /// Contacts that an incremental run (or a retry) must have to write in imports rather than
+    /// one by one (then every group of at least `BULK_MIN` with the same lists is one import).
+    /// Fewer are cheaper one by one: imports must be confirmed by polls of `/v3/processes`,
+    /// which share Brevo's 100-calls-an-hour bucket with companies (a drained bucket makes a
+    /// poll wait up to 38 s, the time of 380 single writes).
+    pub write_now_rows: usize,
 }
 
 impl Default for Bulk {
     fn default() -> Self {
-        Self { import_rows: 5_000, hold_pages: 100 }
+        Self { import_rows: 5_000, hold_pages: 100, write_now_rows: 100 }
     }
 }
 
@@ -416,6 +422,10 @@ pub struct Engine<'s> {
     /// a time, which gives their contact ids (an import does not), so the companies need no
     /// lookups after the last import.
     company_orgs: HashSet<i64>,
+    /// An incremental run's changed contacts, held across pages so that those going to the same
+    /// lists make one import; the checkpoint of the last page they came from.
+    later: Vec<Row>,
+    later_checkpoint: Option<Checkpoint>,
 }
 
 /// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
@@ -591,6 +601,8 @@ impl<'s> Engine<'s> {
             last_report: None,
             persons_linked: true,
             company_orgs: HashSet::new(),
+            later: Vec::new(),
+            later_checkpoint: None,
         })
     }
 
@@ -1065,6 +1077,7 @@ impl<'s> Engine<'s> {
             self.spent.add("progress", t);
         }
         let t = Instant::now();
+        self.write_later().await?;
         self.flush_all().await?;
         self.settle_writes(true).await?;
         self.confirm_imports(true).await?;
@@ -1243,7 +1256,8 @@ impl<'s> Engine<'s> {
         })
     }
 
-    /// Writes contacts: a large backfill page in bulk, anything else one by one.
+    /// Writes contacts: a backfill page into its import groups, an incremental page held with the
+    /// next ones (`write_later`), anything else at once.
     async fn write(&mut self, rows: Vec<Row>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
         // Contacts whose email changed: the old contact leaves our lists.
         let moved: Vec<i64> = rows.iter().filter(|r| !r.existed).map(|r| r.person_id).collect();
@@ -1257,14 +1271,28 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        if let (Mode::Backfill, Some(cp)) = (self.mode, &checkpoint) {
-            return self.stage(rows, cp.clone()).await;
+        match (self.mode, checkpoint) {
+            (Mode::Backfill, Some(cp)) => self.stage(rows, cp).await,
+            (Mode::Incremental, Some(cp)) => {
+                self.later.extend(rows);
+                self.later_checkpoint = Some(cp);
+                if self.later.len() >= self.s.bulk.import_rows {
+                    self.write_later().await?;
+                }
+                Ok(())
+            }
+            (_, None) => self.write_now(rows).await,
         }
-        let result = self.write_one_by_one(rows).await;
-        if let (Ok(()), Some(cp)) = (&result, &checkpoint) {
-            store::save_checkpoint(self.pool, self.tenant, "person", cp).await?;
+    }
+
+    /// Writes the contacts an incremental run held, then saves the checkpoint of their last page.
+    async fn write_later(&mut self) -> Result<(), Stop> {
+        let rows = std::mem::take(&mut self.later);
+        self.write_now(rows).await?;
+        if let Some(cp) = self.later_checkpoint.take() {
+            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
         }
-        result
+        Ok(())
     }
 
     /// Puts a backfill page's rows in their groups, imports the groups that are full (or have
@@ -1282,7 +1310,7 @@ impl<'s> Engine<'s> {
             bucket.bytes += row.email.len() + row.own.len() + row.derived.len() + 32;
             bucket.rows.push(row);
         }
-        let Bulk { import_rows, hold_pages } = self.s.bulk;
+        let Bulk { import_rows, hold_pages, .. } = self.s.bulk;
         let due: Vec<Vec<i64>> =
             self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || b.bytes >= IMPORT_BYTES || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
         for lists in due {
@@ -1417,6 +1445,40 @@ impl<'s> Engine<'s> {
         self.settle_writes(false).await
     }
 
+    /// Writes contacts before returning (an incremental run, a retry). When `Bulk::write_now_rows`
+    /// of them can go in imports, each group of at least `BULK_MIN` going to the same lists is one
+    /// import, which Brevo confirms before this returns; the rest go one by one meanwhile. A burst
+    /// of 1,000 changed persons costs a few imports, not 1,000 calls at Brevo's 10 a second.
+    async fn write_now(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
+        let mut groups: BTreeMap<Vec<i64>, Vec<Row>> = BTreeMap::new();
+        for row in rows {
+            groups.entry(row.lists.clone()).or_default().push(row);
+        }
+        let importable = |lists: &Vec<i64>, rows: &Vec<Row>| rows.len() >= BULK_MIN && !lists.is_empty();
+        let bulk = groups.iter().filter(|(l, r)| importable(l, r)).map(|(_, r)| r.len()).sum::<usize>() >= self.s.bulk.write_now_rows;
+        let mut single = Vec::new();
+        let mut imported = false;
+        for (lists, mut rows) in groups {
+            if !bulk || !importable(&lists, &rows) {
+                single.append(&mut rows);
+                continue;
+            }
+            while !rows.is_empty() {
+                let rest = rows.split_off(rows.len().min(self.s.bulk.import_rows.max(1)));
+                let process_id = send_import(&self.brevo, &lists, &rows).await?;
+                self.pending.push(PendingImport { process_id, lists: lists.clone(), rows, write: self.writes_settled, saved: None });
+                imported = true;
+                rows = rest;
+            }
+        }
+        self.write_one_by_one(single).await?;
+        if imported {
+            self.confirm_imports(true).await?;
+            self.settle_recording(true).await?;
+        }
+        Ok(())
+    }
+
     /// What a contact written on its own needs from the mapping: the lists it may leave, and the
     /// attribute that holds the phone (written again without it should Brevo refuse it).
     fn one_by_one_rules(&self) -> (BTreeSet<i64>, Option<String>) {
@@ -1444,11 +1506,11 @@ impl<'s> Engine<'s> {
             errors.extend(phone_refused);
             let brevo_id = match result {
                 Ok(Upserted::Created(id)) => {
-                    self.count("person").created += 1;
+                    self.took(&row, true);
                     Some(id)
                 }
                 Ok(Upserted::Updated) => {
-                    if row.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
+                    self.took(&row, !row.existed);
                     None
                 }
                 Err(e) => {
@@ -1458,12 +1520,6 @@ impl<'s> Engine<'s> {
                     continue;
                 }
             };
-            if self.mode == Mode::Incremental {
-                let rule = if row.existed { self.rule("updated", "person") } else { self.rule("added", "person") };
-                if let Some(name) = rule {
-                    self.events.push(PendingEvent { name, person_id: row.person_id, properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]) });
-                }
-            }
             if !row.has_issues {
                 resolved.push(row.person_id.to_string());
             }
@@ -1473,6 +1529,18 @@ impl<'s> Engine<'s> {
         store::upsert_links(self.pool, self.tenant, &links).await?;
         store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
         Ok(())
+    }
+
+    /// Counts a contact Brevo took, and queues the event the mapping asks for when a person is
+    /// added or updated (not in a backfill, which fires no automations for the past).
+    fn took(&mut self, row: &Row, created: bool) {
+        if created { self.count("person").created += 1 } else { self.count("person").updated += 1 }
+        if self.mode == Mode::Incremental {
+            let rule = if row.existed { self.rule("updated", "person") } else { self.rule("added", "person") };
+            if let Some(name) = rule {
+                self.events.push(PendingEvent { name, person_id: row.person_id, properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]) });
+            }
+        }
     }
 
     /// Confirms pending imports: a completed one has its list memberships and links recorded; one
@@ -1575,7 +1643,7 @@ impl<'s> Engine<'s> {
             self.brevo.remove_from_list(list, &emails).await?;
         }
         for r in &import.rows {
-            if r.existed { self.count("person").updated += 1 } else { self.count("person").created += 1 }
+            self.took(r, !r.existed);
         }
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
@@ -1600,13 +1668,13 @@ impl<'s> Engine<'s> {
     /// Persons whose deals, leads or organization changed, recomputed from what the links hold.
     async fn related_persons(&mut self) -> Result<(), Stop> {
         let ids: Vec<i64> = self.dirty.iter().filter(|p| !self.done.contains(p)).copied().collect();
+        let mut rows = Vec::new();
         for chunk in ids.chunks(PAGE as usize) {
             let texts: Vec<String> = chunk.iter().map(i64::to_string).collect();
             let links = store::links(self.pool, self.tenant, "person", &texts).await?;
             let related = related(self.pool, self.tenant, chunk).await?;
             let org_ids: Vec<String> = links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
             let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
-            let mut rows = Vec::new();
             for (id, link) in &links {
                 let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else { continue };
                 let own = link.facts["own"].as_object().cloned().unwrap_or_default();
@@ -1616,10 +1684,13 @@ impl<'s> Engine<'s> {
                     None => self.count("person").unchanged += 1,
                 }
             }
-            self.write_one_by_one(rows).await?;
+            // Written together, so that those going to the same lists make one import.
+            if rows.len() >= self.s.bulk.import_rows {
+                self.write_now(std::mem::take(&mut rows)).await?;
+            }
             self.report().await;
         }
-        Ok(())
+        self.write_now(rows).await
     }
 
     // --- deletions and merges --------------------------------------------------------------
@@ -1810,7 +1881,14 @@ impl<'s> Engine<'s> {
     /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
     async fn companies(&mut self) -> Result<(), Stop> {
         let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
+        let mut written = 0;
         for org in &orgs {
+            // A new company is one call; a known one a rename and, should its contacts change, a
+            // link. Without them in the bucket now, the company waits for a later run.
+            if !self.brevo.reserve_other_calls(if org.brevo_ref.is_none() { 1 } else { 2 }) {
+                break;
+            }
+            written += 1;
             let Ok(org_id) = org.pipedrive_id.parse::<i64>() else { continue };
             let name = org.facts["name"].as_str().unwrap_or_default().to_owned();
             let persons: Vec<String> = store::persons_of_org(self.pool, self.tenant, org_id).await?.iter().map(i64::to_string).collect();
@@ -1856,7 +1934,7 @@ impl<'s> Engine<'s> {
             store::upsert_links(&mut *tx, self.tenant, std::slice::from_ref(&done)).await?;
             tx.commit().await?;
         }
-        let left = total - orgs.len() as i64;
+        let left = total - written;
         if left > 0 {
             self.notes.push(format!(
                 "{left} organization(s) wait for their Brevo company: Brevo allows 100 company calls an hour, so they follow in the next runs."
