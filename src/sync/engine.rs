@@ -79,8 +79,11 @@ pub struct Services {
     pub providers: Providers,
     pub limits: Arc<Registry>,
     pub bulk: Bulk,
-    catalogs: Mutex<HashMap<TenantId, (Instant, i32, Arc<Catalogue>)>>,
+    catalogs: Mutex<HashMap<TenantId, CachedCatalogue>>,
 }
+
+/// A tenant's catalogue, with when it was read and the mapping version it was read for.
+type CachedCatalogue = (Instant, i32, Arc<Catalogue>);
 
 /// How a backfill groups contacts into `/contacts/import` calls. An import sets the same lists
 /// for all its rows, so rows wait, grouped by the lists they go to, until their group is full:
