@@ -341,6 +341,11 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
     let companies = state["companies"].as_array().unwrap();
     assert!(!companies.is_empty());
     assert!(companies.iter().all(|c| !c["linkedContactsIds"].as_array().unwrap().is_empty()));
+    // Their contacts' ids came from the head start (contacts created while deals were read),
+    // not from a lookup per contact after the imports.
+    let log: Value = s.http.get(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
+    let lookups: Vec<&Value> = log["requests"].as_array().or(log.as_array()).unwrap().iter().filter(|r| r["method"] == "GET" && r["query"].as_str().is_some_and(|q| q.contains("identifierType=email_id"))).collect();
+    assert!(lookups.is_empty(), "{lookups:?}");
 
     // A second run with nothing changed writes nothing to Brevo.
     s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();

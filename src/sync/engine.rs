@@ -10,6 +10,7 @@
 //! confirms each import before recording it; incremental runs upsert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 const WAIT_AT_IMPORTS: usize = 8;
 /// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
 const COMPANIES_PER_RUN: i64 = 10;
+/// Contacts a backfill creates ahead for its companies, at most (`start_company_contacts`):
+/// about what Brevo can take while deals and leads are read.
+const COMPANY_CONTACTS_AHEAD: usize = 40;
 /// The catalog (fields, stages, attributes, lists) is read again after this long.
 const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
 /// Deleted and merged persons are looked for this often (see `deletions`).
@@ -421,10 +425,10 @@ pub struct Engine<'s> {
     last_report: Option<Instant>,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
     last_poll: Option<Instant>,
-    /// The organizations whose companies this run writes: a backfill writes their persons one at
-    /// a time, which gives their contact ids (an import does not), so the companies need no
-    /// lookups after the last import.
-    company_orgs: HashSet<i64>,
+    /// A backfill's head start on its companies' contact ids (`start_company_contacts`): the
+    /// task, then what it found (email → Brevo contact id).
+    company_contacts_task: Option<tokio::task::JoinHandle<HashMap<String, i64>>>,
+    company_contacts: HashMap<String, i64>,
     /// An incremental run's changed contacts, held across pages so that those going to the same
     /// lists make one import; the checkpoint of the last page they came from.
     later: Vec<Row>,
@@ -603,7 +607,8 @@ impl<'s> Engine<'s> {
             last_poll: None,
             last_report: None,
             persons_linked: true,
-            company_orgs: HashSet::new(),
+            company_contacts_task: None,
+            company_contacts: HashMap::new(),
             later: Vec::new(),
             later_checkpoint: None,
         })
@@ -676,6 +681,9 @@ impl<'s> Engine<'s> {
             }
             if self.mode == Mode::Backfill && self.steps[i] == "persons" {
                 store::analyze_links(self.pool).await?;
+            }
+            if self.steps[i] == "deals" {
+                self.company_contacts_task = self.start_company_contacts();
             }
             match self.steps[i] {
                 "organizations" => self.organizations().await?,
@@ -1041,9 +1049,6 @@ impl<'s> Engine<'s> {
 
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
-        if self.mode == Mode::Backfill && self.mapping.connectors.pipedrive.sync.organizations {
-            self.company_orgs = store::next_companies(self.pool, self.tenant, COMPANIES_PER_RUN).await?.into_iter().collect();
-        }
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
         // idle), and another computes each person's own attributes and looks up the page's deals,
         // leads and organizations.
@@ -1304,10 +1309,6 @@ impl<'s> Engine<'s> {
         // `page_read` numbered this page (a stage follows each page of a backfill's persons).
         let page = self.backfill_pages;
         self.held.push_back((page, checkpoint));
-        let (direct, rows): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| r.org_id.is_some_and(|o| self.company_orgs.contains(&o)));
-        if !direct.is_empty() {
-            self.spawn_one_by_one(direct).await?;
-        }
         for row in rows {
             let bucket = self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), bytes: 0, since: page });
             bucket.bytes += row.email.len() + row.own.len() + row.derived.len() + 32;
@@ -1332,11 +1333,11 @@ impl<'s> Engine<'s> {
     }
 
     /// One group's rows as one import whose target is their lists; a handful, or rows in no list
-    /// (an import needs a target), one by one.
+    /// (an import needs a target), one by one. Either way by a task, beside the persons loop.
     async fn flush(&mut self, lists: &[i64]) -> Result<(), Stop> {
         let Some(bucket) = self.bulk.remove(lists) else { return Ok(()) };
         if bucket.rows.len() < BULK_MIN || lists.is_empty() {
-            return self.write_one_by_one(bucket.rows).await;
+            return self.spawn_one_by_one(bucket.rows).await;
         }
         let (brevo, lists) = (self.brevo.clone(), lists.to_vec());
         self.spawn_write(async move {
@@ -1880,9 +1881,56 @@ impl<'s> Engine<'s> {
 
     // --- companies ---------------------------------------------------------------------------
 
+    /// A backfill's head start on the contacts of the companies it will write. A company links
+    /// contacts by id, and an import gives no ids: looking them up after the last import cost a
+    /// call per contact at the end of the run, and writing them one by one cost the same calls
+    /// while Brevo was busiest. While deals and leads are read, Brevo has nothing to do: this task
+    /// reads the persons of the next organizations to become companies and creates their contacts
+    /// with the email alone, which answers with the id. Their imports fill them in later.
+    /// It only saves time: what it misses, the companies step looks up.
+    fn start_company_contacts(&self) -> Option<tokio::task::JoinHandle<HashMap<String, i64>>> {
+        if self.mode != Mode::Backfill || !self.mapping.connectors.pipedrive.sync.organizations {
+            return None;
+        }
+        let (pool, tenant, pd, brevo, mapping, cat) = (self.pool.clone(), self.tenant, self.pd.clone(), self.brevo.clone(), self.mapping.clone(), self.cat.clone());
+        let task = async move {
+            let mut ids = HashMap::new();
+            let result: Result<(), Stop> = async {
+                let (mut orgs_found, mut calls) = (0, 0);
+                for org in store::next_companies(&pool, tenant, 2 * COMPANIES_PER_RUN).await? {
+                    if orgs_found >= COMPANIES_PER_RUN || calls >= COMPANY_CONTACTS_AHEAD {
+                        break;
+                    }
+                    let query = ListQuery { limit: Some(PAGE), extra: vec![("org_id".into(), org.to_string())], ..Default::default() };
+                    let Some(page) = pin!(pd.list::<Person>("/api/v2/persons", query)).next().await.transpose()? else { continue };
+                    let emails: BTreeSet<String> = prepare(&page.items, &mapping, &cat).into_iter().flatten().flatten().map(|o| o.email.as_str().to_owned()).collect();
+                    orgs_found += i64::from(!emails.is_empty());
+                    for email in emails.into_iter().take(COMPANY_CONTACTS_AHEAD - calls) {
+                        calls += 1;
+                        let id = match brevo.upsert_contact(&email, &Map::new(), &[], &[]).await? {
+                            Upserted::Created(id) => Some(id),
+                            Upserted::Updated => brevo.get_contact(&email).await?.map(|c| c.id),
+                        };
+                        ids.extend(id.map(|id| (email, id)));
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::info!(error = ?e, found = ids.len(), "the companies' head start stopped: the companies step looks up the rest");
+            }
+            ids
+        };
+        Some(tokio::spawn(task.in_current_span()))
+    }
+
     /// Brevo companies for organizations with synced contacts, a few per run: companies share
     /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
     async fn companies(&mut self) -> Result<(), Stop> {
+        if let Some(task) = self.company_contacts_task.take() {
+            self.company_contacts = task.await.unwrap_or_default();
+        }
         let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
         let mut written = 0;
         for org in &orgs {
@@ -1901,9 +1949,13 @@ impl<'s> Engine<'s> {
                 match (link.brevo_id, link.brevo_ref.as_deref()) {
                     (Some(id), _) => contact_ids.push(id),
                     (None, Some(email)) => {
-                        if let Some(c) = self.brevo.get_contact(email).await? {
-                            contact_ids.push(c.id);
-                            found.push(Link { brevo_id: Some(c.id), ..link.clone() });
+                        let id = match self.company_contacts.get(email) {
+                            Some(id) => Some(*id),
+                            None => self.brevo.get_contact(email).await?.map(|c| c.id),
+                        };
+                        if let Some(id) = id {
+                            contact_ids.push(id);
+                            found.push(Link { brevo_id: Some(id), ..link.clone() });
                         }
                     }
                     _ => {}
