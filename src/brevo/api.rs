@@ -23,8 +23,6 @@ pub struct BrevoLimits {
     /// `/v3/events` has its own 10-per-second bucket.
     events: DefaultDirectRateLimiter,
     others: DefaultDirectRateLimiter,
-    /// Calls of `others` taken ahead by `reserve_other_calls`, not yet made.
-    prepaid: std::sync::atomic::AtomicU32,
 }
 
 impl BrevoLimits {
@@ -45,7 +43,6 @@ impl BrevoLimits {
             // creation, the first companies). Should Brevo's hourly window still answer 429, the
             // call waits for its reset.
             others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(40)))),
-            prepaid: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -106,6 +103,8 @@ pub struct BrevoApi {
     /// Requests sent by this client and its clones (retries included): a run's Brevo calls.
     calls: Arc<std::sync::atomic::AtomicU64>,
     backoff_base: Duration,
+    /// Calls to the 100-calls-an-hour bucket do not wait for it (`without_waiting`).
+    no_wait: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,7 +124,7 @@ impl BrevoApi {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client with a timeout builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default(), backoff_base: Duration::from_millis(250) }
+        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default(), backoff_base: Duration::from_millis(250), no_wait: false }
     }
 
     /// The first backoff after a 5xx or a network failure (doubling, with jitter).
@@ -134,17 +133,12 @@ impl BrevoApi {
         self
     }
 
-    /// Takes `n` calls of the 100-calls-an-hour bucket now, if it has them; the next `n` calls
-    /// to that bucket then go without waiting. Work that can wait for a later run (companies)
-    /// asks first: once the hour's calls are spent the bucket gives one every 38 s, and waiting
-    /// for them would hold the whole sync up for minutes.
-    pub fn reserve_other_calls(&self, n: u32) -> bool {
-        let Some(n) = NonZeroU32::new(n) else { return true };
-        let taken = matches!(self.limits.others.check_n(n), Ok(Ok(())));
-        if taken {
-            self.limits.prepaid.fetch_add(n.get(), std::sync::atomic::Ordering::Relaxed);
-        }
-        taken
+    /// This client, for work that can wait for a later run (companies): its calls to the
+    /// 100-calls-an-hour bucket fail with `RateLimited` at once, rather than wait, when the bucket
+    /// has no call left now or Brevo answers 429. Once an hour's calls are spent the bucket gives
+    /// one every 38 s, and waiting for them would hold the whole sync up for minutes.
+    pub fn without_waiting(&self) -> Self {
+        Self { no_wait: true, ..self.clone() }
     }
 
     pub fn calls(&self) -> u64 {
@@ -165,12 +159,14 @@ impl BrevoApi {
         // (A `Value` always serializes.)
         let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
         let (mut failures, mut limited) = (0u32, 0u32);
-        let prepaid = &self.limits.prepaid;
-        let mut paid = std::ptr::eq(bucket, &self.limits.others)
-            && prepaid.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |p| p.checked_sub(1)).is_ok();
+        let no_wait = self.no_wait && std::ptr::eq(bucket, &self.limits.others);
         loop {
-            // A retry waits for its own turn.
-            if !std::mem::take(&mut paid) {
+            if no_wait {
+                if bucket.check().is_err() {
+                    // The bucket refills one call every 36 s (100 an hour).
+                    return Err(BrevoError::RateLimited { reset_secs: 36 });
+                }
+            } else {
                 bucket.until_ready().await;
             }
             self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -195,7 +191,7 @@ impl BrevoApi {
             match status {
                 429 => {
                     limited += 1;
-                    if limited > 20 {
+                    if limited > 20 || no_wait {
                         return Err(BrevoError::RateLimited { reset_secs: reset });
                     }
                     tokio::time::sleep(Duration::from_secs(reset.clamp(1, 3600))).await;

@@ -427,12 +427,21 @@ pub struct Engine<'s> {
     last_poll: Option<Instant>,
     /// A backfill's head start on its companies' contact ids (`start_company_contacts`): the
     /// task, then what it found (email → Brevo contact id).
-    company_contacts_task: Option<tokio::task::JoinHandle<HashMap<String, i64>>>,
+    company_contacts_task: Option<AbortOnDrop<HashMap<String, i64>>>,
     company_contacts: HashMap<String, i64>,
     /// An incremental run's changed contacts, held across pages so that those going to the same
     /// lists make one import; the checkpoint of the last page they came from.
     later: Vec<Row>,
     later_checkpoint: Option<Checkpoint>,
+}
+
+/// A task that ends with the run that started it, even when the run stops early.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
@@ -1049,6 +1058,13 @@ impl<'s> Engine<'s> {
 
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
+        // The companies' contacts exist before any import reaches them (it usually ended during
+        // the leads).
+        if let Some(mut task) = self.company_contacts_task.take() {
+            let t = Instant::now();
+            self.company_contacts = (&mut task.0).await.unwrap_or_default();
+            self.spent.add("waiting for the companies' contacts", t);
+        }
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
         // idle), and another computes each person's own attributes and looks up the page's deals,
         // leads and organizations.
@@ -1282,6 +1298,10 @@ impl<'s> Engine<'s> {
         match (self.mode, checkpoint) {
             (Mode::Backfill, Some(cp)) => self.stage(rows, cp).await,
             (Mode::Incremental, Some(cp)) => {
+                // A person changed again during the run comes on a later page too: the newer row
+                // is the one to write.
+                let ids: HashSet<i64> = rows.iter().map(|r| r.person_id).collect();
+                self.later.retain(|r| !ids.contains(&r.person_id));
                 self.later.extend(rows);
                 self.later_checkpoint = Some(cp);
                 if self.later.len() >= self.s.bulk.import_rows {
@@ -1510,11 +1530,11 @@ impl<'s> Engine<'s> {
             errors.extend(phone_refused);
             let brevo_id = match result {
                 Ok(Upserted::Created(id)) => {
-                    self.took(&row, true);
+                    self.took(&row, true, true);
                     Some(id)
                 }
                 Ok(Upserted::Updated) => {
-                    self.took(&row, !row.existed);
+                    self.took(&row, !row.existed, true);
                     None
                 }
                 Err(e) => {
@@ -1537,9 +1557,9 @@ impl<'s> Engine<'s> {
 
     /// Counts a contact Brevo took, and queues the event the mapping asks for when a person is
     /// added or updated (not in a backfill, which fires no automations for the past).
-    fn took(&mut self, row: &Row, created: bool) {
+    fn took(&mut self, row: &Row, created: bool, events: bool) {
         if created { self.count("person").created += 1 } else { self.count("person").updated += 1 }
-        if self.mode == Mode::Incremental {
+        if self.mode == Mode::Incremental && events {
             let rule = if row.existed { self.rule("updated", "person") } else { self.rule("added", "person") };
             if let Some(name) = rule {
                 self.events.push(PendingEvent { name, person_id: row.person_id, properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]) });
@@ -1647,7 +1667,8 @@ impl<'s> Engine<'s> {
             self.brevo.remove_from_list(list, &emails).await?;
         }
         for r in &import.rows {
-            self.took(r, !r.existed);
+            // Imports an older version saved came from a backfill: no events for them.
+            self.took(r, !r.existed, import.saved.is_none());
         }
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
@@ -1746,6 +1767,8 @@ impl<'s> Engine<'s> {
     /// A person deleted in Pipedrive: its contact leaves the synced lists or is deleted (by
     /// setting). When another person read in this run has its email, it was merged into that one.
     async fn person_deleted(&mut self, id: i64) -> Result<(), Stop> {
+        // Changed earlier in this run and not written yet: not to be written now.
+        self.later.retain(|r| r.person_id != id);
         let links = store::links(self.pool, self.tenant, "person", &[id.to_string()]).await?;
         let Some(link) = links.get(&id.to_string()) else { return Ok(()) };
         let Some(email) = link.brevo_ref.clone() else { return Ok(()) };
@@ -1888,8 +1911,10 @@ impl<'s> Engine<'s> {
     /// reads the persons of the next organizations to become companies and creates their contacts
     /// with the email alone, which answers with the id. Their imports fill them in later.
     /// It only saves time: what it misses, the companies step looks up.
-    fn start_company_contacts(&self) -> Option<tokio::task::JoinHandle<HashMap<String, i64>>> {
-        if self.mode != Mode::Backfill || !self.mapping.connectors.pipedrive.sync.organizations {
+    fn start_company_contacts(&self) -> Option<AbortOnDrop<HashMap<String, i64>>> {
+        // Not when the deals were read before (a resumed backfill): the persons come next.
+        let deals_read = self.checkpoints.get("deal").is_some_and(|c| c.backfill_done);
+        if self.mode != Mode::Backfill || !self.mapping.connectors.pipedrive.sync.organizations || deals_read {
             return None;
         }
         let (pool, tenant, pd, brevo, mapping, cat) = (self.pool.clone(), self.tenant, self.pd.clone(), self.brevo.clone(), self.mapping.clone(), self.cat.clone());
@@ -1922,24 +1947,18 @@ impl<'s> Engine<'s> {
             }
             ids
         };
-        Some(tokio::spawn(task.in_current_span()))
+        Some(AbortOnDrop(tokio::spawn(task.in_current_span())))
     }
 
     /// Brevo companies for organizations with synced contacts, a few per run: companies share
     /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
     async fn companies(&mut self) -> Result<(), Stop> {
-        if let Some(task) = self.company_contacts_task.take() {
-            self.company_contacts = task.await.unwrap_or_default();
-        }
         let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
+        // Company calls share Brevo's 100-calls-an-hour bucket: when it has no call left now, the
+        // companies wait for a later run rather than hold this one up.
+        let brevo_companies = self.brevo.without_waiting();
         let mut written = 0;
         for org in &orgs {
-            // A new company is one call; a known one a rename and, should its contacts change, a
-            // link. Without them in the bucket now, the company waits for a later run.
-            if !self.brevo.reserve_other_calls(if org.brevo_ref.is_none() { 1 } else { 2 }) {
-                break;
-            }
-            written += 1;
             let Ok(org_id) = org.pipedrive_id.parse::<i64>() else { continue };
             let name = org.facts["name"].as_str().unwrap_or_default().to_owned();
             let persons: Vec<String> = store::persons_of_org(self.pool, self.tenant, org_id).await?.iter().map(i64::to_string).collect();
@@ -1963,22 +1982,33 @@ impl<'s> Engine<'s> {
             }
             contact_ids.sort_unstable();
             let linked: Vec<i64> = org.facts["linked"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
-            let company = match org.brevo_ref.clone() {
-                None => {
-                    let id = self.brevo.create_company_linked(&name, &contact_ids).await?;
-                    self.count("company").created += 1;
-                    id
-                }
+            let result = match org.brevo_ref.clone() {
+                None => brevo_companies.create_company_linked(&name, &contact_ids).await.map(|id| (id, true)),
                 Some(id) => {
-                    self.brevo.rename_company(&id, &name).await?;
                     let add: Vec<i64> = contact_ids.iter().filter(|c| !linked.contains(c)).copied().collect();
                     let remove: Vec<i64> = linked.iter().filter(|c| !contact_ids.contains(c)).copied().collect();
-                    if !add.is_empty() || !remove.is_empty() {
-                        self.brevo.link_company(&id, &add, &remove).await?;
+                    async {
+                        brevo_companies.rename_company(&id, &name).await?;
+                        if !add.is_empty() || !remove.is_empty() {
+                            brevo_companies.link_company(&id, &add, &remove).await?;
+                        }
+                        Ok((id, false))
                     }
-                    self.count("company").updated += 1;
+                    .await
+                }
+            };
+            let company = match result {
+                Ok((id, created)) => {
+                    if created { self.count("company").created += 1 } else { self.count("company").updated += 1 }
+                    written += 1;
                     id
                 }
+                Err(BrevoError::RateLimited { .. }) => {
+                    // The ids it looked up stay known.
+                    store::upsert_links(self.pool, self.tenant, &found).await?;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             };
             let mut facts = org.facts.clone();
             facts["written"] = json!(org.content_hash);
