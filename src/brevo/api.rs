@@ -136,7 +136,7 @@ impl BrevoApi {
     /// This client, for work that can wait for a later run (companies): its calls to the
     /// 100-calls-an-hour bucket fail with `RateLimited` at once, rather than wait, when the bucket
     /// has no call left now or Brevo answers 429. Once an hour's calls are spent the bucket gives
-    /// one every 38 s, and waiting for them would hold the whole sync up for minutes.
+    /// one every 36 s, and waiting for them would hold the whole sync up for minutes.
     pub fn without_waiting(&self) -> Self {
         Self { no_wait: true, ..self.clone() }
     }

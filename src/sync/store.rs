@@ -131,7 +131,7 @@ const STALE_COMPANIES: &str = "l.tenant_id = $1 and l.entity = 'organization'
      and (l.content_hash is null or l.facts->>'written' is distinct from encode(l.content_hash, 'hex'))";
 
 /// The organizations [`companies_to_write`] will take next, should they have synced contacts by
-/// then (a backfill writes their contacts so that it learns their ids).
+/// then (a backfill creates their contacts early, to learn their ids).
 pub async fn next_companies(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(&format!("select l.pipedrive_id::bigint from record_links l where {STALE_COMPANIES} order by l.pipedrive_id::bigint limit $2"))
         .bind(tenant)
