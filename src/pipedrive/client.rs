@@ -220,7 +220,8 @@ impl PipedriveClient {
         Duration::from_secs_f64(rand::thread_rng().gen_range(cap / 2.0..=cap))
     }
 
-    async fn page<T: DeserializeOwned>(&self, path: &str, q: &ListQuery, cursor: Option<&str>) -> Result<Page<T>, PipedriveError> {
+    /// One page's body, and the cursor of the next page (read without decoding the records).
+    async fn page_body(&self, path: &str, q: &ListQuery, cursor: Option<&str>) -> Result<(bytes::Bytes, Option<String>), PipedriveError> {
         let mut query: Vec<(String, String)> = vec![("limit".into(), q.limit.unwrap_or(500).to_string())];
         if let Some(since) = q.updated_since {
             let text = since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -234,8 +235,8 @@ impl PipedriveClient {
             query.push(("cursor".into(), c.to_owned()));
         }
         let body = self.get(path, &query, list_cost(path)).await?;
-        let list: ListBody<T> = serde_json::from_slice(&body).map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })?;
-        Ok(Page { items: list.data, next_cursor: list.additional_data.and_then(|a| a.next_cursor) })
+        let list: ListBody<serde::de::IgnoredAny> = serde_json::from_slice(&body).map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })?;
+        Ok((body, list.additional_data.and_then(|a| a.next_cursor)))
     }
 
     /// Every page of a v2 list (`/api/v2/persons`, ...), one at a time.
@@ -244,19 +245,42 @@ impl PipedriveClient {
     }
 
     /// The pages of a list from `cursor` on (a checkpoint of an earlier run), or from the start.
+    ///
+    /// A task of its own fetches the pages, asking for the next one as soon as a body has come
+    /// (its cursor is read without decoding the records); the stream decodes them. A cursor
+    /// list can only be read one page after the other, so a page's decoding would otherwise
+    /// add to every round trip — under load, more than the limiter's 26 ms between calls.
     pub fn list_from<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: ListQuery,
         cursor: Option<String>,
     ) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
-        let client = self.clone();
-        let path = path.to_owned();
-        futures_util::stream::try_unfold((Some(cursor), client, path, query), |(cursor, client, path, query)| async move {
-            let Some(cursor) = cursor else { return Ok(None) };
-            let page: Page<T> = client.page(&path, &query, cursor.as_deref()).await?;
-            let next = page.next_cursor.clone().map(Some);
-            Ok(Some((page, (next, client, path, query))))
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<(bytes::Bytes, Option<String>), PipedriveError>>(2);
+        let (client, path) = (self.clone(), path.to_owned());
+        tokio::spawn(async move {
+            let mut cursor = Some(cursor);
+            while let Some(at) = cursor.take() {
+                let body = client.page_body(&path, &query, at.as_deref()).await;
+                if let Ok((_, Some(next))) = &body {
+                    cursor = Some(Some(next.clone()));
+                }
+                // The stream was dropped, or this was the last page (or a failure): done.
+                if tx.send(body).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // The stream ends after its first failure.
+        futures_util::stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            let page = rx.recv().await?.and_then(|(body, next_cursor)| {
+                serde_json::from_slice::<ListBody<T>>(&body)
+                    .map(|list| Page { items: list.data, next_cursor })
+                    .map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })
+            });
+            let more = page.is_ok().then_some(rx);
+            Some((page, more))
         })
     }
 }

@@ -70,8 +70,13 @@ const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
 /// How often a run records its progress (the Sync page shows it as it changes).
 const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded).
-const PERSON_PAGES_AHEAD: usize = 4;
+/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded):
+/// about a third of a second of Pipedrive's rate, so that a pause of the persons loop (a group
+/// of imports coming due, a database write) does not leave Pipedrive's limiter idle — time a
+/// limiter without burst never gives back.
+const PERSON_PAGES_AHEAD: usize = 12;
+/// Pages of organizations, deals and activities read ahead of the one being recorded.
+const PAGES_AHEAD: usize = 8;
 /// PRODUCT.md's `deal.stage_changed`, in the characters Brevo allows in an event name (letters,
 /// digits, `-`, `_`).
 pub const STAGE_CHANGED: &str = "deal_stage_changed";
@@ -101,6 +106,10 @@ pub struct Bulk {
     /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
     /// oldest waiting row are read again.
     pub hold_pages: u64,
+    /// Rows waiting in all groups together, at most: beyond it the largest group is imported.
+    /// What waits when the last page is read is imported, processed by Brevo and recorded after
+    /// it — the part of a backfill that no longer overlaps Pipedrive's reading.
+    pub held_rows: usize,
     /// Contacts that an incremental run (or a retry) must have to write in imports rather than
     /// one by one (then every group of at least `BULK_MIN` with the same lists is one import).
     /// Fewer are cheaper one by one: imports must be confirmed by polls of `/v3/processes`,
@@ -111,7 +120,7 @@ pub struct Bulk {
 
 impl Default for Bulk {
     fn default() -> Self {
-        Self { import_rows: 5_000, hold_pages: 100, write_now_rows: 100 }
+        Self { import_rows: 5_000, hold_pages: 100, held_rows: 10_000, write_now_rows: 100 }
     }
 }
 
@@ -421,14 +430,19 @@ pub struct Engine<'s> {
     recorder: Arc<tokio::sync::Mutex<()>>,
     /// Whether persons had links when this step started (see `sync_persons`).
     persons_linked: bool,
-    /// When the progress was last recorded.
+    /// When the progress was last recorded, and the report on its way (see `report`).
     last_report: Option<Instant>,
+    reporting: Option<tokio::task::JoinHandle<()>>,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
     last_poll: Option<Instant>,
     /// A backfill's head start on its companies' contact ids (`start_company_contacts`): the
     /// task, then what it found (email → Brevo contact id).
     company_contacts_task: Option<AbortOnDrop<HashMap<String, i64>>>,
     company_contacts: HashMap<String, i64>,
+    /// The page being recorded (see `save_page`).
+    saving: Option<AbortOnDrop<Result<(), Stop>>>,
+    /// The links' statistics being refreshed (see `page_read`).
+    analyzing: Option<AbortOnDrop<()>>,
     /// An incremental run's changed contacts, held across pages so that those going to the same
     /// lists make one import; the checkpoint of the last page they came from.
     later: Vec<Row>,
@@ -464,8 +478,11 @@ struct PendingImport {
     saved: Option<i64>,
 }
 
-/// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows).
-const MAX_INFLIGHT: usize = 4;
+/// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows, about
+/// 2 MB).
+/// Groups come due together (they wait at most `Bulk::hold_pages`), so this is about as many as
+/// a backfill has groups: the persons loop goes on while Brevo's limiter spaces them out.
+const MAX_INFLIGHT: usize = 12;
 
 /// Seconds per kind of work, for the log line that tells where a run's time went.
 #[derive(Default)]
@@ -494,6 +511,13 @@ fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
         .ok()
         .or_else(|| time::PrimitiveDateTime::parse(t, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok().map(|p| p.assume_utc()))
+}
+
+/// A progress report that fails is logged and left: the next one carries the same counts.
+async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
+    if let Err(e) = store::progress(pool, run, &p).await {
+        tracing::warn!(error = %e, "could not record the run's progress");
+    }
 }
 
 /// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
@@ -615,9 +639,12 @@ impl<'s> Engine<'s> {
             recorder: Arc::default(),
             last_poll: None,
             last_report: None,
+            reporting: None,
             persons_linked: true,
             company_contacts_task: None,
             company_contacts: HashMap::new(),
+            analyzing: None,
+            saving: None,
             later: Vec::new(),
             later_checkpoint: None,
         })
@@ -627,26 +654,35 @@ impl<'s> Engine<'s> {
         self.counts.entry(entity.to_owned()).or_default()
     }
 
-    /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds).
+    /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds),
+    /// by a task beside the loop: the loop does not wait for the database.
     async fn report(&mut self) {
-        if self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
-            self.report_now().await;
+        let idle = self.reporting.as_ref().is_none_or(|task| task.is_finished());
+        if idle && self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+            self.last_report = Some(Instant::now());
+            let (pool, run, p) = (self.pool.clone(), self.run, self.progress());
+            self.reporting = Some(tokio::spawn(async move { record_progress(&pool, run, p).await }.in_current_span()));
         }
     }
 
+    /// Records the run's progress now, after any report still on its way (which must not land
+    /// after this one).
     async fn report_now(&mut self) {
+        if let Some(task) = self.reporting.take() {
+            let _ = task.await;
+        }
         self.last_report = Some(Instant::now());
-        let phase = self.steps.get(self.step).copied().unwrap_or("finishing");
-        let p = store::Progress {
-            phase,
+        record_progress(self.pool, self.run, self.progress()).await;
+    }
+
+    fn progress(&self) -> store::Progress {
+        store::Progress {
+            phase: self.steps.get(self.step).copied().unwrap_or("finishing"),
             steps_done: self.step as i32,
             steps_total: self.steps.len() as i32,
-            counts: &self.counts,
+            counts: self.counts.clone(),
             pipedrive_tokens: self.base_tokens + self.pd.tokens_spent(),
             brevo_calls: self.base_calls + self.brevo.calls(),
-        };
-        if let Err(e) = store::progress(self.pool, self.run, &p).await {
-            tracing::warn!(error = %e, "could not record the run's progress");
         }
     }
 
@@ -706,6 +742,7 @@ impl<'s> Engine<'s> {
                 "companies" => self.companies().await?,
                 _ => {}
             }
+            self.saved().await?;
         }
         self.finish_attributes(attributes.take()).await?;
         self.step = self.steps.len();
@@ -817,26 +854,61 @@ impl<'s> Engine<'s> {
     }
 
     /// A page's links and the checkpoint after it, in one transaction; then the progress.
-    async fn save_page(&mut self, entity: &str, links: &[Link], cp: &Checkpoint) -> Result<(), Stop> {
+    /// Records a page's links and its checkpoint together, by a task beside the loop (one at a
+    /// time, in order), so that the next page is worked on while the database writes this one.
+    async fn save_page(&mut self, entity: &'static str, links: Vec<Link>, cp: Checkpoint) -> Result<(), Stop> {
         self.page_read().await?;
-        let mut tx = self.pool.begin().await?;
-        store::upsert_links(&mut *tx, self.tenant, links).await?;
-        store::save_checkpoint(&mut *tx, self.tenant, entity, cp).await?;
-        tx.commit().await?;
+        self.saved().await?;
+        let (pool, tenant) = (self.pool.clone(), self.tenant);
+        self.saving = Some(AbortOnDrop(tokio::spawn(
+            async move {
+                let mut tx = pool.begin().await?;
+                store::upsert_links(&mut *tx, tenant, &links).await?;
+                store::save_checkpoint(&mut *tx, tenant, entity, &cp).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .in_current_span(),
+        )));
         self.report().await;
         Ok(())
     }
 
+    /// Waits for the page `save_page` is recording (every step that saves pages ends with it).
+    async fn saved(&mut self) -> Result<(), Stop> {
+        if let Some(mut task) = self.saving.take() {
+            let t = Instant::now();
+            (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording a page was interrupted: {e}")))??;
+            self.spent.add("database: pages", t);
+        }
+        Ok(())
+    }
+
+    /// Whether a step must look up what the links know of its records: not in a backfill that
+    /// found none of them linked (every record then is new).
+    async fn linked(&self, entity: &str) -> Result<bool, Stop> {
+        Ok(self.mode == Mode::Incremental || store::has_links(self.pool, self.tenant, entity).await?)
+    }
+
     /// Counts a backfill's pages and refreshes the links' statistics as the table doubles (4, 8,
     /// 16, … pages): autovacuum's analyze lags behind a bulk load, and the lookups by person and
-    /// by email need the planner to know the table's size.
+    /// by email need the planner to know the table's size. The analyze runs beside the loop (it
+    /// takes a tenth of a second on a large table, four pages of Pipedrive's rate), one at a time.
     async fn page_read(&mut self) -> Result<(), Stop> {
         if self.mode == Mode::Backfill {
             self.backfill_pages += 1;
-            if self.backfill_pages >= 4 && self.backfill_pages.is_power_of_two() {
-                let t = Instant::now();
-                store::analyze_links(self.pool).await?;
-                self.spent.add("database: analyze", t);
+            let idle = self.analyzing.as_ref().is_none_or(|task| task.0.is_finished());
+            if self.backfill_pages >= 4 && self.backfill_pages.is_power_of_two() && idle {
+                let pool = self.pool.clone();
+                self.analyzing = Some(AbortOnDrop(tokio::spawn(
+                    async move {
+                        // Only the planner's estimates are at stake: a failure is logged, not fatal.
+                        if let Err(e) = store::analyze_links(&pool).await {
+                            tracing::warn!(error = %e, "could not refresh the links' statistics");
+                        }
+                    }
+                    .in_current_span(),
+                )));
             }
         }
         Ok(())
@@ -862,11 +934,18 @@ impl<'s> Engine<'s> {
 
     async fn organizations(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
-        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor), 1);
+        let linked = self.linked("organization").await?;
+        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor), PAGES_AHEAD);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|o| o.id.to_string()).collect();
-            let existing = store::links(self.pool, self.tenant, "organization", &ids).await?;
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "organization", &ids).await?
+            } else {
+                HashMap::new()
+            };
             let mut links = Vec::new();
             let mut latest = None;
             for org in &page.items {
@@ -898,7 +977,7 @@ impl<'s> Engine<'s> {
                 });
             }
             let cp = self.advance("organization", page.next_cursor, latest);
-            self.save_page("organization", &links, &cp).await?;
+            self.save_page("organization", links, cp).await?;
         }
         Ok(())
     }
@@ -914,11 +993,18 @@ impl<'s> Engine<'s> {
 
     async fn deals(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
-        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), 1);
+        let linked = self.linked("deal").await?;
+        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|d| d.id.to_string()).collect();
-            let existing = store::links(self.pool, self.tenant, "deal", &ids).await?;
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "deal", &ids).await?
+            } else {
+                HashMap::new()
+            };
             let mut links = Vec::new();
             let mut latest = None;
             for d in &page.items {
@@ -972,7 +1058,7 @@ impl<'s> Engine<'s> {
                 });
             }
             let cp = self.advance("deal", page.next_cursor, latest);
-            self.save_page("deal", &links, &cp).await?;
+            self.save_page("deal", links, cp).await?;
         }
         Ok(())
     }
@@ -989,11 +1075,18 @@ impl<'s> Engine<'s> {
             Mode::Incremental => 0,
         };
         let full_scan = start == 0;
+        let linked = self.linked("lead").await?;
         let mut seen: Vec<String> = Vec::new();
         loop {
             let (leads, next) = self.pd.leads(start, u64::from(PAGE)).await?;
             let ids: Vec<String> = leads.iter().map(|l| l.id.clone()).collect();
-            let existing = store::links(self.pool, self.tenant, "lead", &ids).await?;
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "lead", &ids).await?
+            } else {
+                HashMap::new()
+            };
             let mut links = Vec::new();
             for lead in &leads {
                 self.count("lead").read += 1;
@@ -1029,7 +1122,7 @@ impl<'s> Engine<'s> {
                 }
             }
             self.checkpoints.insert("lead".into(), cp.clone());
-            self.save_page("lead", &links, &cp).await?;
+            self.save_page("lead", links, cp).await?;
             match next {
                 Some(n) => start = n,
                 None => break,
@@ -1103,10 +1196,16 @@ impl<'s> Engine<'s> {
         let t = Instant::now();
         self.write_later().await?;
         self.flush_all().await?;
+        let s = Instant::now();
         self.settle_writes(true).await?;
+        self.spent.add("(end) sending the last writes", s);
+        let s = Instant::now();
         self.confirm_imports(true).await?;
+        self.spent.add("(end) Brevo's imports", s);
+        let s = Instant::now();
         self.settle_recording(true).await?;
         self.save_ready_checkpoint().await?;
+        self.spent.add("(end) recording", s);
         self.spent.add("(after the last persons page)", t);
         Ok(())
     }
@@ -1334,17 +1433,23 @@ impl<'s> Engine<'s> {
             bucket.bytes += row.email.len() + row.own.len() + row.derived.len() + 32;
             bucket.rows.push(row);
         }
-        let Bulk { import_rows, hold_pages, .. } = self.s.bulk;
+        let Bulk { import_rows, hold_pages, held_rows, .. } = self.s.bulk;
         let due: Vec<Vec<i64>> =
             self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || b.bytes >= IMPORT_BYTES || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
         for lists in due {
             self.flush(&lists).await?;
+        }
+        while self.bulk.values().map(|b| b.rows.len()).sum::<usize>() > held_rows {
+            let Some(largest) = self.bulk.iter().max_by_key(|(_, b)| b.rows.len()).map(|(lists, _)| lists.clone()) else { break };
+            self.flush(&largest).await?;
         }
         self.release_checkpoint().await
     }
 
     /// Imports every waiting group (the end of the persons).
     async fn flush_all(&mut self) -> Result<(), Stop> {
+        let rows: usize = self.bulk.values().map(|b| b.rows.len()).sum();
+        tracing::debug!(groups = self.bulk.len(), rows, "importing the groups still waiting");
         let all: Vec<Vec<i64>> = self.bulk.keys().cloned().collect();
         for lists in all {
             self.flush(&lists).await?;
@@ -1356,6 +1461,7 @@ impl<'s> Engine<'s> {
     /// (an import needs a target), one by one. Either way by a task, beside the persons loop.
     async fn flush(&mut self, lists: &[i64]) -> Result<(), Stop> {
         let Some(bucket) = self.bulk.remove(lists) else { return Ok(()) };
+        tracing::debug!(?lists, rows = bucket.rows.len(), page = self.backfill_pages, "importing a group");
         if bucket.rows.len() < BULK_MIN || lists.is_empty() {
             return self.spawn_one_by_one(bucket.rows).await;
         }
@@ -1819,10 +1925,11 @@ impl<'s> Engine<'s> {
             Mode::Backfill => self.started - time::Duration::days(i64::from(self.mapping.options.backfill_event_days)),
             Mode::Incremental => cp.since.unwrap_or(self.started) - OVERLAP,
         };
-        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None), 1);
+        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None), PAGES_AHEAD);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
+            self.saved().await?;
             let existing = store::links(self.pool, self.tenant, "activity", &ids).await?;
             let mut links = Vec::new();
             let mut latest = None;
@@ -1859,7 +1966,7 @@ impl<'s> Engine<'s> {
                 Mode::Backfill => self.checkpoint("activity"),
                 Mode::Incremental => self.advance("activity", None, latest),
             };
-            self.save_page("activity", &links, &cp).await?;
+            self.save_page("activity", links, cp).await?;
         }
         Ok(())
     }
