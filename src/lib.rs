@@ -11,5 +11,6 @@ pub mod domain;
 pub mod mapping;
 pub mod pipedrive;
 pub mod queue;
+pub mod rate;
 pub mod secrets;
 pub mod sync;

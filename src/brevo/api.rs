@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::BrevoError;
+use crate::rate::SlidingWindow;
 use crate::secrets::Secret;
 
 /// At most this many contacts per list add / remove call.
@@ -19,50 +20,14 @@ pub const LIST_CHUNK: usize = 150;
 
 /// The per-key limiters; share one per key across every client of the process.
 pub struct BrevoLimits {
-    contacts: Window,
+    /// Brevo counts contact calls in fixed one-second windows, each starting with a call: 9
+    /// calls in any 1.1 s keep each of Brevo's windows to 9 as long as a call reaches it less
+    /// than 0.1 s late, yet let calls after a pause leave together (the last imports of a
+    /// backfill).
+    contacts: SlidingWindow,
     /// `/v3/events` has its own 10-per-second bucket.
-    events: Window,
+    events: SlidingWindow,
     others: DefaultDirectRateLimiter,
-}
-
-/// At most `max` calls in any `span`: a sliding log of the last calls' start times.
-///
-/// Brevo counts contact calls in fixed one-second windows, each starting with a call. A window
-/// of 1.1 s holding 9 calls keeps any one of Brevo's windows to 9 as long as a call reaches it
-/// less than 0.1 s late — the margin of governor's evenly spaced 9 per 1.1 s too — but, unlike
-/// that even spacing, lets the calls go together after a pause: the last imports of a backfill
-/// leave at once rather than 122 ms apart. (governor's GCRA with a burst of 9 would allow 17 in
-/// a second after a pause; it has no sliding window.)
-struct Window {
-    max: usize,
-    span: Duration,
-    sent: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
-}
-
-impl Window {
-    fn new(max: usize, span: Duration) -> Self {
-        Self { max: max.max(1), span, sent: std::sync::Mutex::default() }
-    }
-
-    /// Waits for a slot and takes it.
-    async fn until_ready(&self) {
-        loop {
-            let wait = {
-                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-                let now = tokio::time::Instant::now();
-                while sent.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
-                    sent.pop_front();
-                }
-                if sent.len() < self.max {
-                    sent.push_back(now);
-                    return;
-                }
-                // Full: the oldest call leaves the window first.
-                sent.front().map(|t| *t + self.span - now).unwrap_or_default()
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
 }
 
 impl BrevoLimits {
@@ -73,7 +38,7 @@ impl BrevoLimits {
         // gaps after it. At 5% under, 50 ms of delay on a loaded machine was enough for an
         // eleventh request in a window: a 429 in one backfill run of three, and a second lost
         // each time.
-        let per_second = |n: u32| Window::new(n.saturating_sub(n.div_ceil(10)) as usize, Duration::from_millis(1100));
+        let per_second = |n: u32| SlidingWindow::new(n.saturating_sub(n.div_ceil(10)) as usize, Duration::from_millis(1100));
         Self {
             contacts: per_second(contacts_per_second),
             events: per_second(contacts_per_second),
@@ -533,33 +498,12 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::time::Instant;
-
-    /// The window lets `max` calls go at once after a pause, and the next only when the oldest
-    /// has left the window: never more than `max` in any span of its length.
-    #[tokio::test(start_paused = true)]
-    async fn the_window_bursts_after_a_pause_and_never_exceeds_its_limit() {
-        let window = Window::new(9, Duration::from_millis(1100));
-        let start = Instant::now();
-        let mut at = Vec::new();
-        for _ in 0..20 {
-            window.until_ready().await;
-            at.push(start.elapsed());
-        }
-        assert!(at[..9].iter().all(|t| t.is_zero()), "the first nine go at once: {at:?}");
-        assert_eq!(at[9], Duration::from_millis(1100));
-        assert_eq!(at[18], Duration::from_millis(2200));
-        for (i, t) in at.iter().enumerate() {
-            let in_span = at.iter().filter(|u| **u >= *t && **u < *t + Duration::from_millis(1100)).count();
-            assert!(in_span <= 9, "{in_span} calls in the 1.1 s from call {i}");
-        }
-    }
 
     #[test]
     fn the_limits_are_ten_percent_under_brevos() {
         let limits = BrevoLimits::documented();
-        assert_eq!(limits.contacts.max, 9);
-        assert_eq!(limits.events.max, 9);
-        assert_eq!(BrevoLimits::new(1, 1).contacts.max, 1);
+        assert_eq!(limits.contacts.max(), 9);
+        assert_eq!(limits.events.max(), 9);
+        assert_eq!(BrevoLimits::new(1, 1).contacts.max(), 1);
     }
 }
