@@ -869,6 +869,7 @@ impl<'s> Engine<'s> {
         self.saving = Some(AbortOnDrop(tokio::spawn(
             async move {
                 let mut tx = pool.begin().await?;
+                store::relaxed_commit(&mut tx).await?;
                 store::upsert_links(&mut *tx, tenant, &links).await?;
                 store::save_checkpoint(&mut *tx, tenant, entity, &cp).await?;
                 tx.commit().await?;
@@ -1790,6 +1791,7 @@ impl<'s> Engine<'s> {
             let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
             drop(import.rows);
             let mut tx = pool.begin().await?;
+            store::relaxed_commit(&mut tx).await?;
             store::upsert_links(&mut *tx, tenant, &links).await?;
             if let Some(id) = import.saved {
                 store::delete_import(&mut *tx, tenant, id).await?;

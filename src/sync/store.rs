@@ -25,6 +25,17 @@ pub struct Link {
     pub facts: Value,
 }
 
+/// Lets this transaction's commit return before its WAL reaches the disk (`synchronous_commit =
+/// off` for it alone): a bulk load commits a page at a time, and waiting for each flush left the
+/// loop waiting on the disk. Safe for what a sync records: should the *database server* crash, at
+/// most the last few hundred milliseconds of such commits are lost, whole (a page's links with
+/// its checkpoint), and never a commit that a later, flushed one follows (the log is flushed in
+/// order) — a lost page is read again and its contacts written again, which Brevo's upsert by
+/// email makes harmless.
+pub async fn relaxed_commit(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("set local synchronous_commit = off").execute(tx).await.map(|_| ())
+}
+
 pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &[Link]) -> Result<(), sqlx::Error> {
     if links.is_empty() {
         return Ok(());
