@@ -14,3 +14,4 @@ pub mod queue;
 pub mod rate;
 pub mod secrets;
 pub mod sync;
+pub mod task;

@@ -258,7 +258,7 @@ impl PipedriveClient {
     ) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<(bytes::Bytes, Option<String>), PipedriveError>>(2);
         let (client, path) = (self.clone(), path.to_owned());
-        tokio::spawn(async move {
+        let fetcher = tokio::spawn(async move {
             let mut cursor = Some(cursor);
             while let Some(at) = cursor.take() {
                 let body = client.page_body(&path, &query, at.as_deref()).await;
@@ -271,15 +271,17 @@ impl PipedriveClient {
                 }
             }
         });
-        // The stream ends after its first failure.
-        futures_util::stream::unfold(Some(rx), |rx| async move {
-            let mut rx = rx?;
+        // The stream ends after its first failure; dropped, it stops the fetching (no page is
+        // asked for, and paid for, that nobody reads).
+        let fetching = crate::task::AbortOnDrop(fetcher);
+        futures_util::stream::unfold(Some((rx, fetching)), |state| async move {
+            let (mut rx, fetching) = state?;
             let page = rx.recv().await?.and_then(|(body, next_cursor)| {
                 serde_json::from_slice::<ListBody<T>>(&body)
                     .map(|list| Page { items: list.data, next_cursor })
                     .map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })
             });
-            let more = page.is_ok().then_some(rx);
+            let more = page.is_ok().then_some((rx, fetching));
             Some((page, more))
         })
     }

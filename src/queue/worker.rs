@@ -13,16 +13,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{Job, claim, complete, fail, heartbeat, snooze};
-
-/// Stops the heartbeat when the job's future is dropped (cancelled), so a lease is never renewed
-/// for work nobody does.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+// The heartbeat stops when the job's future is dropped (cancelled), so a lease is never renewed
+// for work nobody does.
+use crate::task::AbortOnDrop;
 
 /// What a handler's failure means for the job.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,7 @@ use crate::pipedrive::limits::Registry;
 use crate::pipedrive::models::{Activity, Deal, Field, Organization, Person, Stage};
 use crate::queue::{Job, JobError};
 use crate::secrets::SecretKey;
+use crate::task::AbortOnDrop;
 
 /// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
 /// the content hashes drop what was already written.
@@ -449,15 +450,6 @@ pub struct Engine<'s> {
     later_checkpoint: Option<Checkpoint>,
 }
 
-/// A task that ends with the run that started it, even when the run stops early.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
 /// contacts written one at a time (and the failure that stopped them, if one did).
 enum Sent {
@@ -479,8 +471,7 @@ struct PendingImport {
 }
 
 /// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows, about
-/// 2 MB).
-/// Groups come due together (they wait at most `Bulk::hold_pages`), so this is about as many as
+/// 2 MB). Groups come due together (they wait at most `Bulk::hold_pages`), so this is about as many as
 /// a backfill has groups: the persons loop goes on while Brevo's limiter spaces them out.
 const MAX_INFLIGHT: usize = 12;
 
@@ -502,14 +493,7 @@ impl std::fmt::Display for Spent {
 }
 
 fn hash(v: &Value) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(serde_json::to_vec(v).unwrap_or_default());
-    let mut text = String::with_capacity(2 * digest.len());
-    for b in digest {
-        text.push(char::from(HEX[usize::from(b >> 4)]));
-        text.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    text
+    format!("{:x}", Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
 }
 
 fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
@@ -859,7 +843,6 @@ impl<'s> Engine<'s> {
         cp.clone()
     }
 
-    /// A page's links and the checkpoint after it, in one transaction; then the progress.
     /// Records a page's links and its checkpoint together, by a task beside the loop (one at a
     /// time, in order), so that the next page is worked on while the database writes this one.
     async fn save_page(&mut self, entity: &'static str, links: Vec<Link>, cp: Checkpoint) -> Result<(), Stop> {
