@@ -150,6 +150,15 @@ impl BrevoApi {
 
     /// One call with its retries; `(status, body)` of the final 2xx/4xx answer.
     async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, bytes::Bytes), BrevoError> {
+        // Serialized before the limiter lets the call go: an import's megabytes take long enough
+        // to turn the limiter's even spacing into two calls in one of Brevo's one-second windows.
+        // (A `Value` always serializes.)
+        let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
+        self.call_bytes(method, path, query, payload).await
+    }
+
+    /// A call with a body already serialized (JSON).
+    async fn call_bytes(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], payload: Option<bytes::Bytes>) -> Result<(u16, bytes::Bytes), BrevoError> {
         let window = if path.starts_with("/v3/contacts") {
             Some(&self.limits.contacts)
         } else if path.starts_with("/v3/events") {
@@ -157,10 +166,6 @@ impl BrevoApi {
         } else {
             None
         };
-        // Serialized before the limiter lets the call go: an import's megabytes take long enough
-        // to turn the limiter's even spacing into two calls in one of Brevo's one-second windows.
-        // (A `Value` always serializes.)
-        let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
         let (mut failures, mut limited) = (0u32, 0u32);
         let no_wait = self.no_wait && window.is_none();
         loop {
@@ -266,6 +271,19 @@ impl BrevoApi {
     pub async fn import(&self, contacts: &[Value], list_ids: &[i64]) -> Result<i64, BrevoError> {
         let body = json!({"jsonBody": contacts, "listIds": list_ids, "updateExistingContacts": true, "emptyContactsAttributes": false});
         let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/import", &[], Some(&body)).await?;
+        match status {
+            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["processId"].as_i64()).ok_or(BrevoError::Decode { field: "processId".into() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
+    /// `/contacts/import` of contacts whose attributes are already JSON: each contact's objects
+    /// (serialized maps, their keys not overlapping) are joined into its `attributes` as they are.
+    /// A backfill imports 5,000 contacts a call; parsing their attributes into maps only to
+    /// serialize them again cost more CPU than anything else in the import.
+    pub async fn import_json(&self, contacts: &[ImportContact<'_>], list_ids: &[i64]) -> Result<i64, BrevoError> {
+        let body = import_body(contacts, list_ids);
+        let (status, bytes) = self.call_bytes(reqwest::Method::POST, "/v3/contacts/import", &[], Some(body.into())).await?;
         match status {
             200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["processId"].as_i64()).ok_or(BrevoError::Decode { field: "processId".into() }),
             _ => Err(contact_error(status, &bytes)),
@@ -495,6 +513,46 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+
+/// A contact of [`BrevoApi::import_json`]: its email, and its attributes as JSON objects.
+pub struct ImportContact<'a> {
+    pub email: &'a str,
+    pub attributes: [&'a str; 2],
+}
+
+/// The body of `/contacts/import` for `contacts`, written straight from their JSON texts.
+fn import_body(contacts: &[ImportContact<'_>], list_ids: &[i64]) -> Vec<u8> {
+    let size: usize = contacts.iter().map(|c| c.email.len() + c.attributes.iter().map(|a| a.len()).sum::<usize>() + 40).sum();
+    let mut body = Vec::with_capacity(size + 160);
+    body.extend_from_slice(b"{\"jsonBody\":[");
+    for (i, c) in contacts.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"email\":");
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut body, c.email);
+        body.extend_from_slice(b",\"attributes\":{");
+        let mut first = true;
+        for object in c.attributes {
+            let inner = object.trim().strip_prefix('{').and_then(|o| o.strip_suffix('}')).unwrap_or_default().trim();
+            if inner.is_empty() {
+                continue;
+            }
+            if !first {
+                body.push(b',');
+            }
+            body.extend_from_slice(inner.as_bytes());
+            first = false;
+        }
+        body.extend_from_slice(b"}}");
+    }
+    body.extend_from_slice(b"],\"listIds\":");
+    let _ = serde_json::to_writer(&mut body, list_ids);
+    body.extend_from_slice(b",\"updateExistingContacts\":true,\"emptyContactsAttributes\":false}");
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +563,30 @@ mod tests {
         assert_eq!(limits.contacts.max(), 9);
         assert_eq!(limits.events.max(), 9);
         assert_eq!(BrevoLimits::new(1, 1).contacts.max(), 1);
+    }
+
+    #[test]
+    fn an_import_body_from_json_texts_is_the_body_of_the_same_contacts_as_values() {
+        let own = serde_json::to_string(&json!({"FIRSTNAME": "Zoë \"Z\"", "SMS": "+4915112345678", "TAGS": ["a", "b"]})).unwrap();
+        let derived = serde_json::to_string(&json!({"COMPANY": "Acme", "WON_DEALS": 2})).unwrap();
+        let contacts = [
+            ImportContact { email: "zoe@example.com", attributes: [&own, &derived] },
+            ImportContact { email: "a\\b@example.com", attributes: ["{}", &derived] },
+            ImportContact { email: "c@example.com", attributes: ["{}", "{}"] },
+        ];
+        let body: Value = serde_json::from_slice(&import_body(&contacts, &[3, 7])).expect("valid JSON");
+        let mut zoe = serde_json::from_str::<Map<String, Value>>(&own).unwrap();
+        zoe.extend(serde_json::from_str::<Map<String, Value>>(&derived).unwrap());
+        let expected = json!({
+            "jsonBody": [
+                {"email": "zoe@example.com", "attributes": zoe},
+                {"email": "a\\b@example.com", "attributes": {"COMPANY": "Acme", "WON_DEALS": 2}},
+                {"email": "c@example.com", "attributes": {}},
+            ],
+            "listIds": [3, 7],
+            "updateExistingContacts": true,
+            "emptyContactsAttributes": false,
+        });
+        assert_eq!(body, expected);
     }
 }

@@ -276,11 +276,17 @@ impl PipedriveClient {
         let fetching = crate::task::AbortOnDrop(fetcher);
         futures_util::stream::unfold(Some((rx, fetching)), |state| async move {
             let (mut rx, fetching) = state?;
-            let page = rx.recv().await?.and_then(|(body, next_cursor)| {
+            let decode = |(body, next_cursor): (bytes::Bytes, Option<String>)| {
                 serde_json::from_slice::<ListBody<T>>(&body)
                     .map(|list| Page { items: list.data, next_cursor })
                     .map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })
-            });
+            };
+            // A page is up to half a megabyte of JSON: decoded on a blocking thread, so the
+            // runtime's workers stay free for the requests on their way.
+            let page = match rx.recv().await? {
+                Ok(fetched) => tokio::task::spawn_blocking(move || decode(fetched)).await.unwrap_or_else(|e| Err(PipedriveError::Transient(format!("decoding a page was interrupted: {e}")))),
+                Err(e) => Err(e),
+            };
             let more = page.is_ok().then_some((rx, fetching));
             Some((page, more))
         })

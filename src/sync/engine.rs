@@ -27,7 +27,7 @@ use super::store::{self, Checkpoint, Link, RecordError};
 use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
 use crate::brevo::BrevoError;
-use crate::brevo::api::{BrevoApi, Upserted};
+use crate::brevo::api::{BrevoApi, ImportContact, Upserted};
 use crate::connections::{self, ConnectError, Providers};
 use crate::domain::TenantId;
 use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
@@ -309,6 +309,61 @@ fn prepare(persons: &[Person], mapping: &MappingConfig, cat: &Catalogue) -> Vec<
     persons.iter().map(|p| (!p.is_deleted).then(|| transform::own_attributes(p, mapping, &cat.catalog, &cat.options, country))).collect()
 }
 
+/// What a person becomes in Brevo, computed beside the loop from its own attributes and what
+/// the links know (`Known`): the loop only compares it with the person's link.
+struct Draft {
+    own: Box<str>,
+    derived: Box<str>,
+    lists: Vec<i64>,
+    hash: String,
+}
+
+/// What a person with these own attributes becomes, given what the links know (pure).
+fn draft(mapping: &MappingConfig, pid: i64, email: &str, own: Map<String, Value>, org_id: Option<i64>, known: &Known) -> Draft {
+    let (deals_of, leads) = &known.related;
+    let deals = deals_of.get(&pid).map(Vec::as_slice).unwrap_or_default();
+    let org_name = org_id.and_then(|o| known.orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
+    let derived = transform::derived(mapping, org_name, &transform::counts(deals));
+    let lists: Vec<i64> = transform::lists(mapping, deals, leads.contains(&pid)).into_iter().collect();
+    // What the derived attributes override is left out of the own ones, so that the two never
+    // share a key and an import joins their texts as they are.
+    let mut attributes = own;
+    for key in derived.keys() {
+        attributes.remove(key);
+    }
+    let (own_text, derived_text) = (object_text(&attributes), object_text(&derived));
+    attributes.extend(derived);
+    let hash = hash(&json!([email, attributes, lists]));
+    Draft { own: own_text, derived: derived_text, lists, hash }
+}
+
+/// The draft of every person of a page with a valid email (their own attributes move into it).
+fn drafts(persons: &[Person], prepared: &mut [Prepared], known: &Known, mapping: &MappingConfig) -> Vec<Option<Draft>> {
+    persons
+        .iter()
+        .zip(prepared)
+        .map(|(p, out)| match out {
+            Some(Ok(out)) => Some(draft(mapping, p.id as i64, out.email.as_str(), std::mem::take(&mut out.attributes), p.org_id.map(|o| o as i64), known)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A contact to write, or `None` when Brevo already has exactly this.
+fn row(pid: i64, email: String, draft: Draft, org_id: Option<i64>, prev: Option<&Link>, has_issues: bool) -> Option<Row> {
+    if prev.and_then(|p| p.content_hash.as_deref()) == Some(draft.hash.as_str()) {
+        return None;
+    }
+    // A changed email is a new contact: the old one leaves the synced lists.
+    let same_contact = prev.is_some_and(|p| p.brevo_ref.as_deref() == Some(email.as_str()));
+    let prev_lists = prev.filter(|_| same_contact).map(|p| lists_of(&p.facts)).unwrap_or_default();
+    let Draft { own, derived, lists, hash } = draft;
+    Some(Row { person_id: pid, email, own, derived, lists, prev_lists, existed: same_contact, hash, org_id, has_issues })
+}
+
+/// Persons pages worked on at once beside the loop (their attributes, lookups and drafts).
+const PREPARING: usize = 2;
+
 /// A contact to write, and what Brevo had before. A backfill holds tens of thousands while
 /// their groups fill, so the attributes are kept as JSON text (a quarter of the memory of maps).
 #[derive(Debug, Clone, Deserialize)]
@@ -440,6 +495,9 @@ pub struct Engine<'s> {
     /// task, then what it found (email → Brevo contact id).
     company_contacts_task: Option<AbortOnDrop<HashMap<String, i64>>>,
     company_contacts: HashMap<String, i64>,
+    /// A backfill's deals and persons, read while the step before them runs (see `read_ahead`).
+    deals_ahead: Option<Pages<Deal>>,
+    persons_ahead: Option<Pages<Person>>,
     /// The page being recorded (see `save_page`).
     saving: Option<AbortOnDrop<Result<(), Stop>>>,
     /// The links' statistics being refreshed (see `page_read`).
@@ -509,6 +567,9 @@ async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
         tracing::warn!(error = %e, "could not record the run's progress");
     }
 }
+
+/// Pages read ahead of the loop that works on them.
+type Pages<T> = mpsc::Receiver<Result<crate::pipedrive::client::Page<T>, PipedriveError>>;
 
 /// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
 /// last one.
@@ -633,6 +694,8 @@ impl<'s> Engine<'s> {
             persons_linked: true,
             company_contacts_task: None,
             company_contacts: HashMap::new(),
+            deals_ahead: None,
+            persons_ahead: None,
             analyzing: None,
             saving: None,
             later: Vec::new(),
@@ -720,6 +783,7 @@ impl<'s> Engine<'s> {
             if self.steps[i] == "deals" {
                 self.company_contacts_task = self.start_company_contacts();
             }
+            self.read_ahead(i);
             match self.steps[i] {
                 "organizations" => self.organizations().await?,
                 "deals" => self.deals().await?,
@@ -806,6 +870,28 @@ impl<'s> Engine<'s> {
 
     /// The checkpoint of an entity; a backfill that starts records its start as where the
     /// incremental runs after it begin.
+    /// A backfill starts reading the deals with the organizations and the persons with the deals.
+    /// A cursor list is read one page after the other, so one list alone leaves Pipedrive's
+    /// limiter idle whenever a round trip takes longer than its spacing (often, on a loaded
+    /// machine); two lists at once keep it busy, and the step that follows starts with pages
+    /// waiting. Only the reading starts early: the pages are worked on in order, each step after
+    /// the links it needs are recorded.
+    fn read_ahead(&mut self, step: usize) {
+        if self.mode != Mode::Backfill {
+            return;
+        }
+        let next = self.steps.get(step + 1..).unwrap_or_default();
+        match self.steps[step] {
+            "organizations" if next.contains(&"deals") && self.deals_ahead.is_none() => {
+                self.deals_ahead = self.query("deal").map(|(q, c)| prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD));
+            }
+            "deals" if next.contains(&"persons") && self.persons_ahead.is_none() => {
+                self.persons_ahead = self.query("person").map(|(q, c)| prefetch(self.pd.list_from::<Person>("/api/v2/persons", q, c), PERSON_PAGES_AHEAD));
+            }
+            _ => {}
+        }
+    }
+
     fn checkpoint(&mut self, entity: &str) -> Checkpoint {
         let started = self.started;
         self.checkpoints.entry(entity.to_owned()).or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() }).clone()
@@ -984,7 +1070,10 @@ impl<'s> Engine<'s> {
     async fn deals(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
         let linked = self.linked("deal").await?;
-        let mut pages = prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD);
+        let mut pages = match self.deals_ahead.take() {
+            Some(pages) => pages,
+            None => prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD),
+        };
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|d| d.id.to_string()).collect();
@@ -1152,17 +1241,32 @@ impl<'s> Engine<'s> {
         // idle), and another computes each person's own attributes and looks up the page's deals,
         // leads and organizations.
         let (mapping, cat, pool, tenant) = (Arc::new(self.mapping.clone()), self.cat.clone(), self.pool.clone(), self.tenant);
-        let read = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor), PERSON_PAGES_AHEAD);
+        let read = match self.persons_ahead.take() {
+            Some(pages) => pages,
+            None => prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor), PERSON_PAGES_AHEAD),
+        };
         let read = futures_util::stream::unfold(read, |mut pages| async move { pages.recv().await.map(|page| (page, pages)) });
-        let pages = read.then(move |page| {
-            let (mapping, cat, pool) = (mapping.clone(), cat.clone(), pool.clone());
-            async move {
-                let page = page?;
-                let prepared = prepare(&page.items, &mapping, &cat);
-                let known = known(&pool, tenant, &page.items).await?;
-                Ok::<_, Stop>((page, (prepared, known)))
-            }
-        });
+        let pages = read
+            .map(move |page| {
+                let (mapping, cat, pool) = (mapping.clone(), cat.clone(), pool.clone());
+                let work = async move {
+                    let page = page?;
+                    let known = known(&pool, tenant, &page.items).await?;
+                    // CPU work (phone numbers, hashes) on a blocking thread: on the runtime's
+                    // workers it would hold up the requests on their way, Pipedrive's included.
+                    let work = move || {
+                        let mut prepared = prepare(&page.items, &mapping, &cat);
+                        let drafts = drafts(&page.items, &mut prepared, &known, &mapping);
+                        (page, (prepared, drafts))
+                    };
+                    tokio::task::spawn_blocking(work).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))
+                };
+                // Each page in a task of its own, so that two are worked on at once (the stream
+                // keeps their order); dropped, the task stops.
+                let mut task = AbortOnDrop(tokio::spawn(work.in_current_span()));
+                async move { (&mut task.0).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))? }
+            })
+            .buffered(PREPARING);
         let mut stream = prefetch(pages, 2);
         if self.mode == Mode::Backfill {
             self.persons_linked = store::has_links(self.pool, self.tenant, "person").await?;
@@ -1221,11 +1325,16 @@ impl<'s> Engine<'s> {
 
     /// Decides what each person becomes in Brevo and writes what changed; saves `checkpoint` with
     /// the page's links (or its pending import).
-    async fn sync_persons(&mut self, persons: Vec<Person>, ahead: Option<(Vec<Prepared>, Known)>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+    async fn sync_persons(&mut self, persons: Vec<Person>, ahead: Option<(Vec<Prepared>, Vec<Option<Draft>>)>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
         let t = Instant::now();
-        let (prepared, known) = match ahead {
+        let (prepared, drafts) = match ahead {
             Some(ahead) => ahead,
-            None => (prepare(&persons, &self.mapping, &self.cat), known(self.pool, self.tenant, &persons).await?),
+            None => {
+                let mut prepared = prepare(&persons, &self.mapping, &self.cat);
+                let known = known(self.pool, self.tenant, &persons).await?;
+                let drafts = drafts(&persons, &mut prepared, &known, &self.mapping);
+                (prepared, drafts)
+            }
         };
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
@@ -1250,7 +1359,6 @@ impl<'s> Engine<'s> {
         let t = Instant::now();
         let id_texts: Vec<String> = persons.iter().map(|p| p.id.to_string()).collect();
         let (pool, tenant) = (self.pool, self.tenant);
-        let Known { related, orgs } = known;
         // A backfill that found no person linked when it started has nothing to look up by
         // person or by email: every person comes once, and `claimed` knows this run's emails.
         let (existing, owners) = match self.persons_linked {
@@ -1260,7 +1368,7 @@ impl<'s> Engine<'s> {
         self.spent.add("database: lookups", t);
         let t = Instant::now();
         let mut errors = Vec::new();
-        for (p, out) in persons.iter().zip(prepared) {
+        for ((p, out), draft) in persons.iter().zip(prepared).zip(drafts) {
             let Some(out) = out else { continue };
             let pid = p.id as i64;
             let out = match out {
@@ -1302,7 +1410,8 @@ impl<'s> Engine<'s> {
             if !issues.is_empty() {
                 errors.push(RecordError { id: pid.to_string(), reason: issues.join(" "), payload: json!({"name": p.name, "email": email}) });
             }
-            let row = self.row(pid, email, out.attributes, p.org_id.map(|o| o as i64), prev, &related, &orgs, !issues.is_empty());
+            let Some(draft) = draft else { continue };
+            let row = row(pid, email, draft, p.org_id.map(|o| o as i64), prev, !issues.is_empty());
             match row {
                 Some(r) => rows.push(r),
                 None => self.count("person").unchanged += 1,
@@ -1326,46 +1435,6 @@ impl<'s> Engine<'s> {
             self.person_deleted(id).await?;
         }
         self.write(rows, checkpoint).await
-    }
-
-    /// A contact to write, or `None` when Brevo already has exactly this.
-    #[allow(clippy::too_many_arguments)]
-    fn row(
-        &self,
-        pid: i64,
-        email: String,
-        own: Map<String, Value>,
-        org_id: Option<i64>,
-        prev: Option<&Link>,
-        related: &(HashMap<i64, Vec<DealFacts>>, HashSet<i64>),
-        orgs: &HashMap<String, Link>,
-        has_issues: bool,
-    ) -> Option<Row> {
-        let deals = related.0.get(&pid).map(Vec::as_slice).unwrap_or_default();
-        let org_name = org_id.and_then(|o| orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
-        let derived = transform::derived(&self.mapping, org_name, &transform::counts(deals));
-        let mut attributes = own.clone();
-        attributes.extend(derived.clone());
-        let lists: Vec<i64> = transform::lists(&self.mapping, deals, related.1.contains(&pid)).into_iter().collect();
-        let content = hash(&json!([email, attributes, lists]));
-        if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
-            return None;
-        }
-        // A changed email is a new contact: the old one leaves the synced lists.
-        let same_contact = prev.is_some_and(|p| p.brevo_ref.as_deref() == Some(email.as_str()));
-        let prev_lists = prev.filter(|_| same_contact).map(|p| lists_of(&p.facts)).unwrap_or_default();
-        Some(Row {
-            person_id: pid,
-            email,
-            own: object_text(&own),
-            derived: object_text(&derived),
-            lists,
-            prev_lists,
-            existed: same_contact,
-            hash: content,
-            org_id,
-            has_issues,
-        })
     }
 
     /// Writes contacts: a backfill page into its import groups, an incremental page held with the
@@ -1796,12 +1865,13 @@ impl<'s> Engine<'s> {
             let links = store::links(self.pool, self.tenant, "person", &texts).await?;
             let related = related(self.pool, self.tenant, chunk).await?;
             let org_ids: Vec<String> = links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
-            let orgs = store::links(self.pool, self.tenant, "organization", &org_ids).await?;
+            let known = Known { related, orgs: store::links(self.pool, self.tenant, "organization", &org_ids).await? };
             for (id, link) in &links {
                 let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else { continue };
                 let own = link.facts["own"].as_object().cloned().unwrap_or_default();
                 self.count("person").read += 1;
-                match self.row(pid, email, own, link.org_id, Some(link), &related, &orgs, false) {
+                let draft = draft(&self.mapping, pid, &email, own, link.org_id, &known);
+                match row(pid, email, draft, link.org_id, Some(link), false) {
                     Some(r) => rows.push(r),
                     None => self.count("person").unchanged += 1,
                 }
@@ -2129,8 +2199,9 @@ impl<'s> Engine<'s> {
 
 /// Sends rows as one import targeting `lists`; returns Brevo's process.
 async fn send_import(brevo: &BrevoApi, lists: &[i64], rows: &[Row]) -> Result<i64, Stop> {
-    let contacts: Vec<Value> = rows.iter().map(|r| json!({"email": r.email, "attributes": r.attributes()})).collect();
-    Ok(brevo.import(&contacts, lists).await?)
+    // A row's own and derived attributes never share a key (`draft`).
+    let contacts: Vec<ImportContact> = rows.iter().map(|r| ImportContact { email: &r.email, attributes: [&r.own, &r.derived] }).collect();
+    Ok(brevo.import_json(&contacts, lists).await?)
 }
 
 /// A contact written one at a time: the row, Brevo's answer, and the error to record when Brevo

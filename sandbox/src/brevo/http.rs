@@ -79,7 +79,7 @@ pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 /// error body. The content type is not checked: clients that forget it still get answers.
 pub(crate) struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -92,21 +92,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     "Unable to read the request body",
                 )
             })?;
-        let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Input must be a valid JSON object",
-                )
-            })?
-        };
-        serde_json::from_value(value)
+        // A large body (a bulk import carries megabytes) is parsed on a blocking thread: parsed on
+        // the runtime's workers it would hold up every other request, Pipedrive's included.
+        if bytes.len() < LARGE_BODY {
+            return parse_body(&bytes).map(Body);
+        }
+        tokio::task::spawn_blocking(move || parse_body(&bytes))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Unable to read the request body"))?
             .map(Body)
-            .map_err(|e| ApiError::invalid(format!("Invalid parameter: {e}")))
     }
+}
+
+/// Bodies from this size on are parsed off the async workers.
+const LARGE_BODY: usize = 64 * 1024;
+
+/// A JSON body as `T`, in one pass: malformed JSON and a JSON of the wrong shape get Brevo's two
+/// different messages. An empty body is `{}`.
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice(b"{}")
+    } else {
+        serde_json::from_slice(bytes)
+    };
+    parsed.map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(format!("Invalid parameter: {e}")),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Input must be a valid JSON object",
+        ),
+    })
 }
 
 /// Query parameters as ordered pairs (repeated keys kept, e.g. `listIds=1&listIds=2`).
