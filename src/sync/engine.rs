@@ -483,7 +483,9 @@ pub struct Engine<'s> {
     /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
     /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
     recording: VecDeque<(u64, tokio::task::JoinHandle<Result<(), Stop>>)>,
-    recorder: Arc<tokio::sync::Mutex<()>>,
+    /// One turn while the persons are read (more slowed the loop's lookups); two after a
+    /// backfill's last page, when nothing else waits for the database (see `persons`).
+    recorder: Arc<tokio::sync::Semaphore>,
     /// Whether persons had links when this step started (see `sync_persons`).
     persons_linked: bool,
     /// When the progress was last recorded, and the report on its way (see `report`).
@@ -687,7 +689,7 @@ impl<'s> Engine<'s> {
             writes_settled: 0,
             pending: Vec::new(),
             recording: VecDeque::new(),
-            recorder: Arc::default(),
+            recorder: Arc::new(tokio::sync::Semaphore::new(1)),
             last_poll: None,
             last_report: None,
             reporting: None,
@@ -868,8 +870,6 @@ impl<'s> Engine<'s> {
         Ok(())
     }
 
-    /// The checkpoint of an entity; a backfill that starts records its start as where the
-    /// incremental runs after it begin.
     /// A backfill starts reading the deals with the organizations and the persons with the deals.
     /// A cursor list is read one page after the other, so one list alone leaves Pipedrive's
     /// limiter idle whenever a round trip takes longer than its spacing (often, on a loaded
@@ -892,6 +892,8 @@ impl<'s> Engine<'s> {
         }
     }
 
+    /// The checkpoint of an entity; a backfill that starts records its start as where the
+    /// incremental runs after it begin.
     fn checkpoint(&mut self, entity: &str) -> Checkpoint {
         let started = self.started;
         self.checkpoints.entry(entity.to_owned()).or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() }).clone()
@@ -1238,8 +1240,8 @@ impl<'s> Engine<'s> {
             self.spent.add("waiting for the companies' contacts", t);
         }
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
-        // idle), and another computes each person's own attributes and looks up the page's deals,
-        // leads and organizations.
+        // idle; in a backfill it started during the deals), and tasks look up each page's deals,
+        // leads and organizations and draft its contacts (`drafts`), two pages at a time.
         let (mapping, cat, pool, tenant) = (Arc::new(self.mapping.clone()), self.cat.clone(), self.pool.clone(), self.tenant);
         let read = match self.persons_ahead.take() {
             Some(pages) => pages,
@@ -1254,12 +1256,12 @@ impl<'s> Engine<'s> {
                     let known = known(&pool, tenant, &page.items).await?;
                     // CPU work (phone numbers, hashes) on a blocking thread: on the runtime's
                     // workers it would hold up the requests on their way, Pipedrive's included.
-                    let work = move || {
+                    let cpu = move || {
                         let mut prepared = prepare(&page.items, &mapping, &cat);
                         let drafts = drafts(&page.items, &mut prepared, &known, &mapping);
                         (page, (prepared, drafts))
                     };
-                    tokio::task::spawn_blocking(work).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))
+                    tokio::task::spawn_blocking(cpu).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))
                 };
                 // Each page in a task of its own, so that two are worked on at once (the stream
                 // keeps their order); dropped, the task stops.
@@ -1288,6 +1290,10 @@ impl<'s> Engine<'s> {
             self.spent.add("progress", t);
         }
         let t = Instant::now();
+        // The loop's lookups are over: the last imports' links may be recorded two at a time.
+        if self.mode == Mode::Backfill {
+            self.recorder.add_permits(1);
+        }
         self.write_later().await?;
         self.flush_all().await?;
         let s = Instant::now();
@@ -1423,7 +1429,7 @@ impl<'s> Engine<'s> {
             // Written beside the loop; the page's checkpoint waits for them.
             let (pool, tenant, run, recorder) = (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
             let task = async move {
-                let _turn = recorder.lock().await;
+                let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
                 Ok(store::record_errors(&pool, tenant, run, "person", &errors).await?)
             };
             self.recording.push_back((self.writes_sent, tokio::spawn(task.in_current_span())));
@@ -1838,10 +1844,11 @@ impl<'s> Engine<'s> {
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
         let task = async move {
-            let _turn = recorder.lock().await;
+            // The links are made before waiting for a turn (CPU beside another task's writes).
             let links: Vec<Link> = import.rows.iter().map(|r| person_link(r, None)).collect();
             let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
             drop(import.rows);
+            let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             let mut tx = pool.begin().await?;
             store::relaxed_commit(&mut tx).await?;
             store::upsert_links(&mut *tx, tenant, &links).await?;

@@ -301,16 +301,32 @@ fn apply_rows(
 ) -> ImportCounters {
     let mut counters = ImportCounters::default();
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    // One index for the whole import (a scan per row made large imports quadratic); it learns each
-    // contact as the import writes it. A value a contact gives up within the same import stays
-    // in it until the next call.
-    let mut lookup = account.lookup();
-    for mut row in rows {
-        coerce(account, &mut row);
-        let raw_email = row.remove("EMAIL");
-        let Ok(mut vetted) = vet(account, &row, false) else {
-            continue;
-        };
+    // Rows are checked against the attributes first (they do not change during an import), so
+    // that the index below holds only the contacts this import can meet.
+    let rows: Vec<(Option<Value>, contact_write::Vetted)> = rows
+        .into_iter()
+        .filter_map(|mut row| {
+            coerce(account, &mut row);
+            let raw_email = row.remove("EMAIL");
+            vet(account, &row, false).ok().map(|vetted| (raw_email, vetted))
+        })
+        .collect();
+    let emails: HashSet<String> = rows
+        .iter()
+        .filter_map(|(e, _)| e.as_ref()?.as_str().map(|e| e.trim().to_lowercase()))
+        .collect();
+    let values: HashSet<&str> = rows
+        .iter()
+        .flat_map(|(_, v)| v.identifiers.iter().filter_map(|(_, value)| value.as_deref()))
+        .collect();
+    // One index for the whole import (a scan per row made large imports quadratic), of the
+    // contacts holding one of its emails or identifier values (indexing every contact again for
+    // each import was most of the sandbox's time in a large backfill); it learns each contact as
+    // the import writes it. A value a contact gives up within the same import stays in it until
+    // the next call.
+    let mut lookup = account.lookup_of(&emails, &values);
+    drop(values);
+    for (raw_email, mut vetted) in rows {
         if !options.empty_attributes {
             vetted.values.retain(|(_, v)| v.is_some());
             vetted.identifiers.retain(|(_, v)| v.is_some());

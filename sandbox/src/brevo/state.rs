@@ -1,7 +1,7 @@
 //! In-memory state of the fake Brevo: one [`Account`] per API key, plus the sandbox-wide request log,
 //! faults and rate-limit windows. Everything sits behind one `std::sync::Mutex` in [`super::Brevo`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -187,6 +187,19 @@ impl Account {
         let mut l = Lookup::default();
         for c in self.contacts.values() {
             l.add(c);
+        }
+        l
+    }
+
+    /// [`Account::lookup`] of the contacts holding one of `emails` or an identifier among `values`
+    /// (a lookup of anything else may miss).
+    pub fn lookup_of(&self, emails: &HashSet<String>, values: &HashSet<&str>) -> Lookup {
+        let mut l = Lookup::default();
+        for c in self.contacts.values() {
+            let email = c.email.as_deref().is_some_and(|e| emails.contains(e));
+            if email || Lookup::IDENTIFIERS.iter().any(|n| c.attr_str(n).is_some_and(|v| values.contains(v))) {
+                l.add(c);
+            }
         }
         l
     }
