@@ -483,8 +483,8 @@ pub struct Engine<'s> {
     /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
     /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
     recording: VecDeque<(u64, tokio::task::JoinHandle<Result<(), Stop>>)>,
-    /// One turn while the persons are read (more slowed the loop's lookups); two after a
-    /// backfill's last page, when nothing else waits for the database (see `persons`).
+    /// One turn at a time: more slowed the loop's lookups, and two at a time after the last
+    /// page held twice the links in memory (a backfill peaked at 198 MiB against 180).
     recorder: Arc<tokio::sync::Semaphore>,
     /// Whether persons had links when this step started (see `sync_persons`).
     persons_linked: bool,
@@ -1290,10 +1290,6 @@ impl<'s> Engine<'s> {
             self.spent.add("progress", t);
         }
         let t = Instant::now();
-        // The loop's lookups are over: the last imports' links may be recorded two at a time.
-        if self.mode == Mode::Backfill {
-            self.recorder.add_permits(1);
-        }
         self.write_later().await?;
         self.flush_all().await?;
         let s = Instant::now();
@@ -1844,11 +1840,12 @@ impl<'s> Engine<'s> {
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
         let task = async move {
-            // The links are made before waiting for a turn (CPU beside another task's writes).
+            // The links (maps, several times the rows' size) are made only in a turn: made
+            // before it, every import waiting for one would hold them (220 MiB at the peak).
+            let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             let links: Vec<Link> = import.rows.iter().map(|r| person_link(r, None)).collect();
             let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
             drop(import.rows);
-            let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             let mut tx = pool.begin().await?;
             store::relaxed_commit(&mut tx).await?;
             store::upsert_links(&mut *tx, tenant, &links).await?;
