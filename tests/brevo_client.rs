@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use pipebridge::brevo::BrevoError;
-use pipebridge::brevo::api::{BrevoApi, BrevoLimits, Upserted};
+use pipebridge::brevo::api::{BrevoApi, BrevoLimits, ImportContact, Upserted};
 use pipebridge::secrets::Secret;
 use pipebridge_sandbox::brevo::DEFAULT_API_KEY;
 use serde_json::{Map, Value, json};
@@ -73,9 +73,9 @@ async fn list_membership_goes_in_chunks_of_150() {
     let all_contacts = a_list(&sb).await;
     let list = a_list(&sb).await;
     let emails: Vec<String> = (0..320).map(|i| format!("p{i}@example.com")).collect();
-    let contacts: Vec<Value> = emails.iter().map(|e| json!({"email": e})).collect();
+    let contacts: Vec<ImportContact> = emails.iter().map(|e| ImportContact { email: e, attributes: ["{}", "{}"] }).collect();
     // Brevo imports need a list (listIds or newList): the "all contacts" list of the mapping.
-    let process = api.import(&contacts, &[all_contacts]).await.unwrap();
+    let process = api.import_json(&contacts, &[all_contacts]).await.unwrap();
     let done = api.wait_process(process, std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)).await.unwrap();
     assert_eq!(done.status, "completed");
 

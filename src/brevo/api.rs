@@ -268,15 +268,6 @@ impl BrevoApi {
 
     /// Starts a bulk import (`/contacts/import`, the replacement of the deprecated batch
     /// endpoint); returns the process id to poll.
-    pub async fn import(&self, contacts: &[Value], list_ids: &[i64]) -> Result<i64, BrevoError> {
-        let body = json!({"jsonBody": contacts, "listIds": list_ids, "updateExistingContacts": true, "emptyContactsAttributes": false});
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/import", &[], Some(&body)).await?;
-        match status {
-            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["processId"].as_i64()).ok_or(BrevoError::Decode { field: "processId".into() }),
-            _ => Err(contact_error(status, &bytes)),
-        }
-    }
-
     /// `/contacts/import` of contacts whose attributes are already JSON: each contact's objects
     /// (serialized maps, their keys not overlapping) are joined into its `attributes` as they are.
     /// A backfill imports 5,000 contacts a call; parsing their attributes into maps only to

@@ -92,16 +92,19 @@ impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for Bo
                     "Unable to read the request body",
                 )
             })?;
-        // A large body (a bulk import carries megabytes) is parsed on a blocking thread: parsed on
-        // the runtime's workers it would hold up every other request, Pipedrive's included.
-        if bytes.len() < LARGE_BODY {
-            return parse_body(&bytes).map(Body);
-        }
-        tokio::task::spawn_blocking(move || parse_body(&bytes))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Unable to read the request body"))?
-            .map(Body)
+        parse_body_off_workers(bytes).await.map(Body)
     }
+}
+
+/// [`parse_body`], on a blocking thread when the body is large (a bulk import carries megabytes):
+/// parsed on the runtime's workers it would hold up every other request, Pipedrive's included.
+pub(crate) async fn parse_body_off_workers<T: DeserializeOwned + Send + 'static>(bytes: axum::body::Bytes) -> Result<T, ApiError> {
+    if bytes.len() < LARGE_BODY {
+        return parse_body(&bytes);
+    }
+    tokio::task::spawn_blocking(move || parse_body(&bytes))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Unable to read the request body"))?
 }
 
 /// Bodies from this size on are parsed off the async workers.

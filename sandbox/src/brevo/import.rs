@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::contact_write::{self, held_by_others_in, vet};
-use super::http::{ApiError, ApiResult, parse_body, valid_email};
+use super::http::{ApiError, ApiResult, parse_body_off_workers, valid_email};
 use super::state::{Account, Contact, ImportCounters, Process};
 use super::{ApiKey, Brevo, lists};
 
@@ -73,9 +73,7 @@ pub(crate) async fn import(
 ) -> ApiResult<Response> {
     // A whole body within the limit has a jsonBody within it; only a larger one is measured.
     let body_len = raw.len();
-    let body: ImportBody = tokio::task::spawn_blocking(move || parse_body(&raw))
-        .await
-        .map_err(|_| ApiError::invalid("Unable to read the request body"))??;
+    let body: ImportBody = parse_body_off_workers(raw).await?;
     let source = match (body.file_url, body.file_body, body.json_body) {
         (Some(url), None, None) => Source::Url(url),
         (None, Some(csv), None) => Source::Csv(csv),
