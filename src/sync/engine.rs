@@ -50,11 +50,15 @@ const IMPORT_BYTES: usize = 8 * 1024 * 1024;
 /// process poll, and tells which row failed only by writing them again.
 const BULK_MIN: usize = 10;
 /// Rows of unconfirmed imports, in full imports (`Bulk::import_rows`), that make a backfill ask
-/// Brevo how its imports went, at most every `POLL_EVERY` (polls share Brevo's
-/// 100-calls-an-hour bucket): the confirmed ones are recorded as the persons are read, not all
-/// at the end, and their rows leave memory.
-const POLL_AT_IMPORTS: usize = 2;
+/// Brevo how its imports went: the confirmed ones are recorded as the persons are read, not all
+/// at the end, and their rows leave memory. Polls share Brevo's 100-calls-an-hour bucket: a run's
+/// first `EAGER_POLLS` come at most every `POLL_SOON`, the next ones every `POLL_EVERY`. (Polled
+/// every 2 s, a backfill of 100,000 persons still had 1.3 s of links to record after its last
+/// page; every 0.5 s, 0.4 s, for 6 more calls.)
+const POLL_AT_IMPORTS: usize = 1;
+const POLL_SOON: Duration = Duration::from_millis(500);
 const POLL_EVERY: Duration = Duration::from_secs(2);
+const EAGER_POLLS: usize = 12;
 /// Rows of unconfirmed imports, in full imports, at which the run waits for Brevo to finish them.
 const WAIT_AT_IMPORTS: usize = 8;
 /// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
@@ -493,6 +497,10 @@ pub struct Engine<'s> {
     reporting: Option<tokio::task::JoinHandle<()>>,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
     last_poll: Option<Instant>,
+    polls: usize,
+    /// A backfill's poll of Brevo's processes on its way, beside the persons loop, with the
+    /// imports it answers for (those pending when it was sent; see `confirm_imports`).
+    polling: Option<Poll>,
     /// A backfill's head start on its companies' contact ids (`start_company_contacts`): the
     /// task, then what it found (email → Brevo contact id).
     company_contacts_task: Option<AbortOnDrop<HashMap<String, i64>>>,
@@ -572,6 +580,8 @@ async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
 
 /// Pages read ahead of the loop that works on them.
 type Pages<T> = mpsc::Receiver<Result<crate::pipedrive::client::Page<T>, PipedriveError>>;
+/// A poll of Brevo's processes on its way, with the imports (process ids) it answers for.
+type Poll = (HashSet<i64>, AbortOnDrop<Result<Vec<crate::brevo::api::Process>, BrevoError>>);
 
 /// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
 /// last one.
@@ -691,6 +701,8 @@ impl<'s> Engine<'s> {
             recording: VecDeque::new(),
             recorder: Arc::new(tokio::sync::Semaphore::new(1)),
             last_poll: None,
+            polls: 0,
+            polling: None,
             last_report: None,
             reporting: None,
             persons_linked: true,
@@ -1741,18 +1753,65 @@ impl<'s> Engine<'s> {
         let mut delay = Duration::from_millis(250);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
-            let polled_lately = self.last_poll.is_some_and(|at| at.elapsed() < POLL_EVERY);
             let waiting: usize = self.pending.iter().map(|p| p.rows.len()).sum();
             let (poll_at, wait_at) = (POLL_AT_IMPORTS * self.s.bulk.import_rows, WAIT_AT_IMPORTS * self.s.bulk.import_rows);
-            if self.pending.is_empty() || (!wait && (waiting < poll_at || polled_lately && waiting < wait_at)) {
-                return self.save_ready_checkpoint().await;
-            }
-            self.last_poll = Some(Instant::now());
-            let t = Instant::now();
-            let mut known: HashMap<i64, crate::brevo::api::Process> = self.brevo.recent_processes().await?.into_iter().map(|p| (p.id, p)).collect();
-            self.spent.add("Brevo: process polls", t);
+            // A poll is answered beside the loop unless the run must wait for its imports: the
+            // loop goes on with the pages meanwhile (a poll takes 50-100 ms while Brevo works
+            // on an import), and the answer is taken in on a later page.
+            let must = wait || waiting >= wait_at;
+            let beside = match self.polling.take() {
+                Some((ids, mut task)) if must || task.0.is_finished() => {
+                    let t = Instant::now();
+                    let answer = (&mut task.0).await.map_err(|e| Stop::Retry(format!("polling Brevo's imports was interrupted: {e}")))?;
+                    self.spent.add("Brevo: process polls", t);
+                    match answer {
+                        Ok(processes) => Some((ids, processes)),
+                        // The hour's bucket had no call left: a later poll waits for one.
+                        Err(BrevoError::RateLimited { .. }) if !must => return self.save_ready_checkpoint().await,
+                        Err(BrevoError::RateLimited { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(on_its_way) => {
+                    self.polling = Some(on_its_way);
+                    return self.save_ready_checkpoint().await;
+                }
+                None => {
+                    let every = if self.polls < EAGER_POLLS { POLL_SOON } else { POLL_EVERY };
+                    let polled_lately = self.last_poll.is_some_and(|at| at.elapsed() < every);
+                    if self.pending.is_empty() || (!must && (waiting < poll_at || polled_lately)) {
+                        return self.save_ready_checkpoint().await;
+                    }
+                    if !must {
+                        (self.last_poll, self.polls) = (Some(Instant::now()), self.polls + 1);
+                        let ids = self.pending.iter().map(|p| p.process_id).collect();
+                        // Never waits for the hour's bucket: a drained one fails it at once.
+                        let brevo = self.brevo.without_waiting();
+                        let task = async move { brevo.recent_processes().await };
+                        self.polling = Some((ids, AbortOnDrop(tokio::spawn(task.in_current_span()))));
+                        return self.save_ready_checkpoint().await;
+                    }
+                    None
+                }
+            };
+            let (answers_for, processes) = match beside {
+                Some((ids, processes)) => (Some(ids), processes),
+                None => {
+                    (self.last_poll, self.polls) = (Some(Instant::now()), self.polls + 1);
+                    let t = Instant::now();
+                    let processes = self.brevo.recent_processes().await?;
+                    self.spent.add("Brevo: process polls", t);
+                    (None, processes)
+                }
+            };
+            let mut known: HashMap<i64, crate::brevo::api::Process> = processes.into_iter().map(|p| (p.id, p)).collect();
             let mut still = Vec::new();
             for import in std::mem::take(&mut self.pending) {
+                // Sent after the poll: the next one tells.
+                if answers_for.as_ref().is_some_and(|ids| !ids.contains(&import.process_id)) {
+                    still.push(import);
+                    continue;
+                }
                 let process = match known.remove(&import.process_id) {
                     Some(p) => p,
                     None => match self.brevo.process(import.process_id).await {
@@ -1793,6 +1852,10 @@ impl<'s> Engine<'s> {
             let running: usize = self.pending.iter().map(|p| p.rows.len()).sum();
             if self.pending.is_empty() || !wait && running < wait_at {
                 return self.save_ready_checkpoint().await;
+            }
+            // Imports the poll beside the loop could not answer for are asked about at once.
+            if answers_for.is_some_and(|ids| self.pending.iter().any(|p| !ids.contains(&p.process_id))) {
+                continue;
             }
             if Instant::now() > deadline {
                 return Err(Stop::Retry(format!("Brevo has not finished {} contact import(s) after 15 minutes.", self.pending.len())));
