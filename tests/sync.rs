@@ -36,6 +36,8 @@ struct Lists {
 }
 
 async fn setup(pool: &PgPool, persons: usize, options: &str) -> Setup {
+    // The engine's log, for a failing test: `RUST_LOG=pipebridge::sync=debug`.
+    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into())).with_test_writer().try_init();
     let mut config = pipebridge_sandbox::Config::default();
     config.pipedrive.seed_persons = persons;
     config.brevo.rate_limits = false;

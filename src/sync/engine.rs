@@ -492,6 +492,8 @@ pub struct Engine<'s> {
     recorder: Arc<tokio::sync::Semaphore>,
     /// Whether persons had links when this step started (see `sync_persons`).
     persons_linked: bool,
+    /// Whether the persons step has read its last page.
+    persons_read: bool,
     /// When the progress was last recorded, and the report on its way (see `report`).
     last_report: Option<Instant>,
     reporting: Option<tokio::task::JoinHandle<()>>,
@@ -512,6 +514,8 @@ pub struct Engine<'s> {
     saving: Option<AbortOnDrop<Result<(), Stop>>>,
     /// The links' statistics being refreshed (see `page_read`).
     analyzing: Option<AbortOnDrop<()>>,
+    /// The statistics the persons need, taken during the leads (see `execute`).
+    statistics: Option<AbortOnDrop<Result<(), sqlx::Error>>>,
     /// An incremental run's changed contacts, held across pages so that those going to the same
     /// lists make one import; the checkpoint of the last page they came from.
     later: Vec<Row>,
@@ -521,7 +525,8 @@ pub struct Engine<'s> {
 /// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
 /// contacts written one at a time (and the failure that stopped them, if one did).
 enum Sent {
-    Import(i64, Vec<i64>, Vec<Row>),
+    /// The imports (the first, then its companions), the lists they target together, the rows.
+    Import(i64, Vec<i64>, Vec<i64>, Vec<Row>),
     OneByOne(Vec<Written>, Option<BrevoError>),
 }
 
@@ -530,6 +535,9 @@ enum Sent {
 /// imports their rows again (Brevo updates a contact it already has: no duplicate).
 struct PendingImport {
     process_id: i64,
+    /// The other imports of the same rows, when each of the rows' lists had an import of its
+    /// own (`flush_all`): the rows are written once all of them completed.
+    companions: Vec<i64>,
     lists: Vec<i64>,
     rows: Vec<Row>,
     /// The write it came from, numbered as `writes_sent` counts them.
@@ -706,11 +714,13 @@ impl<'s> Engine<'s> {
             last_report: None,
             reporting: None,
             persons_linked: true,
+            persons_read: false,
             company_contacts_task: None,
             company_contacts: HashMap::new(),
             deals_ahead: None,
             persons_ahead: None,
             analyzing: None,
+            statistics: None,
             saving: None,
             later: Vec::new(),
             later_checkpoint: None,
@@ -778,7 +788,7 @@ impl<'s> Engine<'s> {
             }
             // Saved before imports recorded their lists: they targeted the all-contacts list.
             let lists = lists.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
-            self.pending.push(PendingImport { process_id, lists, rows, write: 0, saved: Some(id) });
+            self.pending.push(PendingImport { process_id, companions: Vec::new(), lists, rows, write: 0, saved: Some(id) });
         }
         if !self.retry_persons.is_empty() {
             self.finish_attributes(attributes.take()).await?;
@@ -791,8 +801,20 @@ impl<'s> Engine<'s> {
             if !matches!(self.steps[i], "organizations" | "deals" | "leads") {
                 self.finish_attributes(attributes.take()).await?;
             }
+            // The persons' lookups by person need statistics that count the deals' links: taken
+            // beside the leads (whose links are looked up by id), waited for when the persons
+            // begin. (Taken then, they left Pipedrive's reader idle for a tenth of a second.)
+            if self.mode == Mode::Backfill && self.steps[i] == "leads" {
+                let pool = self.pool.clone();
+                self.statistics = Some(AbortOnDrop(tokio::spawn(async move { store::analyze_links(&pool).await }.in_current_span())));
+            }
             if self.mode == Mode::Backfill && self.steps[i] == "persons" {
-                store::analyze_links(self.pool).await?;
+                let t = Instant::now();
+                match self.statistics.take() {
+                    Some(mut task) => (&mut task.0).await.map_err(|e| Stop::Retry(format!("refreshing the links' statistics was interrupted: {e}")))??,
+                    None => store::analyze_links(self.pool).await?,
+                }
+                self.spent.add("database: statistics", t);
             }
             if self.steps[i] == "deals" {
                 self.company_contacts_task = self.start_company_contacts();
@@ -1244,13 +1266,6 @@ impl<'s> Engine<'s> {
 
     async fn persons(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("person") else { return Ok(()) };
-        // The companies' contacts exist before any import reaches them (it usually ended during
-        // the leads).
-        if let Some(mut task) = self.company_contacts_task.take() {
-            let t = Instant::now();
-            self.company_contacts = (&mut task.0).await.unwrap_or_default();
-            self.spent.add("waiting for the companies' contacts", t);
-        }
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
         // idle; in a backfill it started during the deals), and tasks look up each page's deals,
         // leads and organizations and draft its contacts (`drafts`), two pages at a time.
@@ -1301,6 +1316,7 @@ impl<'s> Engine<'s> {
             self.report().await;
             self.spent.add("progress", t);
         }
+        self.persons_read = true;
         let t = Instant::now();
         self.write_later().await?;
         self.flush_all().await?;
@@ -1520,12 +1536,39 @@ impl<'s> Engine<'s> {
     }
 
     /// Imports every waiting group (the end of the persons).
+    ///
+    /// Nothing else overlaps these imports: Brevo's limiter spaces them (9 in any 1.1 s), then
+    /// they are processed and recorded. When the groups outnumber their lists (the seed mapping:
+    /// ten groups over five lists), each list has one import instead, of every waiting row it
+    /// holds (a row goes in as many imports as it has lists, each creating or updating it with
+    /// all its attributes): five imports leave together where ten took 1.1 s.
     async fn flush_all(&mut self) -> Result<(), Stop> {
         let rows: usize = self.bulk.values().map(|b| b.rows.len()).sum();
         tracing::debug!(groups = self.bulk.len(), rows, "importing the groups still waiting");
-        let all: Vec<Vec<i64>> = self.bulk.keys().cloned().collect();
-        for lists in all {
+        let (single, bulk): (Vec<Vec<i64>>, Vec<Vec<i64>>) = self.bulk.keys().cloned().partition(|lists| self.bulk[lists].rows.len() < BULK_MIN || lists.is_empty());
+        for lists in single {
             self.flush(&lists).await?;
+        }
+        let targets: BTreeSet<i64> = bulk.iter().flatten().copied().collect();
+        let bytes: usize = self.bulk.values().map(|b| b.bytes).sum();
+        if bulk.len() > targets.len() && bytes <= IMPORT_BYTES {
+            let rows: Vec<Row> = std::mem::take(&mut self.bulk).into_values().flat_map(|b| b.rows).collect();
+            let (brevo, targets): (BrevoApi, Vec<i64>) = (self.brevo.clone(), targets.into_iter().collect());
+            self.spawn_write(async move {
+                let imports = targets.iter().map(|list| {
+                    let members: Vec<&Row> = rows.iter().filter(|r| r.lists.contains(list)).collect();
+                    let brevo = &brevo;
+                    async move { send_import(brevo, &[*list], members).await }
+                });
+                let ids = futures_util::future::try_join_all(imports).await?;
+                let (first, companions) = ids.split_first().map(|(f, c)| (*f, c.to_vec())).ok_or_else(|| Stop::Retry("no list to import the last groups into".into()))?;
+                Ok(Sent::Import(first, companions, targets, rows))
+            })
+            .await?;
+        } else {
+            for lists in bulk {
+                self.flush(&lists).await?;
+            }
         }
         self.release_checkpoint().await
     }
@@ -1541,7 +1584,7 @@ impl<'s> Engine<'s> {
         let (brevo, lists) = (self.brevo.clone(), lists.to_vec());
         self.spawn_write(async move {
             let process_id = send_import(&brevo, &lists, &bucket.rows).await?;
-            Ok(Sent::Import(process_id, lists, bucket.rows))
+            Ok(Sent::Import(process_id, Vec::new(), lists, bucket.rows))
         })
         .await
     }
@@ -1557,8 +1600,22 @@ impl<'s> Engine<'s> {
         .await
     }
 
+    /// Waits for the companies' head start (`start_company_contacts`) to end, and keeps what it
+    /// found. Before the first contact write of the persons: the companies' contacts are created
+    /// before an import reaches them, which gives their ids without another call. (It usually
+    /// ends during the leads; waited for when the persons step began, it left Pipedrive's
+    /// reader idle for 0.2-0.3 s.)
+    async fn company_contacts_ready(&mut self) {
+        if let Some(mut task) = self.company_contacts_task.take() {
+            let t = Instant::now();
+            self.company_contacts = (&mut task.0).await.unwrap_or_default();
+            self.spent.add("waiting for the companies' contacts", t);
+        }
+    }
+
     /// Starts a write task, once fewer than `MAX_INFLIGHT` are on their way.
     async fn spawn_write(&mut self, write: impl Future<Output = Result<Sent, Stop>> + Send + 'static) -> Result<(), Stop> {
+        self.company_contacts_ready().await;
         while self.inflight.len() >= MAX_INFLIGHT {
             let t = Instant::now();
             self.settle_one().await?;
@@ -1576,8 +1633,8 @@ impl<'s> Engine<'s> {
         let write = self.writes_settled;
         self.writes_settled += 1;
         match sent {
-            Sent::Import(process_id, lists, rows) => {
-                self.pending.push(PendingImport { process_id, lists, rows, write, saved: None });
+            Sent::Import(process_id, companions, lists, rows) => {
+                self.pending.push(PendingImport { process_id, companions, lists, rows, write, saved: None });
             }
             Sent::OneByOne(written, stopped) => {
                 let t = Instant::now();
@@ -1669,7 +1726,7 @@ impl<'s> Engine<'s> {
             while !rows.is_empty() {
                 let rest = rows.split_off(rows.len().min(self.s.bulk.import_rows.max(1)));
                 let process_id = send_import(&self.brevo, &lists, &rows).await?;
-                self.pending.push(PendingImport { process_id, lists: lists.clone(), rows, write: self.writes_settled, saved: None });
+                self.pending.push(PendingImport { process_id, companions: Vec::new(), lists: lists.clone(), rows, write: self.writes_settled, saved: None });
                 imported = true;
                 rows = rest;
             }
@@ -1750,7 +1807,9 @@ impl<'s> Engine<'s> {
     /// that failed, or dropped rows, is imported again in halves, and a few rows are written one
     /// contact at a time (which tells which contact failed and why). `wait`: until none is pending.
     async fn confirm_imports(&mut self, wait: bool) -> Result<(), Stop> {
-        let mut delay = Duration::from_millis(250);
+        // Brevo takes a few tenths of a second for the imports of a backfill's end: the first
+        // waits are short, the later ones ever longer (polls share the 100-calls-an-hour bucket).
+        let (mut delay, mut waits) = (Duration::from_millis(200), 0);
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
             let waiting: usize = self.pending.iter().map(|p| p.rows.len()).sum();
@@ -1812,16 +1871,37 @@ impl<'s> Engine<'s> {
                     still.push(import);
                     continue;
                 }
-                let process = match known.remove(&import.process_id) {
-                    Some(p) => p,
-                    None => match self.brevo.process(import.process_id).await {
-                        Ok(p) => p,
-                        // Brevo forgot it: write the rows again.
-                        Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id: import.process_id, status: "failed".into(), info: None },
-                        Err(e) => return Err(e.into()),
-                    },
-                };
+                let mut parts = Vec::with_capacity(1 + import.companions.len());
+                for id in std::iter::once(import.process_id).chain(import.companions.iter().copied()) {
+                    parts.push(match known.remove(&id) {
+                        Some(p) => p,
+                        None => match self.brevo.process(id).await {
+                            Ok(p) => p,
+                            // Brevo forgot it: write the rows again.
+                            Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id, status: "failed".into(), info: None },
+                            Err(e) => return Err(e.into()),
+                        },
+                    });
+                }
+                let process = combined(parts);
                 match process.status.as_str() {
+                    "completed" | "failed" | "cancelled" if !import.companions.is_empty() && (process.status != "completed" || dropped_rows(process.info.as_ref())) => {
+                        // One of the lists' imports did not take every row: the rows are imported
+                        // again by the lists they go to, as any other group.
+                        tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import of the last groups did not take every row: importing each group again");
+                        let mut groups: BTreeMap<Vec<i64>, Vec<Row>> = BTreeMap::new();
+                        for row in import.rows {
+                            groups.entry(row.lists.clone()).or_default().push(row);
+                        }
+                        for (lists, rows) in groups {
+                            if rows.len() < BULK_MIN || lists.is_empty() {
+                                self.write_one_by_one(rows).await?;
+                                continue;
+                            }
+                            let process_id = send_import(&self.brevo, &lists, &rows).await?;
+                            still.push(PendingImport { process_id, companions: Vec::new(), lists, rows, write: import.write, saved: None });
+                        }
+                    }
                     "completed" if !dropped_rows(process.info.as_ref()) => {
                         let t = Instant::now();
                         self.apply_import(import).await?;
@@ -1836,7 +1916,7 @@ impl<'s> Engine<'s> {
                         let (first, second) = import.rows.split_at(import.rows.len() / 2);
                         for half in [first, second] {
                             let process_id = send_import(&self.brevo, &import.lists, half).await?;
-                            still.push(PendingImport { process_id, lists: import.lists.clone(), rows: half.to_vec(), write: import.write, saved: None });
+                            still.push(PendingImport { process_id, companions: Vec::new(), lists: import.lists.clone(), rows: half.to_vec(), write: import.write, saved: None });
                         }
                         self.forget_import(import.saved).await?;
                     }
@@ -1863,7 +1943,10 @@ impl<'s> Engine<'s> {
             let t = Instant::now();
             tokio::time::sleep(delay).await;
             self.spent.add("waiting for Brevo's imports", t);
-            delay = delay.mul_f64(1.5).min(Duration::from_secs(30));
+            waits += 1;
+            if waits >= 3 {
+                delay = delay.mul_f64(1.5).min(Duration::from_secs(30));
+            }
         }
     }
 
@@ -1902,6 +1985,9 @@ impl<'s> Engine<'s> {
         }
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
+        // Once the persons are read, nothing else needs the database: the links go in two halves
+        // at once (on two cores).
+        let parts = if self.persons_read { 2 } else { 1 };
         let task = async move {
             // The links (maps, several times the rows' size) are made only in a turn: made
             // before it, every import waiting for one would hold them (220 MiB at the peak).
@@ -1909,13 +1995,10 @@ impl<'s> Engine<'s> {
             let links: Vec<Link> = import.rows.iter().map(|r| person_link(r, None)).collect();
             let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
             drop(import.rows);
-            let mut tx = pool.begin().await?;
-            store::relaxed_commit(&mut tx).await?;
-            store::upsert_links(&mut *tx, tenant, &links).await?;
+            futures_util::future::try_join_all(links.chunks(links.len().div_ceil(parts).max(1)).map(|part| record_links(&pool, tenant, part))).await?;
             if let Some(id) = import.saved {
-                store::delete_import(&mut *tx, tenant, id).await?;
+                store::delete_import(&pool, tenant, id).await?;
             }
-            tx.commit().await?;
             store::resolve_errors(&pool, tenant, "person", &resolved).await?;
             Ok(())
         };
@@ -2188,6 +2271,7 @@ impl<'s> Engine<'s> {
     /// Brevo companies for organizations with synced contacts, a few per run: companies share
     /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
     async fn companies(&mut self) -> Result<(), Stop> {
+        self.company_contacts_ready().await;
         let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
         // Company calls share Brevo's 100-calls-an-hour bucket: when it has no call left now, the
         // companies wait for a later run rather than hold this one up.
@@ -2265,9 +2349,9 @@ impl<'s> Engine<'s> {
 }
 
 /// Sends rows as one import targeting `lists`; returns Brevo's process.
-async fn send_import(brevo: &BrevoApi, lists: &[i64], rows: &[Row]) -> Result<i64, Stop> {
+async fn send_import<'r>(brevo: &BrevoApi, lists: &[i64], rows: impl IntoIterator<Item = &'r Row>) -> Result<i64, Stop> {
     // A row's own and derived attributes never share a key (`draft`).
-    let contacts: Vec<ImportContact> = rows.iter().map(|r| ImportContact { email: &r.email, attributes: [&r.own, &r.derived] }).collect();
+    let contacts: Vec<ImportContact> = rows.into_iter().map(|r| ImportContact { email: &r.email, attributes: [&r.own, &r.derived] }).collect();
     Ok(brevo.import_json(&contacts, lists).await?)
 }
 
@@ -2339,6 +2423,28 @@ fn person_link(r: &Row, brevo_id: Option<i64>) -> Link {
 }
 
 /// Whether an import's counters say rows were dropped or changed (`info.import`).
+/// Writes links in a transaction of their own, committed without waiting for the disk: should
+/// the database stop before the commit reaches it, the checkpoint saved after it is lost too,
+/// and the rows are read and written again.
+async fn record_links(pool: &PgPool, tenant: TenantId, links: &[Link]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    store::relaxed_commit(&mut tx).await?;
+    store::upsert_links(&mut *tx, tenant, links).await?;
+    tx.commit().await
+}
+
+/// What the imports of the same rows did together: the first still running, else the first
+/// that failed or dropped rows, else the first (all completed).
+fn combined(mut parts: Vec<crate::brevo::api::Process>) -> crate::brevo::api::Process {
+    let finished = |p: &crate::brevo::api::Process| matches!(p.status.as_str(), "completed" | "failed" | "cancelled");
+    let pick = parts
+        .iter()
+        .position(|p| !finished(p))
+        .or_else(|| parts.iter().position(|p| p.status != "completed" || dropped_rows(p.info.as_ref())))
+        .unwrap_or(0);
+    parts.swap_remove(pick)
+}
+
 fn dropped_rows(info: Option<&Value>) -> bool {
     let Some(counters) = info.and_then(|i| i.get("import")).and_then(Value::as_object) else { return false };
     counters.iter().any(|(k, v)| (k == "invalid_emails" || k.starts_with("duplicate_")) && v.as_u64().unwrap_or(0) > 0)
