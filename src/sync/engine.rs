@@ -1539,9 +1539,11 @@ impl<'s> Engine<'s> {
     ///
     /// Nothing else overlaps these imports: Brevo's limiter spaces them (9 in any 1.1 s), then
     /// they are processed and recorded. When the groups outnumber their lists (the seed mapping:
-    /// ten groups over five lists), each list has one import instead, of every waiting row it
-    /// holds (a row goes in as many imports as it has lists, each creating or updating it with
-    /// all its attributes): five imports leave together where ten took 1.1 s.
+    /// ten groups over the all-contacts list and four more), each list beyond those every group
+    /// has gets one import instead, with those common lists, of every waiting row in it, and the
+    /// rows in the common lists only get one more. A row goes into one import per list it has
+    /// beyond the common ones, each creating or updating it with all its attributes, so no
+    /// import leaves a contact half-written: five imports leave together where ten took 1.1 s.
     async fn flush_all(&mut self) -> Result<(), Stop> {
         let rows: usize = self.bulk.values().map(|b| b.rows.len()).sum();
         tracing::debug!(groups = self.bulk.len(), rows, "importing the groups still waiting");
@@ -1549,20 +1551,21 @@ impl<'s> Engine<'s> {
         for lists in single {
             self.flush(&lists).await?;
         }
-        let targets: BTreeSet<i64> = bulk.iter().flatten().copied().collect();
+        let plan = by_list(&bulk);
         let bytes: usize = self.bulk.values().map(|b| b.bytes).sum();
-        if bulk.len() > targets.len() && bytes <= IMPORT_BYTES {
+        if plan.len() < bulk.len() && bytes <= IMPORT_BYTES {
             let rows: Vec<Row> = std::mem::take(&mut self.bulk).into_values().flat_map(|b| b.rows).collect();
-            let (brevo, targets): (BrevoApi, Vec<i64>) = (self.brevo.clone(), targets.into_iter().collect());
+            let brevo = self.brevo.clone();
+            let all: Vec<i64> = bulk.iter().flatten().copied().collect::<BTreeSet<i64>>().into_iter().collect();
             self.spawn_write(async move {
-                let imports = targets.iter().map(|list| {
-                    let members: Vec<&Row> = rows.iter().filter(|r| r.lists.contains(list)).collect();
+                let imports = plan.iter().map(|(target, takes)| {
+                    let members: Vec<&Row> = rows.iter().filter(|r| takes(&r.lists)).collect();
                     let brevo = &brevo;
-                    async move { send_import(brevo, &[*list], members).await }
+                    async move { send_import(brevo, target, members).await }
                 });
                 let ids = futures_util::future::try_join_all(imports).await?;
                 let (first, companions) = ids.split_first().map(|(f, c)| (*f, c.to_vec())).ok_or_else(|| Stop::Retry("no list to import the last groups into".into()))?;
-                Ok(Sent::Import(first, companions, targets, rows))
+                Ok(Sent::Import(first, companions, all, rows))
             })
             .await?;
         } else {
@@ -2433,6 +2436,28 @@ async fn record_links(pool: &PgPool, tenant: TenantId, links: &[Link]) -> Result
     tx.commit().await
 }
 
+/// Which rows take part in one import of [`Engine::flush_all`]'s plan, by their lists.
+type Takes = Box<dyn Fn(&[i64]) -> bool + Send + Sync>;
+
+/// Imports that write groups of rows by list rather than by group (see [`Engine::flush_all`]):
+/// each list beyond the ones every group has, with those; the common lists alone for the rows
+/// that have no other. Each with the rows it takes.
+fn by_list(groups: &[Vec<i64>]) -> Vec<(Vec<i64>, Takes)> {
+    let Some(first) = groups.first() else { return Vec::new() };
+    let common: BTreeSet<i64> = groups.iter().fold(first.iter().copied().collect(), |acc, g| acc.intersection(&g.iter().copied().collect()).copied().collect());
+    let extra: BTreeSet<i64> = groups.iter().flatten().copied().filter(|l| !common.contains(l)).collect();
+    let mut plan: Vec<(Vec<i64>, Takes)> = Vec::new();
+    if groups.iter().any(|g| g.len() == common.len()) {
+        let n = common.len();
+        plan.push((common.iter().copied().collect(), Box::new(move |lists: &[i64]| lists.len() == n)));
+    }
+    for list in extra {
+        let target: Vec<i64> = common.iter().copied().chain([list]).collect::<BTreeSet<i64>>().into_iter().collect();
+        plan.push((target, Box::new(move |lists: &[i64]| lists.contains(&list))));
+    }
+    plan
+}
+
 /// What the imports of the same rows did together: the first still running, else the first
 /// that failed or dropped rows, else the first (all completed).
 fn combined(mut parts: Vec<crate::brevo::api::Process>) -> crate::brevo::api::Process {
@@ -2485,6 +2510,34 @@ mod tests {
     #[test]
     fn content_hash_is_the_hex_sha256_of_the_json() {
         assert_eq!(hash(&json!(["a", 1])), "135f17a475a61afdeeaf3759ad2e45ad1c7abb192395abe47e41fc8e395dc1a9");
+    }
+
+    #[test]
+    fn the_last_groups_by_list_write_each_row_to_exactly_its_lists() {
+        let cases: [&[&[i64]]; 4] = [
+            &[&[2], &[2, 3], &[2, 3, 4], &[2, 3, 4, 6], &[2, 3, 5, 6], &[2, 3, 6], &[2, 4], &[2, 4, 6], &[2, 5, 6], &[2, 6]],
+            &[&[3], &[4], &[3, 4]],
+            &[&[2, 3], &[2, 4], &[2, 3, 4]],
+            &[&[7]],
+        ];
+        for groups in cases {
+            let groups: Vec<Vec<i64>> = groups.iter().map(|g| g.to_vec()).collect();
+            let plan = by_list(&groups);
+            for g in &groups {
+                let taking: Vec<&Vec<i64>> = plan.iter().filter(|(_, takes)| takes(g)).map(|(target, _)| target).collect();
+                assert!(!taking.is_empty(), "{g:?} is imported");
+                assert!(taking.iter().all(|t| t.iter().all(|l| g.contains(l))), "{g:?} joins no other list: {taking:?}");
+                let joined: BTreeSet<i64> = taking.iter().flat_map(|t| t.iter().copied()).collect();
+                assert_eq!(joined, g.iter().copied().collect(), "{g:?} joins all its lists");
+            }
+        }
+        // The seed mapping's ten groups: five imports, the all-contacts list in each.
+        let seed: Vec<Vec<i64>> = cases[0].iter().map(|g| g.to_vec()).collect();
+        let targets: Vec<Vec<i64>> = by_list(&seed).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, vec![vec![2], vec![2, 3], vec![2, 4], vec![2, 5], vec![2, 6]]);
+        // Groups with no list in common: one import per list.
+        let targets: Vec<Vec<i64>> = by_list(&[vec![3], vec![4], vec![3, 4]]).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, vec![vec![3], vec![4]]);
     }
 
     #[test]
