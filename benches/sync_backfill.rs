@@ -139,6 +139,10 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
     let pd_bound = backfill.pd_calls as f64 / 40.0;
     let brevo_bound = backfill.brevo_contact_calls.max(backfill.brevo_event_calls) as f64 / 10.0;
     let bound = pd_bound.max(brevo_bound);
+    // No run can end before the last Pipedrive page is read and its contacts' import processed:
+    // Brevo's sandbox keeps an import queued, then processing, a step each.
+    let import_secs = 2.0 * pipebridge_sandbox::Config::default().brevo.process_step_ms as f64 / 1000.0;
+    let critical = pd_bound + import_secs;
     let wall = backfill.wall.as_secs_f64();
     let report = format!(
         "sync backfill and incremental — {date}\n\
@@ -148,6 +152,8 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
          \x20 wall time           {wall:.1} s\n\
          \x20 rate-limit bound    {bound:.1} s  (Pipedrive {pd_calls} calls / 40 per s = {pd_bound:.1} s; Brevo {bc} contact calls / 10 per s = {brevo_bound:.1} s)\n\
          \x20 wall / bound        {ratio:.1}%\n\
+         \x20 critical path       {critical:.1} s  (the Pipedrive bound, then the last page's import: Brevo processes one in {import_secs:.1} s here)\n\
+         \x20 wall / critical     {cratio:.1}%\n\
          \x20 Pipedrive tokens    {tokens}  (429s: {pd429})\n\
          \x20 Brevo calls         {calls}  (contacts {bc}, events {be}, other {bo}; 429s: {b429})\n\
          \x20 contact calls       {kinds}\n\
@@ -174,6 +180,7 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
         be = backfill.brevo_event_calls,
         bo = backfill.brevo_other_calls,
         ratio = wall / bound * 100.0,
+        cratio = wall / critical * 100.0,
         tokens = backfill.tokens,
         pd429 = backfill.pd_429,
         calls = backfill.brevo_calls,
