@@ -155,7 +155,7 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
         };
         match body.event.as_str() {
             "unsubscribed" | "hardBounce" | "spam" => {
-                if let Some(c) = account.contacts.get_mut(&id) {
+                if let Some(mut c) = account.contacts.get_mut(&id) {
                     c.email_blacklisted = true;
                     c.modified_at = now;
                     match body.event.as_str() {
@@ -171,8 +171,8 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
             "contactUpdated" => {
                 let vetted = vet(account, &body.attributes.clone().unwrap_or_default(), false)
                     .unwrap_or_default();
-                if let Some(c) = account.contacts.get_mut(&id) {
-                    extra.attributes = Some(contact_write::apply(c, None, vetted, now));
+                if let Some(mut c) = account.contacts.get_mut(&id) {
+                    extra.attributes = Some(contact_write::apply(&mut c, None, vetted, now));
                 }
                 extra.api_key_name = Some(String::new());
             }
@@ -181,7 +181,7 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
                 if let Err(e) = contact_write::check_lists(account, &lists) {
                     return admin_error(StatusCode::BAD_REQUEST, e.message);
                 }
-                if let Some(c) = account.contacts.get_mut(&id) {
+                if let Some(mut c) = account.contacts.get_mut(&id) {
                     extra.list_ids = lists
                         .into_iter()
                         .filter(|l| c.list_ids.insert(*l))

@@ -212,9 +212,9 @@ pub(crate) async fn delete(
         if account.attributes.len() == before {
             return Err(attribute_not_found());
         }
-        for contact in account.contacts.values_mut() {
+        account.contacts.update_all(|contact| {
             contact.attributes.remove(&name);
-        }
+        });
         Ok(())
     })??;
     Ok(StatusCode::NO_CONTENT.into_response())

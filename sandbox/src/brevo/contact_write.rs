@@ -325,11 +325,11 @@ pub(crate) fn create(
             (id, true)
         }
     };
-    let contact = account
+    let mut contact = account
         .contacts
         .get_mut(&id)
         .ok_or_else(ApiError::contact_not_found)?;
-    let attributes = apply(contact, email, vetted, now);
+    let attributes = apply(&mut contact, email, vetted, now);
     let added_lists: Vec<i64> = list_ids
         .into_iter()
         .filter(|l| contact.list_ids.insert(*l))
@@ -373,11 +373,11 @@ pub(crate) fn update(
     if !conflicts.is_empty() {
         return Err(ApiError::duplicate("update", &conflicts));
     }
-    let contact = account
+    let mut contact = account
         .contacts
         .get_mut(&id)
         .ok_or_else(ApiError::contact_not_found)?;
-    let attributes = apply(contact, email, vetted, now);
+    let attributes = apply(&mut contact, email, vetted, now);
     for l in &unlink {
         contact.list_ids.remove(l);
     }

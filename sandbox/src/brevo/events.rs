@@ -160,9 +160,8 @@ fn store(account: &mut Account, checked: Checked) -> Vec<delivery::Job> {
     let mut jobs = Vec::new();
     if let Some(id) = event.contact_id
         && let Ok(vetted) = vet(account, &contact_properties, false)
-        && let Some(contact) = account.contacts.get_mut(&id)
+        && let Some(attributes) = account.contacts.get_mut(&id).map(|mut contact| contact_write::apply(&mut contact, None, vetted, OffsetDateTime::now_utc()))
     {
-        let attributes = contact_write::apply(contact, None, vetted, OffsetDateTime::now_utc());
         let change = Change {
             contact_id: id,
             created: false,

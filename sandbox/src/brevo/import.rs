@@ -313,9 +313,9 @@ fn apply_rows(
         .iter()
         .filter_map(|(e, _)| e.as_ref()?.as_str().map(|e| e.trim().to_lowercase()))
         .collect();
-    let values: HashSet<&str> = rows
+    let values: HashSet<(&str, &str)> = rows
         .iter()
-        .flat_map(|(_, v)| v.identifiers.iter().filter_map(|(_, value)| value.as_deref()))
+        .flat_map(|(_, v)| v.identifiers.iter().filter_map(|(name, value)| Some((*name, value.as_deref()?))))
         .collect();
     // One index for the whole import (a scan per row made large imports quadratic), of the
     // contacts holding one of its emails or identifier values (indexing every contact again for
@@ -399,11 +399,11 @@ fn apply_rows(
                 id
             }
         };
-        let Some(contact) = account.contacts.get_mut(&id) else {
+        let Some(mut contact) = account.contacts.get_mut(&id) else {
             continue;
         };
-        contact_write::apply(contact, email, vetted, now);
-        lookup.add(contact);
+        contact_write::apply(&mut contact, email, vetted, now);
+        lookup.add(&contact);
         contact.list_ids.extend(options.list_ids.iter().copied());
         if options.email_blacklist {
             contact.email_blacklisted = true;

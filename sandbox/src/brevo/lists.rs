@@ -154,9 +154,9 @@ pub(crate) async fn delete(
     let id = path_id(&id, "listId")?;
     brevo.with_account(&key, |account| {
         account.lists.remove(&id).ok_or_else(list_not_found)?;
-        for contact in account.contacts.values_mut() {
+        account.contacts.update_all(|contact| {
             contact.list_ids.remove(&id);
-        }
+        });
         Ok::<_, ApiError>(())
     })??;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -262,7 +262,7 @@ fn membership(
             .collect(),
     };
     for (label, id) in items {
-        let Some(contact) = id.and_then(|id| account.contacts.get_mut(&id)) else {
+        let Some(mut contact) = id.and_then(|id| account.contacts.get_mut(&id)) else {
             failure.push(label);
             continue;
         };
@@ -334,11 +334,11 @@ pub(crate) async fn remove(
                 return Err(list_not_found());
             }
             let mut total = 0;
-            for contact in account.contacts.values_mut() {
+            account.contacts.update_all(|contact| {
                 if contact.list_ids.remove(&id) {
                     total += 1;
                 }
-            }
+            });
             // The spec's process-name enum has no entry for a list purge; the nearest is used.
             let process_id = super::processes::finished_process(account, "LIST_EXPORT");
             Ok(json!({ "contacts": { "total": total, "processId": process_id } }))
