@@ -40,11 +40,18 @@ pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: 
     if links.is_empty() {
         return Ok(());
     }
+    // (A `Link` always serializes.)
+    upsert_links_json(db, tenant, &serde_json::to_string(links).unwrap_or_default()).await
+}
+
+/// [`upsert_links`] of links already written as a JSON array of [`Link`] objects (a backfill
+/// writes its persons' links straight from their rows' JSON texts).
+pub async fn upsert_links_json<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into record_links (tenant_id, entity, pipedrive_id, brevo_ref, brevo_id, person_id, org_id, content_hash, facts, updated_at)
          select $1, r.entity, r.pipedrive_id, r.brevo_ref, r.brevo_id, r.person_id, r.org_id, decode(r.content_hash, 'hex'),
                 coalesce(r.facts, '{}'::jsonb), now()
-         from jsonb_to_recordset($2) as r(entity text, pipedrive_id text, brevo_ref text, brevo_id bigint, person_id bigint,
+         from jsonb_to_recordset($2::jsonb) as r(entity text, pipedrive_id text, brevo_ref text, brevo_id bigint, person_id bigint,
                                          org_id bigint, content_hash text, facts jsonb)
          on conflict (tenant_id, entity, pipedrive_id) do update set
              brevo_ref = excluded.brevo_ref, brevo_id = coalesce(excluded.brevo_id, record_links.brevo_id),
@@ -52,7 +59,7 @@ pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: 
              facts = excluded.facts, updated_at = now()",
     )
     .bind(tenant)
-    .bind(serde_json::to_value(links).unwrap_or_default())
+    .bind(links)
     .execute(db)
     .await
     .map(|_| ())
