@@ -1558,8 +1558,8 @@ impl<'s> Engine<'s> {
             let brevo = self.brevo.clone();
             let all: Vec<i64> = bulk.iter().flatten().copied().collect::<BTreeSet<i64>>().into_iter().collect();
             self.spawn_write(async move {
-                let imports = plan.iter().map(|(target, takes)| {
-                    let members: Vec<&Row> = rows.iter().filter(|r| takes(&r.lists)).collect();
+                let imports = plan.iter().map(|(target, extra)| {
+                    let members: Vec<&Row> = rows.iter().filter(|r| takes(target, *extra, &r.lists)).collect();
                     let brevo = &brevo;
                     async move { send_import(brevo, target, members).await }
                 });
@@ -1713,10 +1713,7 @@ impl<'s> Engine<'s> {
     /// import, which Brevo confirms before this returns; the rest go one by one meanwhile. A burst
     /// of 1,000 changed persons costs a few imports, not 1,000 calls at Brevo's 10 a second.
     async fn write_now(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
-        let mut groups: BTreeMap<Vec<i64>, Vec<Row>> = BTreeMap::new();
-        for row in rows {
-            groups.entry(row.lists.clone()).or_default().push(row);
-        }
+        let groups = by_their_lists(rows);
         let importable = |lists: &Vec<i64>, rows: &Vec<Row>| rows.len() >= BULK_MIN && !lists.is_empty();
         let bulk = groups.iter().filter(|(l, r)| importable(l, r)).map(|(_, r)| r.len()).sum::<usize>() >= self.s.bulk.write_now_rows;
         let mut single = Vec::new();
@@ -1892,11 +1889,7 @@ impl<'s> Engine<'s> {
                         // One of the lists' imports did not take every row: the rows are imported
                         // again by the lists they go to, as any other group.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import of the last groups did not take every row: importing each group again");
-                        let mut groups: BTreeMap<Vec<i64>, Vec<Row>> = BTreeMap::new();
-                        for row in import.rows {
-                            groups.entry(row.lists.clone()).or_default().push(row);
-                        }
-                        for (lists, rows) in groups {
+                        for (lists, rows) in by_their_lists(import.rows) {
                             if rows.len() < BULK_MIN || lists.is_empty() {
                                 self.write_one_by_one(rows).await?;
                                 continue;
@@ -1992,8 +1985,8 @@ impl<'s> Engine<'s> {
         // at once (on two cores).
         let parts = if self.persons_read { 2 } else { 1 };
         let task = async move {
-            // The links (maps, several times the rows' size) are made only in a turn: made
-            // before it, every import waiting for one would hold them (220 MiB at the peak).
+            // The links' text (about the rows' size) is made only in a turn: made before it,
+            // every import waiting for one would hold it too.
             let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             let parts: Vec<String> = import.rows.chunks(import.rows.len().div_ceil(parts).max(1)).map(person_links_json).collect();
             let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
@@ -2459,26 +2452,34 @@ async fn record_links(pool: &PgPool, tenant: TenantId, links: &str) -> Result<()
     tx.commit().await
 }
 
-/// Which rows take part in one import of [`Engine::flush_all`]'s plan, by their lists.
-type Takes = Box<dyn Fn(&[i64]) -> bool + Send + Sync>;
+/// Rows by the lists they go to.
+fn by_their_lists(rows: Vec<Row>) -> BTreeMap<Vec<i64>, Vec<Row>> {
+    let mut groups: BTreeMap<Vec<i64>, Vec<Row>> = BTreeMap::new();
+    for row in rows {
+        groups.entry(row.lists.clone()).or_default().push(row);
+    }
+    groups
+}
 
 /// Imports that write groups of rows by list rather than by group (see [`Engine::flush_all`]):
-/// each list beyond the ones every group has, with those; the common lists alone for the rows
-/// that have no other. Each with the rows it takes.
-fn by_list(groups: &[Vec<i64>]) -> Vec<(Vec<i64>, Takes)> {
+/// each target, with the list beyond the ones every group has that it is for (`None`: the common
+/// lists alone, for the rows that have no other). [`takes`] tells which rows go in each.
+fn by_list(groups: &[Vec<i64>]) -> Vec<(Vec<i64>, Option<i64>)> {
     let Some(first) = groups.first() else { return Vec::new() };
     let common: BTreeSet<i64> = groups.iter().fold(first.iter().copied().collect(), |acc, g| acc.intersection(&g.iter().copied().collect()).copied().collect());
     let extra: BTreeSet<i64> = groups.iter().flatten().copied().filter(|l| !common.contains(l)).collect();
-    let mut plan: Vec<(Vec<i64>, Takes)> = Vec::new();
-    if groups.iter().any(|g| g.len() == common.len()) {
-        let n = common.len();
-        plan.push((common.iter().copied().collect(), Box::new(move |lists: &[i64]| lists.len() == n)));
+    let only_common = groups.iter().any(|g| g.len() == common.len()).then(|| (common.iter().copied().collect(), None));
+    let per_list = extra.into_iter().map(|list| (common.iter().copied().chain([list]).collect::<BTreeSet<i64>>().into_iter().collect(), Some(list)));
+    only_common.into_iter().chain(per_list).collect()
+}
+
+/// Whether a row going to `lists` (which hold every common list) is in the import of
+/// [`by_list`]'s `target`, made for `extra`.
+fn takes(target: &[i64], extra: Option<i64>, lists: &[i64]) -> bool {
+    match extra {
+        Some(list) => lists.contains(&list),
+        None => lists.len() == target.len(),
     }
-    for list in extra {
-        let target: Vec<i64> = common.iter().copied().chain([list]).collect::<BTreeSet<i64>>().into_iter().collect();
-        plan.push((target, Box::new(move |lists: &[i64]| lists.contains(&list))));
-    }
-    plan
 }
 
 /// What the imports of the same rows did together: the first still running, else the first
@@ -2548,7 +2549,7 @@ mod tests {
             let groups: Vec<Vec<i64>> = groups.iter().map(|g| g.to_vec()).collect();
             let plan = by_list(&groups);
             for g in &groups {
-                let taking: Vec<&Vec<i64>> = plan.iter().filter(|(_, takes)| takes(g)).map(|(target, _)| target).collect();
+                let taking: Vec<&Vec<i64>> = plan.iter().filter(|(target, extra)| takes(target, *extra, g)).map(|(target, _)| target).collect();
                 assert!(!taking.is_empty(), "{g:?} is imported");
                 assert!(taking.iter().all(|t| t.iter().all(|l| g.contains(l))), "{g:?} joins no other list: {taking:?}");
                 let joined: BTreeSet<i64> = taking.iter().flat_map(|t| t.iter().copied()).collect();

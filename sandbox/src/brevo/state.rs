@@ -193,8 +193,8 @@ impl Account {
     /// time).
     pub fn lookup_of(&self, emails: &HashSet<String>, values: &HashSet<(&str, &str)>) -> Lookup {
         let index = &self.contacts.index;
-        let by_email = emails.iter().filter_map(|e| index.emails.get(e.as_str()));
-        let by_value = values.iter().filter_map(|(n, v)| index.identifiers.get(&(*n, *v) as &dyn IdentifierKey));
+        let by_email = emails.iter().filter_map(|e| index.holders(None, e));
+        let by_value = values.iter().filter_map(|(n, v)| index.holders(Some(n), v));
         // In id order, as a scan of the contacts meets them: the first holder of a value wins.
         let ids: BTreeSet<i64> = by_email.chain(by_value).flatten().copied().collect();
         let mut l = Lookup::default();
@@ -350,44 +350,8 @@ fn keys(c: &Contact) -> Keys {
 #[derive(Debug, Clone, Default)]
 struct Index {
     emails: HashMap<String, BTreeSet<i64>>,
-    identifiers: HashMap<(&'static str, String), BTreeSet<i64>>,
-}
-
-/// Looks an identifier up by borrowed parts (`(&str, &str)`) in the map of owned ones.
-trait IdentifierKey {
-    fn parts(&self) -> (&str, &str);
-}
-
-impl IdentifierKey for (&'static str, String) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, &self.1)
-    }
-}
-
-impl IdentifierKey for (&str, &str) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn IdentifierKey + 'a> for (&'static str, String) {
-    fn borrow(&self) -> &(dyn IdentifierKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn IdentifierKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn IdentifierKey + '_ {}
-
-impl std::hash::Hash for dyn IdentifierKey + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
+    /// By identifier name, then value.
+    identifiers: HashMap<&'static str, HashMap<String, BTreeSet<i64>>>,
 }
 
 impl Index {
@@ -396,36 +360,43 @@ impl Index {
             self.emails.entry(e.clone()).or_default().insert(id);
         }
         for (n, v) in identifiers {
-            self.identifiers.entry((*n, v.clone())).or_default().insert(id);
+            self.identifiers.entry(n).or_default().entry(v.clone()).or_default().insert(id);
         }
     }
 
     fn remove(&mut self, id: i64, (email, identifiers): &Keys) {
-        if let Some(e) = email
-            && let Some(ids) = self.emails.get_mut(e)
-        {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.emails.remove(e);
-            }
-        }
-        for (n, v) in identifiers {
-            let key = (*n, v.clone());
-            if let Some(ids) = self.identifiers.get_mut(&key) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    self.identifiers.remove(&key);
+        fn forget(ids: &mut HashMap<String, BTreeSet<i64>>, key: &str, id: i64) {
+            if let Some(held) = ids.get_mut(key) {
+                held.remove(&id);
+                if held.is_empty() {
+                    ids.remove(key);
                 }
             }
+        }
+        if let Some(e) = email {
+            forget(&mut self.emails, e, id);
+        }
+        for (n, v) in identifiers {
+            if let Some(values) = self.identifiers.get_mut(n) {
+                forget(values, v, id);
+            }
+        }
+    }
+
+    /// The ids holding a value (emails lower-cased).
+    fn holders(&self, name: Option<&str>, value: &str) -> Option<&BTreeSet<i64>> {
+        match name {
+            None => self.emails.get(value),
+            Some(n) => self.identifiers.get(n)?.get(value),
         }
     }
 
     fn by_email(&self, email: &str) -> Option<i64> {
-        self.emails.get(email).and_then(|ids| ids.first().copied())
+        self.holders(None, email)?.first().copied()
     }
 
     fn by_attr(&self, name: &str, value: &str) -> Option<i64> {
-        self.identifiers.get(&(name, value) as &dyn IdentifierKey).and_then(|ids| ids.first().copied())
+        self.holders(Some(name), value)?.first().copied()
     }
 }
 
