@@ -244,7 +244,7 @@ async fn each_period_is_scheduled_once_across_processes(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
-async fn the_incremental_sync_is_scheduled_for_connected_tenants_only(pool: PgPool) {
+async fn the_incremental_sync_is_scheduled_for_connected_mapped_tenants_only(pool: PgPool) {
     use pipebridge::queue::schedule;
     let sign_up = |email: &'static str| {
         let pool = pool.clone();
@@ -261,7 +261,9 @@ async fn the_incremental_sync_is_scheduled_for_connected_tenants_only(pool: PgPo
         }
     };
     let (both, one, held) = (sign_up("a@example.com").await, sign_up("b@example.com").await, sign_up("c@example.com").await);
-    for (tenant, providers) in [(both, vec!["pipedrive", "brevo"]), (one, vec!["pipedrive"]), (held, vec!["pipedrive", "brevo"])] {
+    // Connected on both sides, but with no mapping saved yet: nothing to sync.
+    let unmapped = sign_up("d@example.com").await;
+    for (tenant, providers) in [(both, vec!["pipedrive", "brevo"]), (one, vec!["pipedrive"]), (held, vec!["pipedrive", "brevo"]), (unmapped, vec!["pipedrive", "brevo"])] {
         for p in providers {
             sqlx::query(
                 "insert into connections (tenant_id, provider, auth_kind, status, api_base, account_label, secret, secret_last4)
@@ -273,6 +275,9 @@ async fn the_incremental_sync_is_scheduled_for_connected_tenants_only(pool: PgPo
             .await
             .unwrap();
         }
+    }
+    for tenant in [both, one, held] {
+        sqlx::query("insert into mapping_versions (tenant_id, version, yaml) values ($1, 1, 'version: 1')").bind(tenant).execute(&pool).await.unwrap();
     }
     queue::hold(&pool, held, queue::HOLD_PIPEDRIVE_REAUTH).await.unwrap();
     let jobs = schedule::incremental_sync_jobs(&pool).await.unwrap();
