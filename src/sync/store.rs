@@ -408,7 +408,59 @@ pub async fn resolve_errors(pool: &PgPool, tenant: TenantId, entity: &str, ids: 
 /// (`None`: saved before imports recorded them) and rows. This version keeps its imports in
 /// memory until Brevo confirms them (the checkpoints wait for them), and only reads these.
 pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Option<Vec<i64>>, Value)>, sqlx::Error> {
-    sqlx::query_as("select id, process_id, list_ids, rows from sync_imports where tenant_id = $1 order by id").bind(tenant).fetch_all(pool).await
+    sqlx::query_as("select id, process_id, list_ids, rows from sync_imports where tenant_id = $1 and recorded is null order by id")
+        .bind(tenant)
+        .fetch_all(pool)
+        .await
+}
+
+/// Records the links of an import Brevo has accepted and not yet confirmed (a JSON array, as
+/// [`upsert_links_json`] takes), with a note of whose they are, in one transaction committed
+/// without waiting for the disk; returns the note's id, for [`links_confirmed`].
+pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, process_id: i64, persons: &[i64], links: &str) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    relaxed_commit(&mut tx).await?;
+    upsert_links_json(&mut *tx, tenant, links).await?;
+    let (id,): (i64,) = sqlx::query_as(
+        "insert into sync_imports (tenant_id, run_id, process_id, rows, recorded) values ($1, $2, $3, '[]'::jsonb, $4) returning id",
+    )
+    .bind(tenant)
+    .bind(run)
+    .bind(process_id)
+    .bind(persons)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Brevo confirmed the import whose links [`record_links_ahead`] recorded: they stay.
+pub async fn links_confirmed(pool: &PgPool, tenant: TenantId, note: i64) -> Result<(), sqlx::Error> {
+    delete_import(pool, tenant, note).await
+}
+
+/// Links recorded ahead of imports Brevo did not confirm (the run stopped, or the import did not
+/// take every row): deleted with their notes, so that their persons are written again. `note`:
+/// only that one; `None`: every note of the tenant (a run starting after one that stopped).
+/// Returns how many links went.
+pub async fn undo_links_ahead(pool: &PgPool, tenant: TenantId, note: Option<i64>) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let notes: Vec<(i64, Vec<i64>)> = sqlx::query_as(
+        "delete from sync_imports where tenant_id = $1 and recorded is not null and ($2::bigint is null or id = $2) returning id, recorded",
+    )
+    .bind(tenant)
+    .bind(note)
+    .fetch_all(&mut *tx)
+    .await?;
+    let persons: Vec<String> = notes.into_iter().flat_map(|(_, persons)| persons).map(|p| p.to_string()).collect();
+    let deleted = sqlx::query("delete from record_links where tenant_id = $1 and entity = 'person' and pipedrive_id = any($2)")
+        .bind(tenant)
+        .bind(&persons)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 pub async fn delete_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, id: i64) -> Result<(), sqlx::Error> {
