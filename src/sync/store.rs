@@ -37,29 +37,90 @@ pub async fn relaxed_commit(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Err
 }
 
 pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &[Link]) -> Result<(), sqlx::Error> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    // (A `Link` always serializes.)
-    upsert_links_json(db, tenant, &serde_json::to_string(links).unwrap_or_default()).await
+    upsert_link_columns(db, tenant, &LinkColumns::from(links)).await
 }
 
-/// [`upsert_links`] of links already written as a JSON array of [`Link`] objects (a backfill
-/// writes its persons' links straight from their rows' JSON texts).
-pub async fn upsert_links_json<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &str) -> Result<(), sqlx::Error> {
+/// Links as the database takes them in: an array per column, each record's facts a JSON text of
+/// its own. (One JSON array of whole links, taken apart by `jsonb_to_recordset`, cost the
+/// database half as much again: 5,000 persons' links in 115-130 ms against 83-89.)
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LinkColumns {
+    pub entity: Vec<String>,
+    pub pipedrive_id: Vec<String>,
+    pub brevo_ref: Vec<Option<String>>,
+    pub brevo_id: Vec<Option<i64>>,
+    pub person_id: Vec<Option<i64>>,
+    pub org_id: Vec<Option<i64>>,
+    pub content_hash: Vec<Option<String>>,
+    pub facts: Vec<String>,
+}
+
+impl LinkColumns {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            entity: Vec::with_capacity(n),
+            pipedrive_id: Vec::with_capacity(n),
+            brevo_ref: Vec::with_capacity(n),
+            brevo_id: Vec::with_capacity(n),
+            person_id: Vec::with_capacity(n),
+            org_id: Vec::with_capacity(n),
+            content_hash: Vec::with_capacity(n),
+            facts: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pipedrive_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipedrive_id.is_empty()
+    }
+}
+
+impl From<&[Link]> for LinkColumns {
+    fn from(links: &[Link]) -> Self {
+        let mut c = Self::with_capacity(links.len());
+        for l in links {
+            c.entity.push(l.entity.clone());
+            c.pipedrive_id.push(l.pipedrive_id.clone());
+            c.brevo_ref.push(l.brevo_ref.clone());
+            c.brevo_id.push(l.brevo_id);
+            c.person_id.push(l.person_id);
+            c.org_id.push(l.org_id);
+            c.content_hash.push(l.content_hash.clone());
+            // (A JSON value always serializes.)
+            c.facts.push(if l.facts.is_null() { "{}".into() } else { l.facts.to_string() });
+        }
+        c
+    }
+}
+
+/// [`upsert_links`] of links already in columns (a backfill writes its persons' links straight
+/// from their rows' texts).
+pub async fn upsert_link_columns<'e>(db: impl PgExecutor<'e>, tenant: TenantId, c: &LinkColumns) -> Result<(), sqlx::Error> {
+    if c.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "insert into record_links (tenant_id, entity, pipedrive_id, brevo_ref, brevo_id, person_id, org_id, content_hash, facts, updated_at)
-         select $1, r.entity, r.pipedrive_id, r.brevo_ref, r.brevo_id, r.person_id, r.org_id, decode(r.content_hash, 'hex'),
-                coalesce(r.facts, '{}'::jsonb), now()
-         from jsonb_to_recordset($2::jsonb) as r(entity text, pipedrive_id text, brevo_ref text, brevo_id bigint, person_id bigint,
-                                         org_id bigint, content_hash text, facts jsonb)
+         select $1, r.entity, r.pipedrive_id, r.brevo_ref, r.brevo_id, r.person_id, r.org_id, decode(r.content_hash, 'hex'), r.facts::jsonb, now()
+         from unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[])
+              as r(entity, pipedrive_id, brevo_ref, brevo_id, person_id, org_id, content_hash, facts)
          on conflict (tenant_id, entity, pipedrive_id) do update set
              brevo_ref = excluded.brevo_ref, brevo_id = coalesce(excluded.brevo_id, record_links.brevo_id),
              person_id = excluded.person_id, org_id = excluded.org_id, content_hash = excluded.content_hash,
              facts = excluded.facts, updated_at = now()",
     )
     .bind(tenant)
-    .bind(links)
+    .bind(&c.entity)
+    .bind(&c.pipedrive_id)
+    .bind(&c.brevo_ref)
+    .bind(&c.brevo_id)
+    .bind(&c.person_id)
+    .bind(&c.org_id)
+    .bind(&c.content_hash)
+    .bind(&c.facts)
     .execute(db)
     .await
     .map(|_| ())
@@ -414,13 +475,12 @@ pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64
         .await
 }
 
-/// Records the links of an import Brevo has accepted and not yet confirmed (a JSON array, as
-/// [`upsert_links_json`] takes), with a note of whose they are, in one transaction committed
+/// Records the links of an import Brevo has accepted and not yet confirmed, with a note of whose they are, in one transaction committed
 /// without waiting for the disk; returns the note's id, for [`links_confirmed`].
-pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, process_id: i64, persons: &[i64], links: &str) -> Result<i64, sqlx::Error> {
+pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, process_id: i64, persons: &[i64], links: &LinkColumns) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     relaxed_commit(&mut tx).await?;
-    upsert_links_json(&mut *tx, tenant, links).await?;
+    upsert_link_columns(&mut *tx, tenant, links).await?;
     let (id,): (i64,) = sqlx::query_as(
         "insert into sync_imports (tenant_id, run_id, process_id, rows, recorded) values ($1, $2, $3, '[]'::jsonb, $4) returning id",
     )
