@@ -222,22 +222,21 @@ pub async fn next_companies(pool: &PgPool, tenant: TenantId, limit: i64) -> Resu
 }
 
 /// The first `limit` organizations with synced contacts whose Brevo company is missing or out of
-/// date, and how many such organizations there are.
+/// date, and how many such organizations there are. (Both look at every organization, 35 ms
+/// each for 20,000 of them: asked for at once, on two connections.)
 pub async fn companies_to_write(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<(Vec<Link>, i64), sqlx::Error> {
     let stale = format!(
         "{STALE_COMPANIES}
          and exists (select 1 from record_links p where p.tenant_id = $1 and p.entity = 'person' and p.org_id = l.pipedrive_id::bigint)"
     );
-    let links = sqlx::query_as(&format!(
+    let list = format!(
         "select l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l.person_id, l.org_id, encode(l.content_hash, 'hex') as content_hash, l.facts
          from record_links l where {stale} order by l.pipedrive_id::bigint limit $2"
-    ))
-    .bind(tenant)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!("select count(*) from record_links l where {stale}")).bind(tenant).fetch_one(pool).await?;
-    Ok((links, total))
+    );
+    let count = format!("select count(*) from record_links l where {stale}");
+    let links = sqlx::query_as(&list).bind(tenant).bind(limit).fetch_all(pool);
+    let total = sqlx::query_scalar(&count).bind(tenant).fetch_one(pool);
+    futures_util::future::try_join(links, total).await
 }
 
 // --- checkpoints -------------------------------------------------------------------------------
