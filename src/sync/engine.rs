@@ -1995,8 +1995,8 @@ impl<'s> Engine<'s> {
     /// An import whose links went in ahead did not take every row: the links go (once written),
     /// and its rows are written again as any others.
     async fn undo_links_ahead(&mut self, import: &mut PendingImport) -> Result<(), Stop> {
-        let Some(mut task) = import.ahead.take() else { return Ok(()) };
-        let note = (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))??;
+        let Some(task) = import.ahead.take() else { return Ok(()) };
+        let note = links_ahead_note(task).await?;
         store::undo_links_ahead(self.pool, self.tenant, Some(note)).await?;
         Ok(())
     }
@@ -2028,12 +2028,12 @@ impl<'s> Engine<'s> {
         }
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
-        if let Some(mut ahead) = import.ahead {
-            // The links went in while Brevo worked: they stay.
-            let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        if let Some(ahead) = import.ahead {
+            // The links went in while Brevo worked: they stay, and their note goes.
             let task = async move {
-                let note = (&mut ahead.0).await.map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))??;
-                store::links_confirmed(&pool, tenant, note).await?;
+                let note = links_ahead_note(ahead).await?;
+                store::delete_import(&pool, tenant, note).await?;
                 store::resolve_errors(&pool, tenant, "person", &resolved).await?;
                 Ok(())
             };
@@ -2048,7 +2048,6 @@ impl<'s> Engine<'s> {
             // every import waiting for one would hold it too.
             let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             let parts: Vec<store::LinkColumns> = import.rows.chunks(import.rows.len().div_ceil(parts).max(1)).map(person_links).collect();
-            let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
             drop(import.rows);
             futures_util::future::try_join_all(parts.iter().map(|part| record_links(&pool, tenant, part))).await?;
             if let Some(id) = import.saved {
@@ -2495,6 +2494,11 @@ fn person_links(rows: &[Row]) -> store::LinkColumns {
         c.facts.push(format!(r#"{{"own":{own},"lists":[{lists}]}}"#));
     }
     c
+}
+
+/// The note of an import's links recorded ahead (`Engine::record_links_ahead`), once written.
+async fn links_ahead_note(mut task: AbortOnDrop<Result<i64, Stop>>) -> Result<i64, Stop> {
+    (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))?
 }
 
 /// Writes links in a transaction of their own, committed without waiting for the disk: should

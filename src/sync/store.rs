@@ -69,10 +69,6 @@ impl LinkColumns {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.pipedrive_id.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.pipedrive_id.is_empty()
     }
@@ -474,8 +470,9 @@ pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64
         .await
 }
 
-/// Records the links of an import Brevo has accepted and not yet confirmed, with a note of whose they are, in one transaction committed
-/// without waiting for the disk; returns the note's id, for [`links_confirmed`].
+/// Records the links of an import Brevo has accepted and not yet confirmed, with a note of whose
+/// they are, in one transaction committed without waiting for the disk; returns the note's id
+/// (deleted by [`delete_import`] once Brevo confirms, or with the links by [`undo_links_ahead`]).
 pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, process_id: i64, persons: &[i64], links: &LinkColumns) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     relaxed_commit(&mut tx).await?;
@@ -491,11 +488,6 @@ pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, proce
     .await?;
     tx.commit().await?;
     Ok(id)
-}
-
-/// Brevo confirmed the import whose links [`record_links_ahead`] recorded: they stay.
-pub async fn links_confirmed(pool: &PgPool, tenant: TenantId, note: i64) -> Result<(), sqlx::Error> {
-    delete_import(pool, tenant, note).await
 }
 
 /// Links recorded ahead of imports Brevo did not confirm (the run stopped, or the import did not
