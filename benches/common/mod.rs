@@ -31,15 +31,20 @@ fn free_port() -> u16 {
 }
 
 /// Builds the sandbox (release) if needed and starts it with `args`; waits until it answers.
+///
+/// It is built in a target directory of its own: built alone, the sandbox's dependencies resolve
+/// other features than in the bench's build (rustls and what uses it), so in the shared one each
+/// `cargo bench` rebuilt them, and the sandbox's build after it rebuilt them again (2 min each).
 pub fn sandbox(args: &[String]) -> anyhow::Result<Sandbox> {
     let root = env!("CARGO_MANIFEST_DIR");
+    let target = format!("{root}/target/bench-sandbox");
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "pipebridge-sandbox", "--bin", "sandbox"])
+        .args(["build", "--release", "-q", "-p", "pipebridge-sandbox", "--bin", "sandbox", "--target-dir", &target])
         .current_dir(root)
         .status()?;
     anyhow::ensure!(built.success(), "building the sandbox failed");
     let (pd, brevo) = (free_port(), free_port());
-    let child = Command::new(format!("{root}/target/release/sandbox"))
+    let child = Command::new(format!("{target}/release/sandbox"))
         .args(["--pipedrive-addr", &format!("127.0.0.1:{pd}"), "--brevo-addr", &format!("127.0.0.1:{brevo}")])
         .args(args)
         .stdout(Stdio::null())
