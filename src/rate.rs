@@ -7,9 +7,8 @@
 //! once while no span of `span` ever holds more than `max`. (governor has no sliding window: its
 //! GCRA with a burst of `max` would let `2·max − 1` calls start within one span after a pause.)
 //!
-//! Pipedrive keeps governor's even spacing: with a sliding window of 78 per 2 s its pages came in
-//! bursts the database could not record as fast, and the backfill was slower (13.3 s against
-//! 12.8 s) and held 202 MiB at its peak.
+//! Pipedrive's burst limit is a rolling 2 s window too (pipedrive-api.md §11.3): its limiter
+//! (`pipedrive::limits`) is one of these.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -343,8 +343,8 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
     let companies = state["companies"].as_array().unwrap();
     assert!(!companies.is_empty());
     assert!(companies.iter().all(|c| !c["linkedContactsIds"].as_array().unwrap().is_empty()));
-    // Their contacts' ids came from the head start (up to 40 contacts created while deals were
-    // read), not from a lookup per contact after the imports.
+    // Their contacts' ids came from the head start (up to 40 contacts created in one import while
+    // deals were read, their ids read from the newest contacts), not from a lookup per contact.
     let linked: usize = companies.iter().map(|c| c["linkedContactsIds"].as_array().unwrap().len()).sum();
     let log: Value = s.http.get(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
     let lookups: Vec<&Value> = log["requests"].as_array().or(log.as_array()).unwrap().iter().filter(|r| r["method"] == "GET" && r["query"].as_str().is_some_and(|q| q.contains("identifierType=email_id"))).collect();

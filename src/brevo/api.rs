@@ -255,6 +255,21 @@ impl BrevoApi {
         }
     }
 
+    /// The most recently created contacts, newest first (at most 1,000: one page).
+    pub async fn newest_contacts(&self, limit: usize) -> Result<Vec<Contact>, BrevoError> {
+        let limit = limit.clamp(1, 1000).to_string();
+        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts", &[("limit", &limit), ("offset", "0"), ("sort", "desc")], None).await?;
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            contacts: Vec<Contact>,
+        }
+        match status {
+            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.contacts).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            _ => Err(contact_error(status, &bytes)),
+        }
+    }
+
     /// Deletes a contact (GDPR erasure, a person deleted in Pipedrive); `false` if it was not there.
     pub async fn delete_contact(&self, email: &str) -> Result<bool, BrevoError> {
         let path = format!("/v3/contacts/{}", urlencode(email));

@@ -75,11 +75,11 @@ const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
 /// How often a run records its progress (the Sync page shows it as it changes).
 const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded):
-/// about a third of a second of Pipedrive's rate, so that a pause of the persons loop (a group
-/// of imports coming due, a database write) does not leave Pipedrive's limiter idle — time a
-/// limiter without burst never gives back.
-const PERSON_PAGES_AHEAD: usize = 12;
+/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded and
+/// more while it is prepared). Pipedrive's limiter keeps the slots a waiting reader leaves (a
+/// sliding window), so a few pages cover a pause of the persons loop; with 12, the reader, ahead
+/// of a loop that cannot follow it, held 30 MiB more at the peak for no gain.
+const PERSON_PAGES_AHEAD: usize = 4;
 /// Pages of organizations, deals and activities read ahead of the one being recorded.
 const PAGES_AHEAD: usize = 8;
 /// PRODUCT.md's `deal.stage_changed`, in the characters Brevo allows in an event name (letters,
@@ -1621,9 +1621,8 @@ impl<'s> Engine<'s> {
 
     /// Waits for the companies' head start (`start_company_contacts`) to end, and keeps what it
     /// found. Before the first contact write of the persons: the companies' contacts are created
-    /// before an import reaches them, which gives their ids without another call. (It usually
-    /// ends during the leads; waited for when the persons step began, it left Pipedrive's
-    /// reader idle for 0.2-0.3 s.)
+    /// before an import reaches them, so that they are the newest contacts when the head start
+    /// reads their ids. (It ends during the deals: one import and one listing, about 0.3 s.)
     async fn company_contacts_ready(&mut self) {
         if let Some(mut task) = self.company_contacts_task.take() {
             let t = Instant::now();
@@ -2290,26 +2289,40 @@ impl<'s> Engine<'s> {
             return None;
         }
         let (pool, tenant, pd, brevo, mapping, cat) = (self.pool.clone(), self.tenant, self.pd.clone(), self.brevo.clone(), self.mapping.clone(), self.cat.clone());
+        let all_contacts = self.mapping.connectors.pipedrive.lists.all_contacts;
         let task = async move {
             let mut ids = HashMap::new();
+            let mut emails: Vec<String> = Vec::new();
             let result: Result<(), Stop> = async {
-                let (mut orgs_found, mut calls) = (0, 0);
+                let mut orgs_found = 0;
                 for org in store::next_companies(&pool, tenant, 2 * COMPANIES_PER_RUN).await? {
-                    if orgs_found >= COMPANIES_PER_RUN || calls >= COMPANY_CONTACTS_AHEAD {
+                    if orgs_found >= COMPANIES_PER_RUN || emails.len() >= COMPANY_CONTACTS_AHEAD {
                         break;
                     }
                     let query = ListQuery { limit: Some(PAGE), extra: vec![("org_id".into(), org.to_string())], ..Default::default() };
                     let Some(page) = pin!(pd.list::<Person>("/api/v2/persons", query)).next().await.transpose()? else { continue };
-                    let emails: BTreeSet<String> = prepare(&page.items, &mapping, &cat).into_iter().flatten().flatten().map(|o| o.email.as_str().to_owned()).collect();
-                    orgs_found += i64::from(!emails.is_empty());
-                    for email in emails.into_iter().take(COMPANY_CONTACTS_AHEAD - calls) {
-                        calls += 1;
-                        let id = match brevo.upsert_contact(&email, &Map::new(), &[], &[]).await? {
-                            Upserted::Created(id) => Some(id),
-                            Upserted::Updated => brevo.get_contact(&email).await?.map(|c| c.id),
-                        };
-                        ids.extend(id.map(|id| (email, id)));
+                    let found: BTreeSet<String> = prepare(&page.items, &mapping, &cat).into_iter().flatten().flatten().map(|o| o.email.as_str().to_owned()).collect();
+                    orgs_found += i64::from(!found.is_empty());
+                    let room = COMPANY_CONTACTS_AHEAD - emails.len();
+                    emails.extend(found.into_iter().filter(|e| !emails.contains(e)).take(room).collect::<Vec<_>>());
+                }
+                // One import creates them all, and one listing of the newest contacts gives
+                // their ids; what it does not give (contacts that were there before) is asked
+                // for one by one. (One by one, the 35 contacts of a backfill's first companies
+                // took a third of Brevo's contact calls, and delayed the persons' imports.)
+                if let Some(list) = all_contacts.filter(|_| emails.len() >= BULK_MIN) {
+                    match created_contacts(&brevo, list, &emails).await {
+                        Ok(created) => ids.extend(created),
+                        Err(e) => tracing::info!(error = %e, "creating the companies' contacts in one import did not work: creating them one by one"),
                     }
+                }
+                let missing: Vec<&String> = emails.iter().filter(|e| !ids.contains_key(*e)).collect();
+                for email in missing {
+                    let id = match brevo.upsert_contact(email, &Map::new(), &[], &[]).await? {
+                        Upserted::Created(id) => Some(id),
+                        Upserted::Updated => brevo.get_contact(email).await?.map(|c| c.id),
+                    };
+                    ids.extend(id.map(|id| (email.clone(), id)));
                 }
                 Ok(())
             }
@@ -2400,6 +2413,34 @@ impl<'s> Engine<'s> {
         }
         Ok(())
     }
+}
+
+/// Creates contacts with their email alone in one import into `list` (an import needs a list;
+/// every synced person goes to the all-contacts list anyway), and returns the ids of those it
+/// created, read from the newest contacts. Contacts that were there before are not among the
+/// newest: the caller looks them up. A process that does not complete, or an hour's bucket
+/// without a poll left, is an error (the caller falls back to single writes).
+async fn created_contacts(brevo: &BrevoApi, list: i64, emails: &[String]) -> Result<HashMap<String, i64>, BrevoError> {
+    let rows: Vec<ImportContact> = emails.iter().map(|email| ImportContact { email, attributes: ["{}", "{}"] }).collect();
+    let process = brevo.import_json(&rows, &[list]).await?;
+    // Polls share the 100-calls-an-hour bucket: when it has none left, the caller goes on
+    // without waiting for it.
+    let polls = brevo.without_waiting();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let p = polls.process(process).await?;
+        match p.status.as_str() {
+            "completed" => break,
+            "failed" | "cancelled" => return Err(BrevoError::Transient(format!("import process {process} {}", p.status))),
+            _ if Instant::now() > deadline => return Err(BrevoError::Transient(format!("import process {process} still {} after 30 s", p.status))),
+            _ => {}
+        }
+    }
+    // Brevo keeps emails in lower case.
+    let wanted: HashMap<String, &String> = emails.iter().map(|e| (e.to_lowercase(), e)).collect();
+    let newest = brevo.newest_contacts(emails.len().max(50) * 2).await?;
+    Ok(newest.into_iter().filter_map(|c| wanted.get(&c.email?.to_lowercase()).map(|e| ((*e).clone(), c.id))).collect())
 }
 
 /// Sends rows as one import targeting `lists`; returns Brevo's process.
