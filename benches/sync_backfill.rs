@@ -147,7 +147,7 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
     let report = format!(
         "sync backfill and incremental — {date}\n\
          company: {persons} persons, {orgs} organizations, {deals} deals, {persons} activities, {leads} leads\n\
-         limits: Pipedrive burst 80 / 2 s (client: 78 in any 2.02 s), Brevo 10 contact calls/s, 10 event calls/s, 100 other calls/h (client 10% under)\n\n\
+         limits: Pipedrive burst 80 / 2 s (client: 78 in any 2.01 s, counted to each answer), Brevo 10 contact calls/s, 10 event calls/s, 100 other calls/h (client 10% under)\n\n\
          backfill\n\
          \x20 wall time           {wall:.1} s\n\
          \x20 rate-limit bound    {bound:.1} s  (Pipedrive {pd_calls} calls / 40 per s = {pd_bound:.1} s; Brevo {bc} contact calls / 10 per s = {brevo_bound:.1} s)\n\

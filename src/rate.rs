@@ -12,45 +12,94 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub struct SlidingWindow {
-    max: usize,
+    max: AtomicUsize,
     span: Duration,
-    /// When the calls of the last `span` started, oldest first.
-    started: Mutex<VecDeque<Instant>>,
+    state: Mutex<State>,
 }
+
+#[derive(Default)]
+struct State {
+    /// When the calls of the last `span` started (or, for held slots, were answered), oldest first.
+    started: VecDeque<Instant>,
+    /// Held slots whose call has not been answered yet.
+    in_flight: usize,
+}
+
+/// How often a caller looks again when every slot is held by a call on its way (no slot's time
+/// runs out before one is answered).
+const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(5);
 
 impl SlidingWindow {
     /// At least one call per span, whatever `max` says.
     pub fn new(max: usize, span: Duration) -> Self {
-        Self { max: max.max(1), span, started: Mutex::default() }
+        Self { max: AtomicUsize::new(max.max(1)), span, state: Mutex::default() }
     }
 
     pub fn max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::Relaxed)
     }
 
-    /// Waits for a slot and takes it.
+    /// A new limit for the same window: the calls it already counts stay counted.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// Waits for a slot and takes it, counted from now.
     pub async fn until_ready(&self) {
+        self.take(false).await;
+    }
+
+    /// Waits for a slot and holds it until the returned guard is dropped (when the call's answer
+    /// has come); the slot is then counted from that moment. A server counting the requests that
+    /// reached it in its own window then never sees more than `max` in any `span`, however long
+    /// requests take on their way: each one reached it between its start and its answer.
+    pub async fn hold(&self) -> Slot<'_> {
+        self.take(true).await;
+        Slot { window: self }
+    }
+
+    async fn take(&self, held: bool) {
         loop {
             let wait = {
-                let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                while started.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
-                    started.pop_front();
+                while state.started.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
+                    state.started.pop_front();
                 }
-                if started.len() < self.max {
-                    started.push_back(now);
+                if state.started.len() + state.in_flight < self.max() {
+                    if held {
+                        state.in_flight += 1;
+                    } else {
+                        state.started.push_back(now);
+                    }
                     return;
                 }
-                // Full: the oldest call leaves the window first.
-                started.front().map(|t| *t + self.span - now).unwrap_or_default()
+                // Full: the oldest call leaves the window first (or, when calls on their way hold
+                // every slot, one of them is answered and starts its span).
+                state.started.front().map_or(IN_FLIGHT_RECHECK, |t| *t + self.span - now)
             };
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A slot held by a call on its way (`SlidingWindow::hold`).
+pub struct Slot<'w> {
+    window: &'w SlidingWindow,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.window.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.in_flight = state.in_flight.saturating_sub(1);
+        // Pushed under the lock at the time of the push: the deque stays in time order.
+        state.started.push_back(Instant::now());
     }
 }
 
@@ -86,5 +135,43 @@ mod tests {
     #[test]
     fn allows_at_least_one_call() {
         assert_eq!(SlidingWindow::new(0, Duration::from_secs(1)).max(), 1);
+        let window = SlidingWindow::new(5, Duration::from_secs(1));
+        window.set_max(0);
+        assert_eq!(window.max(), 1);
+    }
+
+    /// A held slot counts while its call is on its way and for a whole span after its answer, so
+    /// that calls whose requests were slow to arrive are never counted short.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_slot_counts_until_a_span_after_its_answer() {
+        let window = SlidingWindow::new(2, Duration::from_secs(2));
+        let start = Instant::now();
+        let first = window.hold().await;
+        let second = window.hold().await;
+        // Answered after 0.5 s and 1 s: the third call waits for the first's answer plus 2 s.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(second);
+        let _third = window.hold().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(2500));
+    }
+
+    /// A lower limit applies to the calls already counted; a higher one frees slots at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_limit_keeps_the_calls_counted() {
+        let window = SlidingWindow::new(20, Duration::from_secs(2));
+        let start = Instant::now();
+        for _ in 0..18 {
+            window.until_ready().await;
+        }
+        window.set_max(10);
+        window.until_ready().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2), "18 counted calls above the new limit of 10");
+        window.set_max(80);
+        for _ in 0..70 {
+            window.until_ready().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 }

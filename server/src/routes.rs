@@ -13,7 +13,9 @@ use pipebridge::db::Pool;
 use pipebridge_app::api::server::ServerState;
 use pipebridge_app::{App, shell};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultOnEos, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
@@ -63,11 +65,8 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: st
         .layer(axum::middleware::from_fn_with_state(csrf, csrf::protect))
         .layer(sessions);
 
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(state.pool.clone())
-        .merge(app.with_state(state))
+    let traced = app
+        .with_state(state.clone())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request
@@ -77,8 +76,15 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: st
                 .unwrap_or("");
             // The path only: query strings may carry OAuth codes and states.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        })
+        // Each response once when its head goes out, with its status and latency; a streamed
+        // body (a page sends its HTML as its data comes) once more when it has ended, so that a
+        // page whose body never ends shows as a response without its end of stream.
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
+        .on_eos(DefaultOnEos::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    // The health checks stay out of the request log: probes call them every few seconds.
+    Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(state.pool.clone()).merge(traced)
 }
 
 /// Removes expired sessions every few minutes, for as long as the server runs.

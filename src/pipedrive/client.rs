@@ -147,7 +147,7 @@ impl PipedriveClient {
         let mut failures = 0;
         let mut limited = 0;
         loop {
-            self.limiter.acquire(search).await;
+            let slots = self.limiter.acquire(search).await;
             self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(|BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at })?;
             self.spent.fetch_add(u64::from(cost), std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query);
@@ -158,7 +158,11 @@ impl PipedriveClient {
                 AuthHeader::ApiToken(t) => req.header("x-api-token", t.expose()),
                 AuthHeader::Bearer(t) => req.bearer_auth(t.expose()),
             };
-            let res = match req.send().await {
+            let sent = req.send().await;
+            // The answer's head has come (or the request failed): the request reached Pipedrive
+            // before now, and its slot counts from now.
+            drop(slots);
+            let res = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     failures += 1;
@@ -171,7 +175,8 @@ impl PipedriveClient {
             };
             let status = res.status().as_u16();
             let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-            if let Some(limit) = header("x-ratelimit-limit") {
+            // (A search's answer reports the search limit.)
+            if let Some(limit) = header("x-ratelimit-limit").filter(|_| !search) {
                 self.limiter.adapt(limit as u32);
             }
             let reset = header("x-ratelimit-reset").unwrap_or(2);

@@ -3,67 +3,81 @@
 //! when `x-ratelimit-limit` says otherwise; and a daily token budget per company, charged each
 //! call's token cost, with a reserve that background syncs may not spend (kept for webhook work).
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::rate::SlidingWindow;
+use crate::rate::{Slot, SlidingWindow};
 
 pub const WINDOW: Duration = Duration::from_secs(2);
 /// itemSearch and the other search endpoints: 10 per 2 s on every plan.
 pub const SEARCH_PER_WINDOW: u32 = 10;
 
 /// A limiter for `per_window` requests per rolling 2 s: a sliding window of the last calls,
-/// two under the limit, over a span a little longer than Pipedrive's (arrival jitter).
+/// two under the limit, each call holding its slot from its start until 2 s after its answer.
 ///
-/// Pipedrive counts the requests of the last 2 s (§11.3), so after a pause the whole window is
-/// free: a backfill's first two seconds can read its organizations, deals and leads at once
-/// (about 80 pages) where evenly spaced calls (governor's GCRA, which this replaced) gave them 77
-/// and spent the other two seconds at the end. Bursts do not come back by themselves: when the
-/// readers are ahead of what the sync can record, they wait on their queues and the calls
+/// Pipedrive counts the requests that reached it in the last 2 s (§11.3), so after a pause the
+/// whole window is free: a backfill's first two seconds can read its organizations, deals and
+/// leads at once (about 80 pages) where evenly spaced calls (governor's GCRA, which this
+/// replaced) gave them 77 and spent the other two seconds at the end. A request reaches Pipedrive
+/// between its start and its answer, so a slot counted from the answer can never be counted
+/// short however slow the request's way there (a new TLS connection, a loaded machine), as a
+/// slot counted from the start could after a burst. Bursts do not come back by themselves: when
+/// the readers are ahead of what the sync can record, they wait on their queues and the calls
 /// spread out.
-fn limiter(per_window: u32) -> SlidingWindow {
-    let usable = if per_window > 4 { per_window - 2 } else { per_window.saturating_sub(1).max(1) };
-    SlidingWindow::new(usable as usize, WINDOW + MARGIN)
+fn usable(per_window: u32) -> usize {
+    (if per_window > 4 { per_window - 2 } else { per_window.saturating_sub(1).max(1) }) as usize
 }
 
-/// Added to the 2 s a window spans: requests reach Pipedrive a little later or earlier than they
-/// left.
-const MARGIN: Duration = Duration::from_millis(20);
+/// Added to the 2 s a window spans, for the timers' granularity.
+const MARGIN: Duration = Duration::from_millis(10);
 
 /// The burst limiter of one token, and its search limiter.
 pub struct TokenLimiter {
-    state: Mutex<(u32, Arc<SlidingWindow>)>,
+    per_window: AtomicU32,
+    window: SlidingWindow,
     search: SlidingWindow,
+}
+
+/// The slots a request holds until its answer has come (`TokenLimiter::acquire`).
+pub struct Slots<'l> {
+    _search: Option<Slot<'l>>,
+    _window: Slot<'l>,
 }
 
 impl TokenLimiter {
     pub fn new(per_window: u32) -> Self {
-        Self { state: Mutex::new((per_window, Arc::new(limiter(per_window)))), search: limiter(SEARCH_PER_WINDOW) }
+        Self {
+            per_window: AtomicU32::new(per_window),
+            window: SlidingWindow::new(usable(per_window), WINDOW + MARGIN),
+            search: SlidingWindow::new(usable(SEARCH_PER_WINDOW), WINDOW + MARGIN),
+        }
     }
 
     pub fn per_window(&self) -> u32 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.per_window.load(Ordering::Relaxed)
     }
 
-    /// Waits for a slot.
-    pub async fn acquire(&self, search: bool) {
-        if search {
-            self.search.until_ready().await;
-        }
-        let current = self.state.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
-        current.until_ready().await;
+    /// Waits for a slot (and a search slot for a search), held until the returned slots are
+    /// dropped: when the request's answer has come, or it failed.
+    pub async fn acquire(&self, search: bool) -> Slots<'_> {
+        let search = if search { Some(self.search.hold().await) } else { None };
+        Slots { _search: search, _window: self.window.hold().await }
     }
 
-    /// Follows the limit the server reports (`x-ratelimit-limit`), which is the truth for this
-    /// token whatever the plan table says.
+    /// Follows the limit the server reports (`x-ratelimit-limit` of a request that is not a
+    /// search), which is the truth for this token whatever the plan table says. The calls the
+    /// window counts stay counted under the new limit.
     pub fn adapt(&self, reported: u32) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if reported > 0 && reported != state.0 {
-            tracing::info!(from = state.0, to = reported, "adapting to Pipedrive's reported burst limit");
-            *state = (reported, Arc::new(limiter(reported)));
+        if reported == 0 {
+            return;
+        }
+        let before = self.per_window.swap(reported, Ordering::Relaxed);
+        if reported != before {
+            tracing::info!(from = before, to = reported, "adapting to Pipedrive's reported burst limit");
+            self.window.set_max(usable(reported));
         }
     }
 }
@@ -171,7 +185,7 @@ mod tests {
         let l = TokenLimiter::new(12);
         let start = std::time::Instant::now();
         for _ in 0..11 {
-            l.acquire(false).await;
+            drop(l.acquire(false).await);
         }
         // 10 of the window's 12 at once, the 11th when the first has left the window (2.02 s).
         assert!(start.elapsed() >= Duration::from_millis(2000), "{:?}", start.elapsed());

@@ -176,7 +176,7 @@ pub async fn links_of_persons(pool: &PgPool, tenant: TenantId, entity: &str, per
 }
 
 /// Whether `count` ids between `lo` and `hi` fill at least half of that range, so
-/// that scanning the range reads at most about twice the rows asked for.
+/// that scanning the range reads the links of at most about twice the persons asked for.
 fn dense(lo: i64, hi: i64, count: usize) -> bool {
     let span = hi.saturating_sub(lo).saturating_add(1);
     span <= (count as i64).saturating_mul(2)
