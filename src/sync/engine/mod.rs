@@ -1,0 +1,1008 @@
+//! One sync run. Steps, in the order their data depends on each other: organizations (names for
+//! COMPANY), deals (counts, stage lists, stage events), leads (the nurture list), persons (the
+//! contacts), then — incremental only — deletions and merges, persons touched by the earlier
+//! steps, activities (events); finally events are sent and Brevo companies written.
+//!
+//! Reads stream page by page from Pipedrive (the next page is fetched while this one is written);
+//! each page ends with its checkpoint, so a run that stops continues where it was. Brevo is
+//! written only for records whose content hash changed. A backfill writes contacts through
+//! `/contacts/import`, grouped by the lists they go to (the import's target sets them), and
+//! confirms each import before recording it; incremental runs upsert.
+//!
+//! Here: the run (`run_job`), the engine's state, its steps in order and their checkpoints. The
+//! steps are in `records` (organizations, deals, leads), `persons`, `changes` (what incremental
+//! runs add) and `companies`; writing contacts in `writes`, Brevo's imports in `imports`, what a
+//! run knows of both sides in `catalogue`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::store::{self, Checkpoint, Link, RecordError};
+use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
+use crate::accounts::Member;
+use crate::brevo::BrevoError;
+use crate::brevo::api::{BrevoApi, ImportContact, Upserted};
+use crate::connections::{self, ConnectError, Providers};
+use crate::domain::TenantId;
+use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
+use crate::mapping::validate::{self, AttributeInfo, Catalog, Severity};
+use crate::mapping::{DeletedPersons, MappingConfig};
+use crate::pipedrive::PipedriveError;
+use crate::pipedrive::client::{ListQuery, PipedriveClient};
+use crate::pipedrive::limits::Registry;
+use crate::pipedrive::models::{Activity, Deal, Field, Organization, Person, Stage};
+use crate::queue::{Job, JobError};
+use crate::secrets::SecretKey;
+use crate::task::AbortOnDrop;
+
+mod catalogue;
+mod changes;
+mod companies;
+mod imports;
+mod persons;
+mod records;
+mod writes;
+
+use self::{catalogue::*, persons::*, writes::*};
+
+/// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
+/// the content hashes drop what was already written.
+const OVERLAP: time::Duration = time::Duration::seconds(5);
+/// Bytes of contacts an import carries at most: Brevo takes 10 MB in `jsonBody`.
+const IMPORT_BYTES: usize = 8 * 1024 * 1024;
+/// Fewer contacts than this are written one by one: an import costs a call and its share of a
+/// process poll, and tells which row failed only by writing them again.
+const BULK_MIN: usize = 10;
+/// Rows of unconfirmed imports, in full imports (`Bulk::import_rows`), that make a backfill ask
+/// Brevo how its imports went: the confirmed ones are recorded as the persons are read, not all
+/// at the end, and their rows leave memory. Polls share Brevo's 100-calls-an-hour bucket: a run's
+/// first `EAGER_POLLS` come at most every `POLL_SOON`, the next ones every `POLL_EVERY`. (Polled
+/// every 2 s, a backfill of 100,000 persons still had 1.3 s of links to record after its last
+/// page; every 0.5 s, 0.4 s, for 6 more calls.)
+const POLL_AT_IMPORTS: usize = 1;
+const POLL_SOON: Duration = Duration::from_millis(500);
+const POLL_EVERY: Duration = Duration::from_secs(2);
+const EAGER_POLLS: usize = 12;
+/// Rows of unconfirmed imports, in full imports, at which the run waits for Brevo to finish them.
+const WAIT_AT_IMPORTS: usize = 8;
+/// Brevo company calls per run: companies share Brevo's 100-calls-an-hour bucket.
+const COMPANIES_PER_RUN: i64 = 10;
+/// Contacts a backfill creates ahead for its companies, at most (`start_company_contacts`):
+/// about what Brevo can take while deals and leads are read.
+const COMPANY_CONTACTS_AHEAD: usize = 40;
+/// The catalog (fields, stages, attributes, lists) is read again after this long.
+const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
+/// Deleted and merged persons are looked for this often (see `deletions`).
+const DELETIONS_EVERY: time::Duration = time::Duration::minutes(15);
+/// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
+const LEADS_EVERY: time::Duration = time::Duration::hours(1);
+const PAGE: u32 = 500;
+/// How often a run records its progress (the Sync page shows it as it changes).
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded and
+/// more while it is prepared). Pipedrive's limiter keeps the slots a waiting reader leaves (a
+/// sliding window), so a few pages cover a pause of the persons loop; with 12, the reader, ahead
+/// of a loop that cannot follow it, held 30 MiB more at the peak for no gain.
+const PERSON_PAGES_AHEAD: usize = 4;
+/// Pages of organizations, deals and activities read ahead of the one being recorded.
+const PAGES_AHEAD: usize = 8;
+/// PRODUCT.md's `deal.stage_changed`, in the characters Brevo allows in an event name (letters,
+/// digits, `-`, `_`).
+pub const STAGE_CHANGED: &str = "deal_stage_changed";
+
+/// What the sync jobs need from the application.
+pub struct Services {
+    pub pool: PgPool,
+    pub key: SecretKey,
+    pub providers: Providers,
+    pub limits: Arc<Registry>,
+    pub bulk: Bulk,
+    catalogs: Mutex<HashMap<TenantId, CachedCatalogue>>,
+}
+
+/// A tenant's catalogue, with when it was read and the mapping version it was read for.
+type CachedCatalogue = (Instant, i32, Arc<Catalogue>);
+
+/// How a backfill groups contacts into `/contacts/import` calls. An import sets the same lists
+/// for all its rows, so rows wait, grouped by the lists they go to, until their group is full:
+/// list memberships then cost no call of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Bulk {
+    /// Rows an import carries at most (5,000 rows of the seed mapping are about 2 MB of JSON;
+    /// Brevo takes 10 MB, and an import stops at 8 MB whatever its rows). 10,000 saved 7
+    /// imports of 31 but not time, and held 200 MB at the peak.
+    pub import_rows: usize,
+    /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
+    /// oldest waiting row are read again.
+    pub hold_pages: u64,
+    /// Rows waiting in all groups together, at most: beyond it the largest group is imported.
+    /// What waits when the last page is read is imported, processed by Brevo and recorded after
+    /// it — the part of a backfill that no longer overlaps Pipedrive's reading.
+    pub held_rows: usize,
+    /// Contacts that an incremental run (or a retry) must have to write in imports rather than
+    /// one by one (then every group of at least `BULK_MIN` with the same lists is one import).
+    /// Fewer are cheaper one by one: imports must be confirmed by polls of `/v3/processes`,
+    /// which share Brevo's 100-calls-an-hour bucket with companies (a drained bucket makes a
+    /// poll wait up to 36 s, the time of about 330 single writes).
+    pub write_now_rows: usize,
+}
+
+impl Default for Bulk {
+    fn default() -> Self {
+        Self { import_rows: 5_000, hold_pages: 100, held_rows: 10_000, write_now_rows: 100 }
+    }
+}
+
+impl Services {
+    pub fn new(pool: PgPool, key: SecretKey, providers: Providers, limits: Arc<Registry>) -> Self {
+        Self { pool, key, providers, limits, bulk: Bulk::default(), catalogs: Mutex::default() }
+    }
+
+    pub fn with_bulk(self, bulk: Bulk) -> Self {
+        Self { bulk, ..self }
+    }
+}
+
+/// The tenant's real fields, options, stages, attributes and lists.
+pub struct Catalogue {
+    pub catalog: Catalog,
+    pub options: FieldOptions,
+    pub stage_names: HashMap<u64, String>,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug)]
+pub enum Stop {
+    /// Not now (rate limit, daily budget): the job is snoozed without spending an attempt.
+    Wait(Duration, String),
+    /// Worth another attempt (network, 5xx).
+    Retry(String),
+    /// The user must act (no mapping, a refused key).
+    Fatal(String),
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(e: sqlx::Error) -> Self {
+        Stop::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<PipedriveError> for Stop {
+    fn from(e: PipedriveError) -> Self {
+        match e {
+            PipedriveError::BudgetExhausted { renews_at } => {
+                let wait = (renews_at - OffsetDateTime::now_utc()).max(time::Duration::MINUTE);
+                Stop::Wait(Duration::from_secs(wait.whole_seconds() as u64), format!("Pipedrive's daily token budget is spent; the sync continues after {renews_at} (UTC)."))
+            }
+            PipedriveError::RateLimited { reset_secs } => Stop::Wait(Duration::from_secs(reset_secs.max(5)), "Pipedrive's rate limit: waiting for it to reset.".into()),
+            PipedriveError::Blocked => Stop::Wait(Duration::from_secs(600), "Pipedrive blocked this token for sending too many requests; waiting 10 minutes.".into()),
+            PipedriveError::Unauthorized => Stop::Retry("Pipedrive refused the credentials: connect Pipedrive again on the Connections page.".into()),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<BrevoError> for Stop {
+    fn from(e: BrevoError) -> Self {
+        match e {
+            BrevoError::BadKey(_) => Stop::Fatal("Brevo refused the API key: replace it on the Connections page.".into()),
+            BrevoError::RateLimited { reset_secs } => Stop::Wait(Duration::from_secs(reset_secs.max(5)), "Brevo's rate limit: waiting for it to reset.".into()),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<ConnectError> for Stop {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Database(e) => e.into(),
+            other => Stop::Retry(other.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Payload {
+    #[serde(default)]
+    trigger: Option<String>,
+    #[serde(default)]
+    requested_by: Option<crate::domain::UserId>,
+    #[serde(default)]
+    persons: Vec<String>,
+}
+
+/// Runs one sync job, records the run and what became of it.
+pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
+    let tenant = job.tenant_id.ok_or_else(|| JobError::Fatal("a sync job without a tenant".into()))?;
+    let payload: Payload = serde_json::from_value(job.payload.clone()).unwrap_or_default();
+    let pool = &services.pool;
+    let db = |e: sqlx::Error| JobError::Retryable(format!("database: {e}"));
+
+    let mut checkpoints = store::checkpoints(pool, tenant).await.map_err(db)?;
+    // A full resync starts over once; when its job comes back (a retry, a wait), it continues.
+    let continuing = store::has_open_run(pool, tenant, job.id).await.map_err(db)?;
+    if job.kind == JOB_FULL_RESYNC && !continuing {
+        store::reset_for_full_resync(pool, tenant).await.map_err(db)?;
+        checkpoints.clear();
+    }
+    let backfilled = ["organization", "deal", "lead", "person"].iter().all(|e| checkpoints.get(*e).is_some_and(|c| c.backfill_done));
+    let mode = if backfilled { Mode::Incremental } else { Mode::Backfill };
+    let trigger = payload.trigger.clone().unwrap_or_else(|| "schedule".into());
+    let trigger = if ["manual", "schedule", "webhook", "retry"].contains(&trigger.as_str()) { trigger } else { "schedule".into() };
+    let (run, resumed) = store::start_or_resume(pool, tenant, job.id, mode, &trigger, payload.requested_by).await.map_err(db)?;
+    let span = tracing::info_span!("sync", run = run.id, tenant_id = %tenant, mode = mode.as_str(), resumed);
+
+    let started = OffsetDateTime::now_utc();
+    let result = async {
+        let mut engine = Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
+        engine.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
+        engine.base_tokens = run.pipedrive_tokens as u64;
+        engine.base_calls = run.brevo_calls as u64;
+        engine.retry_persons = payload.persons.iter().filter_map(|p| p.parse().ok()).collect();
+        engine.force_deletions = trigger == "manual";
+        let outcome = engine.execute().await;
+        engine.report_now().await;
+        tracing::info!(time = %engine.spent, "where the run's time went");
+        outcome.map(|()| engine.summary())
+    }
+    .instrument(span)
+    .await;
+
+    match result {
+        Ok(message) => {
+            store::set_status(pool, run.id, "succeeded", message.as_deref()).await.map_err(db)?;
+            tracing::info!(run = run.id, "sync run succeeded");
+            Ok(())
+        }
+        Err(Stop::Wait(delay, why)) => {
+            store::set_status(pool, run.id, "waiting", Some(&why)).await.map_err(db)?;
+            tracing::info!(run = run.id, ?delay, %why, "sync run waits");
+            Err(JobError::Snooze(delay))
+        }
+        Err(Stop::Retry(why)) => {
+            let last = job.attempts >= job.max_attempts;
+            let status = if last { "failed" } else { "waiting" };
+            let message = if last { why.clone() } else { format!("{why} — retrying shortly.") };
+            store::set_status(pool, run.id, status, Some(&message)).await.map_err(db)?;
+            tracing::warn!(run = run.id, %why, "sync run interrupted");
+            Err(JobError::Retryable(why))
+        }
+        Err(Stop::Fatal(why)) => {
+            store::set_status(pool, run.id, "failed", Some(&why)).await.map_err(db)?;
+            tracing::warn!(run = run.id, %why, "sync run failed");
+            Err(JobError::Fatal(why))
+        }
+    }
+}
+
+/// A contact to write, and what Brevo had before. A backfill holds tens of thousands while
+/// their groups fill, so the attributes are kept as JSON text (a quarter of the memory of maps).
+#[derive(Debug, Clone, Deserialize)]
+struct Row {
+    person_id: i64,
+    email: String,
+    /// The attributes from the person alone (kept in the link, to compute the others again).
+    #[serde(deserialize_with = "json_text")]
+    own: Box<str>,
+    /// The attributes computed from its organization and deals. (Rows an older version saved
+    /// held every attribute under `attributes`.)
+    #[serde(default = "empty_object", alias = "attributes", deserialize_with = "json_text")]
+    derived: Box<str>,
+    lists: Vec<i64>,
+    prev_lists: Vec<i64>,
+    existed: bool,
+    hash: String,
+    org_id: Option<i64>,
+    has_issues: bool,
+}
+
+impl Row {
+    /// Every attribute Brevo is given.
+    fn attributes(&self) -> Map<String, Value> {
+        let mut all = object(&self.own);
+        all.extend(object(&self.derived));
+        all
+    }
+}
+
+/// A JSON object as text.
+fn object_text(map: &Map<String, Value>) -> Box<str> {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into()).into_boxed_str()
+}
+
+/// A JSON object from its text (the engine wrote it: an empty one should it not read).
+fn object(text: &str) -> Map<String, Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<str>, D::Error> {
+    let map = Map::<String, Value>::deserialize(d)?;
+    Ok(object_text(&map))
+}
+
+fn empty_object() -> Box<str> {
+    "{}".into()
+}
+
+/// Backfill rows waiting for their import, all going to the same lists.
+struct Bucket {
+    rows: Vec<Row>,
+    /// About the size of the rows in the import's JSON.
+    bytes: usize,
+    /// The page of the oldest row.
+    since: u64,
+}
+
+struct PendingEvent {
+    name: String,
+    person_id: i64,
+    properties: Map<String, Value>,
+}
+
+pub struct Engine<'s> {
+    s: &'s Services,
+    pool: &'s PgPool,
+    tenant: TenantId,
+    run: i64,
+    mode: Mode,
+    pd: PipedriveClient,
+    brevo: BrevoApi,
+    mapping: MappingConfig,
+    cat: Arc<Catalogue>,
+    checkpoints: HashMap<String, Checkpoint>,
+    started: OffsetDateTime,
+    counts: Counts,
+    base_tokens: u64,
+    base_calls: u64,
+    steps: Vec<&'static str>,
+    step: usize,
+    /// Persons whose deals, leads or organization changed.
+    dirty: BTreeSet<i64>,
+    /// Persons written or checked in this run.
+    done: HashSet<i64>,
+    /// Every email of the persons read in this run → the person (to recognise merges).
+    seen_emails: HashMap<String, i64>,
+    /// Contact emails given to a person in this run, or in imports not yet confirmed (their
+    /// links are written later): one Pipedrive person per Brevo contact.
+    claimed: HashMap<String, i64>,
+    events: Vec<PendingEvent>,
+    retry_persons: Vec<i64>,
+    /// A manual sync checks for deletions whatever the time since the last check.
+    force_deletions: bool,
+    notes: Vec<String>,
+    /// Backfill rows waiting for an import, by the lists they go to.
+    bulk: BTreeMap<Vec<i64>, Bucket>,
+    /// Checkpoints of the persons pages read (numbered by `backfill_pages`), oldest first, until
+    /// none of their rows waits in `bulk` any more: only then may the checkpoint be saved.
+    held: VecDeque<(u64, Checkpoint)>,
+    /// Pages a backfill has read, every entity together (see `page_read`).
+    backfill_pages: u64,
+    /// Where the run's time goes (logged when it ends).
+    spent: Spent,
+    /// Writes on their way: each import (or batch of contacts written one at a time) is sent by
+    /// a task of its own, so the persons go on being read and prepared meanwhile.
+    inflight: VecDeque<tokio::task::JoinHandle<Result<Sent, Stop>>>,
+    /// Persons checkpoints no waiting row depends on, oldest first, each with the number of
+    /// writes sent before it: saved once those are settled and their imports recorded.
+    unsaved_checkpoints: VecDeque<(u64, Checkpoint)>,
+    /// Writes sent, and writes settled, in this run (settled in the order they start).
+    writes_sent: u64,
+    writes_settled: u64,
+    /// Imports Brevo accepted and has not confirmed.
+    pending: Vec<PendingImport>,
+    /// Links of confirmed imports, and record errors of a backfill's pages, being written by tasks
+    /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
+    /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
+    recording: VecDeque<(u64, tokio::task::JoinHandle<Result<(), Stop>>)>,
+    /// One turn at a time: more slowed the loop's lookups, and two at a time after the last
+    /// page held twice the links in memory (a backfill peaked at 198 MiB against 180).
+    recorder: Arc<tokio::sync::Semaphore>,
+    /// Whether persons had links when this step started (see `sync_persons`).
+    persons_linked: bool,
+    /// Whether the persons step has read its last page.
+    persons_read: bool,
+    /// Whether imports have their links recorded while Brevo processes them, not once it
+    /// confirmed them: in a backfill that found no person linked (see `record_links_ahead`).
+    links_ahead: bool,
+    /// When the progress was last recorded, and the report on its way (see `report`).
+    last_report: Option<Instant>,
+    reporting: Option<tokio::task::JoinHandle<()>>,
+    /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
+    last_poll: Option<Instant>,
+    polls: usize,
+    /// A backfill's poll of Brevo's processes on its way, beside the persons loop, with the
+    /// imports it answers for (those pending when it was sent; see `confirm_imports`).
+    polling: Option<Poll>,
+    /// A backfill's head start on its companies' contact ids (`start_company_contacts`): the
+    /// task, then what it found (email → Brevo contact id).
+    company_contacts_task: Option<AbortOnDrop<HashMap<String, i64>>>,
+    company_contacts: HashMap<String, i64>,
+    /// A backfill's deals and persons, read while the step before them runs (see `read_ahead`).
+    deals_ahead: Option<Pages<Deal>>,
+    persons_ahead: Option<Pages<Person>>,
+    /// The page being recorded (see `save_page`).
+    saving: Option<AbortOnDrop<Result<(), Stop>>>,
+    /// The links' statistics being refreshed (see `page_read`).
+    analyzing: Option<AbortOnDrop<()>>,
+    /// The statistics the persons need, taken during the leads (see `execute`).
+    statistics: Option<AbortOnDrop<Result<(), sqlx::Error>>>,
+    /// An incremental run's changed contacts, held across pages so that those going to the same
+    /// lists make one import; the checkpoint of the last page they came from.
+    later: Vec<Row>,
+    later_checkpoint: Option<Checkpoint>,
+}
+
+/// What a write task did: an import sent (Brevo's process, the lists it targets, its rows), or
+/// contacts written one at a time (and the failure that stopped them, if one did).
+enum Sent {
+    /// The imports (the first, then its companions), the lists they target together, the rows.
+    Import(i64, Vec<i64>, Vec<i64>, Vec<Row>),
+    OneByOne(Vec<Written>, Option<BrevoError>),
+}
+
+/// An import Brevo accepted and has not confirmed. It lives in memory: the checkpoints of the
+/// pages it came from wait until it is recorded, so a run that stops reads those pages again and
+/// imports their rows again (Brevo updates a contact it already has: no duplicate).
+struct PendingImport {
+    process_id: i64,
+    /// The other imports of the same rows, when each of the rows' lists had an import of its
+    /// own (`flush_all`): the rows are written once all of them completed.
+    companions: Vec<i64>,
+    lists: Vec<i64>,
+    rows: Vec<Row>,
+    /// The write it came from, numbered as `writes_sent` counts them.
+    write: u64,
+    /// Its row in `sync_imports`: imports an earlier version of the engine saved there.
+    saved: Option<i64>,
+    /// Its links being recorded ahead of Brevo's answer (`Engine::links_ahead`): the task, which
+    /// gives the note that tells whose links they are.
+    ahead: Option<AbortOnDrop<Result<i64, Stop>>>,
+}
+
+/// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows, about
+/// 2 MB). Groups come due together (they wait at most `Bulk::hold_pages`), so this is about as many as
+/// a backfill has groups: the persons loop goes on while Brevo's limiter spaces them out.
+const MAX_INFLIGHT: usize = 12;
+
+/// Seconds per kind of work, for the log line that tells where a run's time went.
+#[derive(Default)]
+struct Spent(BTreeMap<&'static str, Duration>);
+
+impl Spent {
+    fn add(&mut self, what: &'static str, since: Instant) {
+        *self.0.entry(what).or_default() += since.elapsed();
+    }
+}
+
+impl std::fmt::Display for Spent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+fn hash(v: &Value) -> String {
+    format!("{:x}", Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
+}
+
+fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
+    let t = t?;
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .or_else(|| time::PrimitiveDateTime::parse(t, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok().map(|p| p.assume_utc()))
+}
+
+/// A progress report that fails is logged and left: the next one carries the same counts.
+async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
+    if let Err(e) = store::progress(pool, run, &p).await {
+        tracing::warn!(error = %e, "could not record the run's progress");
+    }
+}
+
+/// Pages read ahead of the loop that works on them.
+type Pages<T> = mpsc::Receiver<Result<crate::pipedrive::client::Page<T>, PipedriveError>>;
+/// A poll of Brevo's processes on its way, with the imports (process ids) it answers for.
+type Poll = (HashSet<i64>, AbortOnDrop<Result<Vec<crate::brevo::api::Process>, BrevoError>>);
+
+/// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
+/// last one.
+fn prefetch<T: Send + 'static, E: Send + 'static>(stream: impl Stream<Item = Result<T, E>> + Send + 'static, ahead: usize) -> mpsc::Receiver<Result<T, E>> {
+    let (tx, rx) = mpsc::channel(ahead);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(page) = stream.next().await {
+            let stop = page.is_err();
+            if tx.send(page).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl<'s> Engine<'s> {
+    async fn prepare(s: &'s Services, tenant: TenantId, run: i64, mode: Mode, checkpoints: HashMap<String, Checkpoint>, started: OffsetDateTime) -> Result<Engine<'s>, Stop> {
+        let member = Member::worker(tenant);
+        let pool = &s.pool;
+        let Some((version, yaml)) = crate::mapping::store::current(pool, &member).await? else {
+            return Err(Stop::Fatal("No mapping is saved yet: save one on the Mappings page, then sync.".into()));
+        };
+        let mapping = MappingConfig::from_yaml(&yaml).map_err(|e| Stop::Fatal(format!("The saved mapping does not read: {}", e.message)))?;
+        let pd = connections::pipedrive_client(pool, &s.key, &s.providers, &member, &s.limits)
+            .await?
+            .ok_or_else(|| Stop::Fatal("Pipedrive is not connected: connect it on the Connections page.".into()))?;
+        let brevo = connections::brevo_api(pool, &s.key, &member, &s.limits)
+            .await?
+            .ok_or_else(|| Stop::Fatal("Brevo is not connected: add its API key on the Connections page.".into()))?;
+        // A restarted process starts the company's daily budget from what runs recorded today.
+        if let Some(base) = connections::pipedrive_api_base(pool, tenant).await? {
+            let budget = s.limits.budget(&base);
+            if budget.spent_today(OffsetDateTime::now_utc()) == 0 {
+                let spent = store::tokens_spent_today(pool, &base).await?;
+                budget.preload(spent.max(0) as u64, OffsetDateTime::now_utc());
+            }
+        }
+        let cached = s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get(&tenant).filter(|(at, v, _)| at.elapsed() < CATALOG_TTL && *v == version).map(|(_, _, c)| c.clone());
+        let cat = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(load_catalogue(&pd, &brevo).await?);
+                s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant, (Instant::now(), version, c.clone()));
+                c
+            }
+        };
+        let problems: Vec<String> = validate::check(&mapping, Some(&cat.catalog))
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| format!("{}: {}", p.at, p.message))
+            .collect();
+        if !problems.is_empty() {
+            // The tenant's accounts changed since the mapping was saved: next time, read them again.
+            s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant);
+            return Err(Stop::Fatal(format!("The mapping no longer fits the connected accounts: {}", problems.join(" "))));
+        }
+        let sw = mapping.connectors.pipedrive.sync;
+        let mut steps = vec!["prepare"];
+        if sw.organizations {
+            steps.push("organizations");
+        }
+        if sw.deals {
+            steps.push("deals");
+        }
+        if sw.leads {
+            steps.push("leads");
+        }
+        if sw.persons {
+            steps.push("persons");
+        }
+        if mode == Mode::Incremental && sw.persons {
+            steps.extend(["deletions", "related persons"]);
+        }
+        if sw.activities {
+            steps.push("activities");
+        }
+        steps.push("events");
+        if sw.organizations {
+            steps.push("companies");
+        }
+        Ok(Engine {
+            s,
+            pool,
+            tenant,
+            run,
+            mode,
+            pd,
+            brevo,
+            mapping,
+            cat,
+            checkpoints,
+            started,
+            counts: Counts::new(),
+            base_tokens: 0,
+            base_calls: 0,
+            steps,
+            step: 0,
+            dirty: BTreeSet::new(),
+            done: HashSet::new(),
+            seen_emails: HashMap::new(),
+            claimed: HashMap::new(),
+            events: Vec::new(),
+            retry_persons: Vec::new(),
+            force_deletions: false,
+            notes: Vec::new(),
+            bulk: BTreeMap::new(),
+            held: VecDeque::new(),
+            backfill_pages: 0,
+            spent: Spent::default(),
+            inflight: VecDeque::new(),
+            unsaved_checkpoints: VecDeque::new(),
+            writes_sent: 0,
+            writes_settled: 0,
+            pending: Vec::new(),
+            recording: VecDeque::new(),
+            recorder: Arc::new(tokio::sync::Semaphore::new(1)),
+            last_poll: None,
+            polls: 0,
+            polling: None,
+            last_report: None,
+            reporting: None,
+            persons_linked: true,
+            persons_read: false,
+            links_ahead: false,
+            company_contacts_task: None,
+            company_contacts: HashMap::new(),
+            deals_ahead: None,
+            persons_ahead: None,
+            analyzing: None,
+            statistics: None,
+            saving: None,
+            later: Vec::new(),
+            later_checkpoint: None,
+        })
+    }
+
+    fn count(&mut self, entity: &str) -> &mut EntityCounts {
+        self.counts.entry(entity.to_owned()).or_default()
+    }
+
+    /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds),
+    /// by a task beside the loop: the loop does not wait for the database.
+    async fn report(&mut self) {
+        let idle = self.reporting.as_ref().is_none_or(|task| task.is_finished());
+        if idle && self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+            self.last_report = Some(Instant::now());
+            let (pool, run, p) = (self.pool.clone(), self.run, self.progress());
+            self.reporting = Some(tokio::spawn(async move { record_progress(&pool, run, p).await }.in_current_span()));
+        }
+    }
+
+    /// Records the run's progress now, after any report still on its way (which must not land
+    /// after this one).
+    async fn report_now(&mut self) {
+        if let Some(task) = self.reporting.take() {
+            let _ = task.await;
+        }
+        self.last_report = Some(Instant::now());
+        record_progress(self.pool, self.run, self.progress()).await;
+    }
+
+    fn progress(&self) -> store::Progress {
+        store::Progress {
+            phase: self.steps.get(self.step).copied().unwrap_or("finishing"),
+            steps_done: self.step as i32,
+            steps_total: self.steps.len() as i32,
+            counts: self.counts.clone(),
+            pipedrive_tokens: self.base_tokens + self.pd.tokens_spent(),
+            brevo_calls: self.base_calls + self.brevo.calls(),
+        }
+    }
+
+    fn summary(&self) -> Option<String> {
+        (!self.notes.is_empty()).then(|| self.notes.join(" "))
+    }
+
+    async fn execute(&mut self) -> Result<(), Stop> {
+        // Attributes the mapping needs and Brevo lacks: created while organizations, deals and
+        // leads are read, ready before the first contact is written.
+        let mut attributes = self.start_attributes();
+        if self.mode == Mode::Backfill {
+            // What changes while the backfill runs is for the first incremental run to see.
+            for entity in ["deletions", "activity"] {
+                if !self.checkpoints.contains_key(entity) {
+                    let cp = self.checkpoint(entity);
+                    store::save_checkpoint(self.pool, self.tenant, entity, &cp).await?;
+                }
+            }
+        }
+        // Links an attempt that stopped recorded ahead of imports Brevo had not confirmed: their
+        // persons are written again (the pages they came from are read again: their checkpoint
+        // waited for the imports).
+        let undone = store::undo_links_ahead(self.pool, self.tenant, None).await?;
+        if undone > 0 {
+            tracing::info!(links = undone, "deleted the links an earlier attempt recorded ahead of unconfirmed imports");
+        }
+        // Imports an earlier version of the engine saved, and nobody confirmed yet.
+        for (id, process_id, lists, rows) in store::pending_imports(self.pool, self.tenant).await? {
+            let rows = serde_json::from_value::<Vec<Row>>(rows).unwrap_or_default();
+            for row in &rows {
+                self.claimed.entry(row.email.clone()).or_insert(row.person_id);
+            }
+            // Saved before imports recorded their lists: they targeted the all-contacts list.
+            let lists = lists.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
+            self.pending.push(PendingImport { process_id, companions: Vec::new(), lists, rows, write: 0, saved: Some(id), ahead: None });
+        }
+        if !self.retry_persons.is_empty() {
+            self.finish_attributes(attributes.take()).await?;
+            let ids = std::mem::take(&mut self.retry_persons);
+            self.persons_by_id(&ids).await?;
+        }
+        for i in 1..self.steps.len() {
+            self.step = i;
+            self.report_now().await;
+            if !matches!(self.steps[i], "organizations" | "deals" | "leads") {
+                self.finish_attributes(attributes.take()).await?;
+            }
+            // The persons' lookups by person need statistics that count the deals' links: taken
+            // beside the leads (whose links are looked up by id), waited for when the persons
+            // begin. (Taken then, they left Pipedrive's reader idle for a tenth of a second.)
+            if self.mode == Mode::Backfill && self.steps[i] == "leads" {
+                let pool = self.pool.clone();
+                self.statistics = Some(AbortOnDrop(tokio::spawn(async move { store::analyze_links(&pool).await }.in_current_span())));
+            }
+            if self.mode == Mode::Backfill && self.steps[i] == "persons" {
+                let t = Instant::now();
+                match self.statistics.take() {
+                    Some(mut task) => (&mut task.0).await.map_err(|e| Stop::Retry(format!("refreshing the links' statistics was interrupted: {e}")))??,
+                    None => store::analyze_links(self.pool).await?,
+                }
+                self.spent.add("database: statistics", t);
+            }
+            if self.steps[i] == "deals" {
+                self.company_contacts_task = self.start_company_contacts();
+            }
+            self.read_ahead(i);
+            match self.steps[i] {
+                "organizations" => self.organizations().await?,
+                "deals" => self.deals().await?,
+                "leads" => self.leads().await?,
+                "persons" => self.persons().await?,
+                "deletions" => self.deletions().await?,
+                "related persons" => self.related_persons().await?,
+                "activities" => self.activities().await?,
+                "events" => self.send_events().await?,
+                "companies" => self.companies().await?,
+                _ => {}
+            }
+            self.saved().await?;
+        }
+        self.finish_attributes(attributes.take()).await?;
+        self.step = self.steps.len();
+        Ok(())
+    }
+
+    /// A backfill starts reading the deals with the organizations and the persons with the deals.
+    /// A cursor list is read one page after the other, so one list alone leaves Pipedrive's
+    /// limiter idle whenever a round trip takes longer than its spacing (often, on a loaded
+    /// machine); two lists at once keep it busy, and the step that follows starts with pages
+    /// waiting. Only the reading starts early: the pages are worked on in order, each step after
+    /// the links it needs are recorded.
+    fn read_ahead(&mut self, step: usize) {
+        if self.mode != Mode::Backfill {
+            return;
+        }
+        let next = self.steps.get(step + 1..).unwrap_or_default();
+        match self.steps[step] {
+            "organizations" if next.contains(&"deals") && self.deals_ahead.is_none() => {
+                self.deals_ahead = self.query("deal").map(|(q, c)| prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD));
+            }
+            "deals" if next.contains(&"persons") && self.persons_ahead.is_none() => {
+                self.persons_ahead = self.query("person").map(|(q, c)| prefetch(self.pd.list_from::<Person>("/api/v2/persons", q, c), PERSON_PAGES_AHEAD));
+            }
+            _ => {}
+        }
+    }
+
+    /// The checkpoint of an entity; a backfill that starts records its start as where the
+    /// incremental runs after it begin.
+    fn checkpoint(&mut self, entity: &str) -> Checkpoint {
+        let started = self.started;
+        self.checkpoints.entry(entity.to_owned()).or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() }).clone()
+    }
+
+    /// The list query and start cursor for an entity, or `None` when its backfill is done and this
+    /// run is still a backfill (of the other entities).
+    fn query(&mut self, entity: &str) -> Option<(ListQuery, Option<String>)> {
+        let cp = self.checkpoint(entity);
+        match self.mode {
+            Mode::Backfill if cp.backfill_done => None,
+            Mode::Backfill => Some((ListQuery { limit: Some(PAGE), ..Default::default() }, cp.backfill_cursor)),
+            Mode::Incremental => Some((
+                ListQuery { limit: Some(PAGE), updated_since: cp.since.map(|s| s - OVERLAP), sort_by_update_time: true, ..Default::default() },
+                None,
+            )),
+        }
+    }
+
+    /// The checkpoint after a page: the next cursor (backfill) or the latest update time seen.
+    fn advance(&mut self, entity: &str, next_cursor: Option<String>, latest: Option<OffsetDateTime>) -> Checkpoint {
+        let mode = self.mode;
+        let cp = self.checkpoints.entry(entity.to_owned()).or_default();
+        match mode {
+            Mode::Backfill => {
+                cp.backfill_done = next_cursor.is_none();
+                cp.backfill_cursor = next_cursor;
+            }
+            Mode::Incremental => {
+                if let Some(t) = latest {
+                    cp.since = Some(cp.since.map_or(t, |s| s.max(t)));
+                }
+            }
+        }
+        cp.clone()
+    }
+
+    /// Records a page's links and its checkpoint together, by a task beside the loop (one at a
+    /// time, in order), so that the next page is worked on while the database writes this one.
+    async fn save_page(&mut self, entity: &'static str, links: Vec<Link>, cp: Checkpoint) -> Result<(), Stop> {
+        self.page_read().await?;
+        self.saved().await?;
+        let (pool, tenant) = (self.pool.clone(), self.tenant);
+        self.saving = Some(AbortOnDrop(tokio::spawn(
+            async move {
+                let mut tx = pool.begin().await?;
+                store::relaxed_commit(&mut tx).await?;
+                store::upsert_links(&mut *tx, tenant, &links).await?;
+                store::save_checkpoint(&mut *tx, tenant, entity, &cp).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .in_current_span(),
+        )));
+        self.report().await;
+        Ok(())
+    }
+
+    /// Waits for the page `save_page` is recording (every step that saves pages ends with it).
+    async fn saved(&mut self) -> Result<(), Stop> {
+        if let Some(mut task) = self.saving.take() {
+            let t = Instant::now();
+            (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording a page was interrupted: {e}")))??;
+            self.spent.add("database: pages", t);
+        }
+        Ok(())
+    }
+
+    /// Whether a step must look up what the links know of its records: not in a backfill that
+    /// found none of them linked (every record then is new).
+    async fn linked(&self, entity: &str) -> Result<bool, Stop> {
+        Ok(self.mode == Mode::Incremental || store::has_links(self.pool, self.tenant, entity).await?)
+    }
+
+    /// Counts a backfill's pages and refreshes the links' statistics as the table doubles (4, 8,
+    /// 16, … pages): autovacuum's analyze lags behind a bulk load, and the lookups by person and
+    /// by email need the planner to know the table's size. The analyze runs beside the loop (it
+    /// takes a tenth of a second on a large table, four pages of Pipedrive's rate), one at a time.
+    async fn page_read(&mut self) -> Result<(), Stop> {
+        if self.mode == Mode::Backfill {
+            self.backfill_pages += 1;
+            let idle = self.analyzing.as_ref().is_none_or(|task| task.0.is_finished());
+            if self.backfill_pages >= 4 && self.backfill_pages.is_power_of_two() && idle {
+                let pool = self.pool.clone();
+                self.analyzing = Some(AbortOnDrop(tokio::spawn(
+                    async move {
+                        // Only the planner's estimates are at stake: a failure is logged, not fatal.
+                        if let Err(e) = store::analyze_links(&pool).await {
+                            tracing::warn!(error = %e, "could not refresh the links' statistics");
+                        }
+                    }
+                    .in_current_span(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn rule(&self, action: &str, object: &str) -> Option<String> {
+        self.mapping.webhooks.iter().find(|r| r.event_action == action && r.event_object == object).map(|r| r.brevo_event.clone())
+    }
+
+    /// Events are sent for changes seen by incremental runs, and by a backfill only for what
+    /// happened in the last `backfill_event_days` days.
+    fn events_for(&self, when: Option<OffsetDateTime>) -> bool {
+        match self.mode {
+            Mode::Incremental => true,
+            Mode::Backfill => {
+                let days = self.mapping.options.backfill_event_days;
+                days > 0 && when.is_some_and(|t| t >= self.started - time::Duration::days(i64::from(days)))
+            }
+        }
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::imports::dropped_rows;
+    use super::*;
+
+    /// Content hashes are stored in the links: the text must stay the lowercase hex SHA-256 of
+    /// the compact JSON, or every record would look changed after an upgrade.
+    #[test]
+    fn content_hash_is_the_hex_sha256_of_the_json() {
+        assert_eq!(hash(&json!(["a", 1])), "135f17a475a61afdeeaf3759ad2e45ad1c7abb192395abe47e41fc8e395dc1a9");
+    }
+
+    #[test]
+    fn the_last_groups_by_list_write_each_row_to_exactly_its_lists() {
+        let cases: [&[&[i64]]; 4] = [
+            &[&[2], &[2, 3], &[2, 3, 4], &[2, 3, 4, 6], &[2, 3, 5, 6], &[2, 3, 6], &[2, 4], &[2, 4, 6], &[2, 5, 6], &[2, 6]],
+            &[&[3], &[4], &[3, 4]],
+            &[&[2, 3], &[2, 4], &[2, 3, 4]],
+            &[&[7]],
+        ];
+        for groups in cases {
+            let groups: Vec<Vec<i64>> = groups.iter().map(|g| g.to_vec()).collect();
+            let plan = by_list(&groups);
+            for g in &groups {
+                let taking: Vec<&Vec<i64>> = plan.iter().filter(|(target, extra)| takes(target, *extra, g)).map(|(target, _)| target).collect();
+                assert!(!taking.is_empty(), "{g:?} is imported");
+                assert!(taking.iter().all(|t| t.iter().all(|l| g.contains(l))), "{g:?} joins no other list: {taking:?}");
+                let joined: BTreeSet<i64> = taking.iter().flat_map(|t| t.iter().copied()).collect();
+                assert_eq!(joined, g.iter().copied().collect(), "{g:?} joins all its lists");
+            }
+        }
+        // The seed mapping's ten groups: five imports, the all-contacts list in each.
+        let seed: Vec<Vec<i64>> = cases[0].iter().map(|g| g.to_vec()).collect();
+        let targets: Vec<Vec<i64>> = by_list(&seed).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, vec![vec![2], vec![2, 3], vec![2, 4], vec![2, 5], vec![2, 6]]);
+        // Groups with no list in common: one import per list.
+        let targets: Vec<Vec<i64>> = by_list(&[vec![3], vec![4], vec![3, 4]]).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, vec![vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn import_counters_that_mean_dropped_rows() {
+        assert!(!dropped_rows(None));
+        assert!(!dropped_rows(Some(&json!({"import": {"created": 5, "updated": 2, "invalid_emails": 0}}))));
+        assert!(dropped_rows(Some(&json!({"import": {"duplicate_phone_id": 1}}))));
+        assert!(dropped_rows(Some(&json!({"import": {"invalid_emails": 3}}))));
+    }
+
+    #[test]
+    fn rows_an_older_version_saved_still_read() {
+        let saved = json!([{
+            "person_id": 7, "email": "ann@x.test", "own": {"FIRSTNAME": "Ann"}, "attributes": {"FIRSTNAME": "Ann", "COMPANY": "Acme"},
+            "lists": [60], "prev_lists": [], "existed": false, "hash": "ab", "org_id": 3, "has_issues": false
+        }]);
+        let rows: Vec<Row> = serde_json::from_value(saved).unwrap();
+        assert_eq!(Value::Object(rows[0].attributes()), json!({"FIRSTNAME": "Ann", "COMPANY": "Acme"}));
+        assert_eq!(Value::Object(object(&rows[0].own)), json!({"FIRSTNAME": "Ann"}));
+        assert_eq!(person_link(&rows[0], None).facts, json!({"own": {"FIRSTNAME": "Ann"}, "lists": [60]}));
+    }
+
+    #[test]
+    fn person_links_written_from_texts_equal_the_links() {
+        let rows: Vec<Row> = serde_json::from_value(json!([
+            {"person_id": 7, "email": "ann@x.test", "own": {"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}, "derived": {"COMPANY": "Acme"},
+             "lists": [60, 61], "prev_lists": [], "existed": false, "hash": "ab01", "org_id": 3, "has_issues": false},
+            {"person_id": 8, "email": "bo\\b@x.test", "own": {}, "lists": [], "prev_lists": [60], "existed": true, "hash": "cd", "org_id": null, "has_issues": true}
+        ]))
+        .unwrap();
+        let mut written = person_links(&rows);
+        let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
+        let mut expected = store::LinkColumns::from(links.as_slice());
+        // The facts' texts differ in spacing and order at most: the same JSON.
+        let parse = |texts: &[String]| texts.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()).collect::<Vec<_>>();
+        assert_eq!(parse(&written.facts), parse(&expected.facts));
+        assert_eq!(parse(&written.facts)[0], json!({"own": {"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}, "lists": [60, 61]}));
+        (written.facts, expected.facts) = (Vec::new(), Vec::new());
+        assert_eq!(written, expected);
+        assert!(person_links(&[]).is_empty());
+    }
+
+    #[test]
+    fn hashes_are_stable_and_tell_content_apart() {
+        let a = hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60]]));
+        assert_eq!(a, hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60]])));
+        assert_ne!(a, hash(&json!(["a@x.test", {"FIRSTNAME": "Ann"}, [60, 61]])));
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn v1_and_v2_times_read() {
+        assert_eq!(parse_time(Some("2026-01-02T03:04:05Z")).unwrap().unix_timestamp(), 1_767_323_045);
+        assert_eq!(parse_time(Some("2026-01-02 03:04:05")).unwrap().unix_timestamp(), 1_767_323_045);
+        assert!(parse_time(Some("yesterday")).is_none());
+    }
+}

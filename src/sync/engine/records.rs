@@ -1,0 +1,220 @@
+//! Organizations, deals and leads: read page by page, their links recorded (the persons' lookups
+//! read them).
+
+use super::*;
+
+impl<'s> Engine<'s> {
+    pub(super) async fn organizations(&mut self) -> Result<(), Stop> {
+        let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
+        let linked = self.linked("organization").await?;
+        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor), PAGES_AHEAD);
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let ids: Vec<String> = page.items.iter().map(|o| o.id.to_string()).collect();
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "organization", &ids).await?
+            } else {
+                HashMap::new()
+            };
+            let mut links = Vec::new();
+            let mut latest = None;
+            for org in &page.items {
+                self.count("organization").read += 1;
+                latest = latest.max(parse_time(org.update_time.as_deref()));
+                let content = hash(&json!({"name": org.name}));
+                let prev = existing.get(&org.id.to_string());
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("organization").unchanged += 1;
+                    continue;
+                }
+                match prev {
+                    Some(_) => {
+                        self.count("organization").updated += 1;
+                        // COMPANY changes on every contact of the organization.
+                        self.dirty.extend(store::persons_of_org(self.pool, self.tenant, org.id as i64).await?);
+                    }
+                    None => self.count("organization").created += 1,
+                }
+                let mut facts = prev.map(|p| p.facts.clone()).filter(Value::is_object).unwrap_or_else(|| json!({}));
+                facts["name"] = json!(org.name);
+                links.push(Link {
+                    entity: "organization".into(),
+                    pipedrive_id: org.id.to_string(),
+                    brevo_ref: prev.and_then(|p| p.brevo_ref.clone()),
+                    content_hash: Some(content),
+                    facts,
+                    ..Default::default()
+                });
+            }
+            let cp = self.advance("organization", page.next_cursor, latest);
+            self.save_page("organization", links, cp).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn stage_label(&self, status: &str, stage: Option<u64>) -> String {
+        match status {
+            "won" | "lost" => status.to_owned(),
+            _ => stage.and_then(|s| self.cat.stage_names.get(&s).cloned()).unwrap_or_default(),
+        }
+    }
+
+    pub(super) async fn deals(&mut self) -> Result<(), Stop> {
+        let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
+        let linked = self.linked("deal").await?;
+        let mut pages = match self.deals_ahead.take() {
+            Some(pages) => pages,
+            None => prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD),
+        };
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let ids: Vec<String> = page.items.iter().map(|d| d.id.to_string()).collect();
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "deal", &ids).await?
+            } else {
+                HashMap::new()
+            };
+            let mut links = Vec::new();
+            let mut latest = None;
+            for d in &page.items {
+                self.count("deal").read += 1;
+                let updated = parse_time(d.update_time.as_deref());
+                latest = latest.max(updated);
+                let facts = json!({
+                    "status": d.status, "value": d.value.unwrap_or(0.0), "stage_id": d.stage_id, "pipeline_id": d.pipeline_id,
+                    "title": d.title, "currency": d.currency,
+                });
+                let content = hash(&json!([facts, d.person_id]));
+                let prev = existing.get(&d.id.to_string());
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("deal").unchanged += 1;
+                    continue;
+                }
+                if prev.is_some() { self.count("deal").updated += 1 } else { self.count("deal").created += 1 }
+                self.dirty.extend(prev.and_then(|p| p.person_id));
+                self.dirty.extend(d.person_id.map(|p| p as i64));
+                if let Some(person) = d.person_id.filter(|_| self.events_for(updated)) {
+                    let stage = self.stage_label(&d.status, d.stage_id);
+                    let base = json!({"dealId": d.id, "dealTitle": d.title, "value": d.value, "currency": d.currency, "personId": person,
+                                      "stage": stage, "status": d.status});
+                    let props = |extra: Value| {
+                        let mut m = base.as_object().cloned().unwrap_or_default();
+                        m.extend(extra.as_object().cloned().unwrap_or_default());
+                        m
+                    };
+                    let rule = if prev.is_none() { self.rule("added", "deal") } else { self.rule("updated", "deal") };
+                    let mut new_events = Vec::new();
+                    if let Some(name) = rule {
+                        new_events.push(PendingEvent { name, person_id: person as i64, properties: props(json!({})) });
+                    }
+                    if let Some(p) = prev {
+                        let (old_status, old_stage) = (p.facts["status"].as_str().unwrap_or("open").to_owned(), p.facts["stage_id"].as_u64());
+                        if old_status != d.status || old_stage != d.stage_id {
+                            let extra = json!({"previousStage": self.stage_label(&old_status, old_stage), "newStage": stage});
+                            new_events.push(PendingEvent { name: STAGE_CHANGED.into(), person_id: person as i64, properties: props(extra) });
+                        }
+                    }
+                    self.events.extend(new_events);
+                }
+                links.push(Link {
+                    entity: "deal".into(),
+                    pipedrive_id: d.id.to_string(),
+                    person_id: d.person_id.map(|p| p as i64),
+                    org_id: d.org_id.map(|o| o as i64),
+                    content_hash: Some(content),
+                    facts,
+                    ..Default::default()
+                });
+            }
+            let cp = self.advance("deal", page.next_cursor, latest);
+            self.save_page("deal", links, cp).await?;
+        }
+        Ok(())
+    }
+
+    /// Leads (v1, offset pages, no `updated_since`): all of them in a backfill, then at most hourly.
+    pub(super) async fn leads(&mut self) -> Result<(), Stop> {
+        let cp = self.checkpoint("lead");
+        let mut start: u64 = match self.mode {
+            Mode::Backfill if cp.backfill_done => return Ok(()),
+            Mode::Backfill => cp.backfill_cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
+            Mode::Incremental if cp.since.is_some_and(|s| s > self.started - LEADS_EVERY) => return Ok(()),
+            Mode::Incremental => 0,
+        };
+        let full_scan = start == 0;
+        let linked = self.linked("lead").await?;
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let (leads, next) = self.pd.leads(start, u64::from(PAGE)).await?;
+            let ids: Vec<String> = leads.iter().map(|l| l.id.clone()).collect();
+            // (A page whose links are still being recorded may hold some of these records.)
+            let existing = if linked {
+                self.saved().await?;
+                store::links(self.pool, self.tenant, "lead", &ids).await?
+            } else {
+                HashMap::new()
+            };
+            let mut links = Vec::new();
+            for lead in &leads {
+                self.count("lead").read += 1;
+                seen.push(lead.id.clone());
+                let content = hash(&json!([lead.person_id, lead.is_archived]));
+                let prev = existing.get(&lead.id);
+                if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
+                    self.count("lead").unchanged += 1;
+                    continue;
+                }
+                if prev.is_some() { self.count("lead").updated += 1 } else { self.count("lead").created += 1 }
+                self.dirty.extend(prev.and_then(|p| p.person_id));
+                self.dirty.extend(lead.person_id.map(|p| p as i64));
+                links.push(Link {
+                    entity: "lead".into(),
+                    pipedrive_id: lead.id.clone(),
+                    person_id: lead.person_id.map(|p| p as i64),
+                    content_hash: Some(content),
+                    facts: json!({"archived": lead.is_archived, "title": lead.title}),
+                    ..Default::default()
+                });
+            }
+            let mut cp = self.checkpoints.get("lead").cloned().unwrap_or_default();
+            match self.mode {
+                Mode::Backfill => {
+                    cp.backfill_cursor = next.map(|n| n.to_string());
+                    cp.backfill_done = next.is_none();
+                }
+                Mode::Incremental => {
+                    if next.is_none() {
+                        cp.since = Some(self.started);
+                    }
+                }
+            }
+            self.checkpoints.insert("lead".into(), cp.clone());
+            self.save_page("lead", links, cp).await?;
+            match next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+        if full_scan && self.mode == Mode::Incremental {
+            // Leads no longer listed were deleted or converted: their persons leave the nurture list.
+            let gone: Vec<(String, Option<i64>)> = sqlx::query_as(
+                "delete from record_links l where l.tenant_id = $1 and l.entity = 'lead'
+                 and not exists (select 1 from unnest($2::text[]) as s(id) where s.id = l.pipedrive_id)
+                 returning l.pipedrive_id, l.person_id",
+            )
+            .bind(self.tenant)
+            .bind(&seen)
+            .fetch_all(self.pool)
+            .await?;
+            for (_, person) in gone {
+                self.count("lead").deleted += 1;
+                self.dirty.extend(person);
+            }
+        }
+        Ok(())
+    }
+}
