@@ -4,6 +4,7 @@
 //! Pipedrive person into Brevo attributes with it.
 
 pub mod catalog;
+pub mod forms;
 pub mod store;
 pub mod transform;
 pub mod validate;

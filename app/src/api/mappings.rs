@@ -96,7 +96,7 @@ mod server {
     use pipebridge::mapping::store::{self, SaveError};
     use time::format_description::well_known::Rfc3339;
 
-    use pipebridge::mapping::{FormEdit, Lists, MappingConfig, StageKey, catalog, validate};
+    use pipebridge::mapping::{FormEdit, Lists, StageKey, forms};
 
     use super::{FormChoices, MappingFormData, MappingFormsView, MappingVersionView, MappingView, PersonRow, SavedMapping, StageRow};
     use crate::api::server::{self as s, respond};
@@ -145,112 +145,58 @@ mod server {
         .await)
     }
 
-    const BUILT_IN: &[(&str, &str)] = &[
-        ("email", "Email (the contact's key)"),
-        ("name", "Name"),
-        ("first_name", "First name"),
-        ("last_name", "Last name"),
-        ("phone", "Phone (as E.164)"),
-        ("org_id.name", "Organization name"),
-        ("won_deals_count", "Won deals (count)"),
-        ("lost_deals_count", "Lost deals (count)"),
-        ("open_deals_count", "Open deals (count)"),
-        ("closed_deals_count", "Closed deals (count)"),
-        ("total_revenue", "Total revenue of won deals"),
-    ];
-
-    async fn current_config(state: &s::ServerState, member: &pipebridge::accounts::Member) -> Result<MappingConfig, AppError> {
-        let yaml = store::current(&state.pool, member).await?.map(|(_, y)| y).unwrap_or_else(|| store::SEED_YAML.to_owned());
-        MappingConfig::from_yaml(&yaml).map_err(|e| AppError::Invalid(e.message))
+    impl From<forms::FormsError> for AppError {
+        fn from(e: forms::FormsError) -> Self {
+            match e {
+                forms::FormsError::Unreadable(m) => AppError::Invalid(m),
+                forms::FormsError::Connect(e) => AppError::Unavailable(e.to_string()),
+                forms::FormsError::Database(e) => e.into(),
+            }
+        }
     }
 
     pub async fn forms(tenant_id: String) -> Result<MappingFormsView, AppError> {
         respond(async {
             let (state, member) = s::member(&tenant_id).await?;
-            let config = current_config(&state, &member).await?;
-            let connect = |e: pipebridge::connections::ConnectError| AppError::Unavailable(e.to_string());
-            let pd = pipebridge::connections::pipedrive_client(&state.pool, &state.secret_key, &state.providers, &member, &state.limits).await.map_err(connect)?;
-            let brevo = pipebridge::connections::brevo_api(&state.pool, &state.secret_key, &member, &state.limits).await.map_err(connect)?;
-            let (Some(pd), Some(brevo)) = (pd, brevo) else {
-                return Ok(MappingFormsView {
-                    unavailable: Some("Connect Pipedrive and Brevo first: the forms list your real fields, stages, attributes and lists. The YAML below works meanwhile.".into()),
-                    data: MappingFormData::default(),
-                    choices: FormChoices::default(),
-                });
-            };
-            let named = match catalog::load_named(&pd, &brevo).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the catalog for the forms failed");
-                    return Ok(MappingFormsView {
-                        unavailable: Some(format!("Your accounts could not be read right now ({e}). Try again shortly; the YAML below works meanwhile.")),
-                        data: MappingFormData::default(),
-                        choices: FormChoices::default(),
-                    });
-                }
-            };
-            let cat = validate::Catalog { person_fields: named.fields.clone(), ..Default::default() };
-            let mut paths: Vec<(String, String)> = BUILT_IN.iter().map(|(p, l)| ((*p).to_owned(), (*l).to_owned())).collect();
-            paths.extend(named.fields.iter().map(|f| (format!("custom_fields.{}", f.key), format!("{} (custom, {})", f.label, f.field_type))));
-            // Custom fields named by label or slug in the YAML show as the field they resolve to.
-            let person = config
-                .person_mapping
-                .iter()
-                .map(|(path, attribute)| {
-                    let path = match path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&cat, n)) {
-                        Some(f) => format!("custom_fields.{}", f.key),
-                        None => path.clone(),
-                    };
-                    PersonRow { path, attribute: attribute.clone() }
-                })
-                .collect();
-            let mut stages: Vec<StageRow> = named
-                .stages
-                .iter()
-                .map(|(id, label)| StageRow { key: id.to_string(), label: label.clone(), list: config.deal_stage_mapping.get(&StageKey::Stage(*id)).copied() })
-                .collect();
-            stages.push(StageRow { key: "won".into(), label: "Won (any pipeline)".into(), list: config.deal_stage_mapping.get(&StageKey::Won).copied() });
-            stages.push(StageRow { key: "lost".into(), label: "Lost (any pipeline)".into(), list: config.deal_stage_mapping.get(&StageKey::Lost).copied() });
-            let lists = &config.connectors.pipedrive.lists;
-            Ok(MappingFormsView {
-                unavailable: None,
-                data: MappingFormData {
-                    all_contacts: lists.all_contacts,
-                    qualified_leads: lists.qualified_leads,
-                    customers: lists.customers,
-                    churned: lists.churned,
-                    person,
-                    stages,
-                },
-                choices: FormChoices {
-                    paths,
-                    attributes: named.attributes.into_iter().map(|a| (a.name, a.kind)).collect(),
-                    lists: named.lists,
-                },
-            })
+            let shown = forms::load(&state.pool, &state.secret_key, &state.providers, &state.limits, &member).await?;
+            Ok(view(shown))
         }
         .await)
+    }
+
+    fn view(shown: forms::Shown) -> MappingFormsView {
+        let f = match shown {
+            forms::Shown::Ready(f) => f,
+            forms::Shown::Unavailable(why) => return MappingFormsView { unavailable: Some(why), data: MappingFormData::default(), choices: FormChoices::default() },
+        };
+        MappingFormsView {
+            unavailable: None,
+            data: MappingFormData {
+                all_contacts: f.lists.all_contacts,
+                qualified_leads: f.lists.qualified_leads,
+                customers: f.lists.customers,
+                churned: f.lists.churned,
+                person: f.person.into_iter().map(|(path, attribute)| PersonRow { path, attribute }).collect(),
+                stages: f.stages.into_iter().map(|r| StageRow { key: r.key, label: r.label, list: r.list }).collect(),
+            },
+            choices: FormChoices { paths: f.choices.paths, attributes: f.choices.attributes, lists: f.choices.lists },
+        }
     }
 
     pub async fn save_forms(tenant_id: String, data: MappingFormData) -> Result<SavedMapping, AppError> {
         respond(async {
             let (state, member) = s::member(&tenant_id).await?;
-            member.require_manage()?;
-            let config = current_config(&state, &member).await?;
             let mut stages = Vec::new();
             for row in &data.stages {
                 let key = StageKey::parse(&row.key).ok_or_else(|| AppError::Invalid(format!("{:?} is not a stage.", row.key)))?;
-                if let Some(list) = row.list {
-                    stages.push((key, list));
-                }
+                stages.extend(row.list.map(|list| (key, list)));
             }
             let edit = FormEdit {
                 lists: Lists { all_contacts: data.all_contacts, qualified_leads: data.qualified_leads, customers: data.customers, churned: data.churned },
                 person_mapping: data.person.into_iter().map(|r| (r.path, r.attribute.to_uppercase())).collect(),
                 deal_stage_mapping: stages,
             };
-            let yaml = config.with_form(edit).to_yaml();
-            let saved = store::save_checked(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, &yaml).await?;
+            let saved = forms::save(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, edit).await?;
             Ok(SavedMapping { version: saved.version, warnings: saved.warnings.iter().map(|p| format!("{}: {}", p.at, p.message)).collect() })
         }
         .await)
