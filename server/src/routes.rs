@@ -1,6 +1,7 @@
 //! The HTTP surface: the Leptos pages and server functions, health checks, and the middleware
 //! around them (request span, sessions, CSRF).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -44,7 +45,7 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: st
     let oauth = crate::oauth::router(server_state.clone());
     let exports = crate::exports::router(server_state.clone());
     let context = move || provide_context(server_state.clone());
-    let routes = generate_route_list(App);
+    let routes = route_list();
 
     let sessions = SessionManagerLayer::new(store)
         .with_name(SESSION_COOKIE)
@@ -85,6 +86,19 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: st
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     // The health checks stay out of the request log: probes call them every few seconds.
     Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(state.pool.clone()).merge(traced)
+}
+
+/// The app's routes, generated once per process.
+///
+/// Leptos generates them by rendering the app with resource loading suppressed through a flag
+/// that is global to the process (leptos_server's `SuppressResourceLoad`), and a resource first
+/// polled while the flag is up never loads (it awaits a future that never wakes), whichever app
+/// it belongs to. Two apps in one process (the integration tests start one per test, in parallel)
+/// then left a page's body hanging once in a while, its head sent: the CI flake of two earlier
+/// sessions. Generated once, before any app serves, the flag is never up while a page renders.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<leptos_axum::AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// Removes expired sessions every few minutes, for as long as the server runs.

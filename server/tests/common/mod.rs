@@ -24,8 +24,9 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
         // The app's log, shown for a test that fails (the test writer's output is kept
-        // otherwise): a request that hangs or fails leaves its trace. (One CI run saw a page's
-        // body not arrive within 30 s, once, with nothing to tell why.)
+        // otherwise): a request that hangs or fails leaves its trace. (Pages whose body did not
+        // arrive within 30 s, twice in CI, were another test's app generating its routes at that
+        // moment: see `route_list` in server/src/routes.rs and tests/pages_http.rs.)
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
