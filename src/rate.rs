@@ -1,4 +1,5 @@
-//! A sliding-window rate limiter: at most `max` calls start in any `span`.
+//! A sliding-window rate limiter: at most `max` calls start in any `span` (`until_ready`), or
+//! at most `max` calls on their way or answered in the last `span` (`hold`).
 //!
 //! Brevo counts its contact (and event) calls in fixed one-second windows that start with a
 //! call (brevo-api.md §7). An evenly spaced limiter (governor's GCRA with a burst of one) stays
@@ -8,7 +9,9 @@
 //! GCRA with a burst of `max` would let `2·max − 1` calls start within one span after a pause.)
 //!
 //! Pipedrive's burst limit is a rolling 2 s window too (pipedrive-api.md §11.3): its limiter
-//! (`pipedrive::limits`) is one of these.
+//! (`pipedrive::limits`) is one of these. Both hold their slots until the answer: a server that
+//! counts the requests reaching it then never sees more than `max` in a span, whatever the
+//! network's delays.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

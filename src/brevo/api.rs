@@ -21,9 +21,9 @@ pub const LIST_CHUNK: usize = 150;
 /// The per-key limiters; share one per key across every client of the process.
 pub struct BrevoLimits {
     /// Brevo counts contact calls in fixed one-second windows, each starting with a call: 9
-    /// calls in any 1.1 s keep each of Brevo's windows to 9 as long as a call reaches it less
-    /// than 0.1 s late, yet let calls after a pause leave together (the last imports of a
-    /// backfill).
+    /// calls in any 1.02 s, each holding its slot until its answer, keep each of Brevo's windows
+    /// to 9 however late calls reach it, yet let calls after a pause leave together (the last
+    /// imports of a backfill).
     contacts: SlidingWindow,
     /// `/v3/events` has its own 10-per-second bucket.
     events: SlidingWindow,
@@ -33,12 +33,13 @@ pub struct BrevoLimits {
 impl BrevoLimits {
     pub fn new(contacts_per_second: u32, others_per_hour: u32) -> Self {
         let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least one");
-        // 10% under the limit (9 calls of 10, in 1.1 s windows): Brevo counts in fixed one-second
-        // windows that start with a request, so a request that reaches Brevo late shortens the
-        // gaps after it. At 5% under, 50 ms of delay on a loaded machine was enough for an
-        // eleventh request in a window: a 429 in one backfill run of three, and a second lost
-        // each time.
-        let per_second = |n: u32| SlidingWindow::new(n.saturating_sub(n.div_ceil(10)) as usize, Duration::from_millis(1100));
+        // 10% under the limit: 9 calls of 10 in any 1.02 s, each counted from its answer. Brevo
+        // counts in fixed one-second windows that start with a request: a request reaches Brevo
+        // between its start and its answer, so none of its windows can hold more than 9, however
+        // late requests arrive. (Counted from their start, requests that arrived late shortened
+        // the gaps after them: at 5% under, 50 ms of delay on a loaded machine let an eleventh
+        // into a window; the span was then 1.1 s.)
+        let per_second = |n: u32| SlidingWindow::new(n.saturating_sub(n.div_ceil(10)) as usize, Duration::from_millis(1020));
         Self {
             contacts: per_second(contacts_per_second),
             events: per_second(contacts_per_second),
@@ -169,22 +170,29 @@ impl BrevoApi {
         let (mut failures, mut limited) = (0u32, 0u32);
         let no_wait = self.no_wait && window.is_none();
         loop {
-            match window {
-                Some(w) => w.until_ready().await,
+            // A per-second slot is held until the answer has come, and counted from then.
+            let slot = match window {
+                Some(w) => Some(w.hold().await),
                 None if no_wait => {
                     if self.limits.others.check().is_err() {
                         // The bucket refills one call every 36 s (100 an hour).
                         return Err(BrevoError::RateLimited { reset_secs: 36 });
                     }
+                    None
                 }
-                None => self.limits.others.until_ready().await,
-            }
+                None => {
+                    self.limits.others.until_ready().await;
+                    None
+                }
+            };
             self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
             if let Some(p) = &payload {
                 req = req.header("content-type", "application/json").body(p.clone());
             }
-            let res = match req.send().await {
+            let sent = req.send().await;
+            drop(slot);
+            let res = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     failures += 1;
