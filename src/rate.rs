@@ -1,5 +1,5 @@
-//! A sliding-window rate limiter: at most `max` calls start in any `span` (`until_ready`), or
-//! at most `max` calls on their way or answered in the last `span` (`hold`).
+//! A sliding-window rate limiter: at most `max` calls on their way or answered in the last
+//! `span`.
 //!
 //! Brevo counts its contact (and event) calls in fixed one-second windows that start with a
 //! call (brevo-api.md §7). An evenly spaced limiter (governor's GCRA with a burst of one) stays
@@ -28,8 +28,8 @@ pub struct SlidingWindow {
 
 #[derive(Default)]
 struct State {
-    /// When the calls of the last `span` started (or, for held slots, were answered), oldest first.
-    started: VecDeque<Instant>,
+    /// When the calls of the last `span` were answered, oldest first.
+    answered: VecDeque<Instant>,
     /// Held slots whose call has not been answered yet.
     in_flight: usize,
 }
@@ -53,39 +53,25 @@ impl SlidingWindow {
         self.max.store(max.max(1), Ordering::Relaxed);
     }
 
-    /// Waits for a slot and takes it, counted from now.
-    pub async fn until_ready(&self) {
-        self.take(false).await;
-    }
-
     /// Waits for a slot and holds it until the returned guard is dropped (when the call's answer
     /// has come); the slot is then counted from that moment. A server counting the requests that
     /// reached it in its own window then never sees more than `max` in any `span`, however long
     /// requests take on their way: each one reached it between its start and its answer.
     pub async fn hold(&self) -> Slot<'_> {
-        self.take(true).await;
-        Slot { window: self }
-    }
-
-    async fn take(&self, held: bool) {
         loop {
             let wait = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                while state.started.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
-                    state.started.pop_front();
+                while state.answered.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
+                    state.answered.pop_front();
                 }
-                if state.started.len() + state.in_flight < self.max() {
-                    if held {
-                        state.in_flight += 1;
-                    } else {
-                        state.started.push_back(now);
-                    }
-                    return;
+                if state.answered.len() + state.in_flight < self.max() {
+                    state.in_flight += 1;
+                    return Slot { window: self };
                 }
-                // Full: the oldest call leaves the window first (or, when calls on their way hold
-                // every slot, one of them is answered and starts its span).
-                state.started.front().map_or(IN_FLIGHT_RECHECK, |t| *t + self.span - now)
+                // Full: the oldest answered call leaves the window first (or, when calls on their
+                // way hold every slot, one of them is answered and starts its span).
+                state.answered.front().map_or(IN_FLIGHT_RECHECK, |t| *t + self.span - now)
             };
             tokio::time::sleep(wait).await;
         }
@@ -102,7 +88,7 @@ impl Drop for Slot<'_> {
         let mut state = self.window.state.lock().unwrap_or_else(|e| e.into_inner());
         state.in_flight = state.in_flight.saturating_sub(1);
         // Pushed under the lock at the time of the push: the deque stays in time order.
-        state.started.push_back(Instant::now());
+        state.answered.push_back(Instant::now());
     }
 }
 
@@ -122,7 +108,7 @@ mod tests {
                 // A pause longer than the span: the next nine go at once again.
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
-            window.until_ready().await;
+            drop(window.hold().await);
             at.push(start.elapsed());
         }
         assert!(at[..9].iter().all(|t| t.is_zero()), "the first nine go at once: {at:?}");
@@ -166,14 +152,14 @@ mod tests {
         let window = SlidingWindow::new(20, Duration::from_secs(2));
         let start = Instant::now();
         for _ in 0..18 {
-            window.until_ready().await;
+            drop(window.hold().await);
         }
         window.set_max(10);
-        window.until_ready().await;
+        drop(window.hold().await);
         assert_eq!(start.elapsed(), Duration::from_secs(2), "18 counted calls above the new limit of 10");
         window.set_max(80);
         for _ in 0..70 {
-            window.until_ready().await;
+            drop(window.hold().await);
         }
         assert_eq!(start.elapsed(), Duration::from_secs(2));
     }

@@ -76,7 +76,7 @@ async fn list_membership_goes_in_chunks_of_150() {
     let contacts: Vec<ImportContact> = emails.iter().map(|e| ImportContact { email: e, attributes: ["{}", "{}"] }).collect();
     // Brevo imports need a list (listIds or newList): the "all contacts" list of the mapping.
     let process = api.import_json(&contacts, &[all_contacts]).await.unwrap();
-    let done = api.wait_process(process, std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)).await.unwrap();
+    let done = api.wait_process(process, &[std::time::Duration::from_millis(100); 200]).await.unwrap();
     assert_eq!(done.status, "completed");
 
     reqwest::Client::new().delete(format!("{}/_sandbox/requests", sb.brevo_url)).send().await.unwrap();

@@ -326,19 +326,20 @@ impl BrevoApi {
         }
     }
 
-    /// Polls a process until it completes (gently: processes are in the 100-per-hour bucket).
-    pub async fn wait_process(&self, id: i64, every: Duration, at_most: Duration) -> Result<Process, BrevoError> {
-        let deadline = tokio::time::Instant::now() + at_most;
-        loop {
+    /// Polls a process after each of `waits` until it has ended (completed, failed or
+    /// cancelled), and returns it; still running after the last, an error. Processes are in the
+    /// 100-calls-an-hour bucket: a few polls, ever further apart, rather than many.
+    pub async fn wait_process(&self, id: i64, waits: &[Duration]) -> Result<Process, BrevoError> {
+        let mut status = String::from("unpolled");
+        for wait in waits {
+            tokio::time::sleep(*wait).await;
             let p = self.process(id).await?;
-            if p.status == "completed" {
+            if matches!(p.status.as_str(), "completed" | "failed" | "cancelled") {
                 return Ok(p);
             }
-            if tokio::time::Instant::now() + every > deadline {
-                return Err(BrevoError::Transient(format!("import process {id} still {} after {at_most:?}", p.status)));
-            }
-            tokio::time::sleep(every).await;
+            status = p.status;
         }
+        Err(BrevoError::Transient(format!("process {id} still {status} after {} polls", waits.len())))
     }
 
     /// Adds emails to a list, 150 per call.

@@ -169,16 +169,10 @@ pub(super) async fn created_contacts(brevo: &BrevoApi, list: i64, emails: &[Stri
     // Polls share the 100-calls-an-hour bucket: four at most, ever further apart (the sandbox
     // takes 0.2 s, Brevo seconds), and none that would wait for the bucket; the persons' first
     // write waits for this task. Past them the caller goes on one by one.
-    let polls = brevo.without_waiting();
-    let mut waits = [250, 500, 1_000, 2_000].into_iter();
-    loop {
-        let Some(wait) = waits.next() else { return Err(BrevoError::Transient(format!("import process {process} not completed after four polls (3.75 s)"))) };
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        match polls.process(process).await?.status.as_str() {
-            "completed" => break,
-            status @ ("failed" | "cancelled") => return Err(BrevoError::Transient(format!("import process {process} {status}"))),
-            _ => {}
-        }
+    let waits = [250, 500, 1_000, 2_000].map(Duration::from_millis);
+    let process = brevo.without_waiting().wait_process(process, &waits).await?;
+    if process.status != "completed" {
+        return Err(BrevoError::Transient(format!("import process {} {}", process.id, process.status)));
     }
     // Brevo keeps emails in lower case.
     let wanted: HashMap<String, &String> = emails.iter().map(|e| (e.to_lowercase(), e)).collect();
