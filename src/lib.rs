@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod brevo;
+pub mod checklist;
 pub mod connections;
 pub mod db;
 pub mod domain;

@@ -2,7 +2,7 @@
 // checked before it is saved. scripts/test runs a sandbox on 127.0.0.1:4110 (Pipedrive) and
 // :4120 (Brevo) for these tests.
 import { test, expect } from '@playwright/test';
-import { open, signUp, uniqueEmail, expectNoPageErrors } from './helpers.mjs';
+import { open, signUp, uniqueEmail, expectNoPageErrors, connectPipedriveOAuth } from './helpers.mjs';
 
 const BREVO_KEY = 'xkeysib-sandbox-0000000000000000000000000000000000000000000000000000000000000000-sandbox';
 
@@ -13,12 +13,7 @@ test('connect Pipedrive on the consent page; a bad Brevo key is refused, a good 
   await open(page, `${base}/connections`);
   await expect(page.getByTestId('sandbox-notice')).toBeVisible();
 
-  await page.getByTestId('connect-pipedrive').click();
-  await expect(page).toHaveURL(/127\.0\.0\.1:4110\/oauth\/authorize\?/);
-  await page.getByRole('button', { name: 'Allow and install' }).click();
-  await expect(page).toHaveURL(/\/connections\?pipedrive=connected$/);
-  await page.locator('html[data-hydrated="true"]').waitFor();
-  await expect(page.getByTestId('pipedrive-status')).toContainText('Connected');
+  await connectPipedriveOAuth(page);
   await expect(page.locator('#pipedrive')).toContainText('Sandbox Company (sandbox)');
 
   await page.fill('#api_key', 'xkeysib-this-key-is-wrong');

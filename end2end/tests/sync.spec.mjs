@@ -2,9 +2,8 @@
 // fix what the check reports against the real accounts, sync, watch the progress bar, read the
 // run and its record errors, retry one. The sandbox runs on :4110 (Pipedrive) and :4120 (Brevo).
 import { test, expect } from '@playwright/test';
-import { open, signUp, uniqueEmail, expectNoPageErrors } from './helpers.mjs';
+import { open, signUp, uniqueEmail, expectNoPageErrors, connectPipedriveToken, connectBrevo } from './helpers.mjs';
 
-const PIPEDRIVE_TOKEN = 'sandbox-pipedrive-api-token-0000000000';
 const BREVO = 'http://127.0.0.1:4120';
 
 test('import the seed, fix it, sync, watch progress, see record errors and retry one', async ({ page, request }) => {
@@ -23,14 +22,8 @@ test('import the seed, fix it, sync, watch progress, see record errors and retry
   const base = new URL(page.url()).pathname;
 
   await open(page, `${base}/connections`);
-  await page.getByText('Or use an API token').click();
-  await page.fill('#api_token', PIPEDRIVE_TOKEN);
-  await page.fill('#company_domain', 'sandbox');
-  await page.getByRole('button', { name: 'Connect with the token' }).click();
-  await expect(page.getByTestId('pipedrive-status')).toContainText('Connected');
-  await page.fill('#api_key', key);
-  await page.getByRole('button', { name: 'Check and save key' }).click();
-  await expect(page.getByTestId('brevo-status')).toContainText('Connected');
+  await connectPipedriveToken(page);
+  await connectBrevo(page, key);
   // No run yet; and none can start on the schedule before a mapping is saved.
   await open(page, base);
   await expect(page.getByTestId('no-sync')).toBeVisible();

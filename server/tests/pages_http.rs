@@ -36,7 +36,7 @@ async fn pages_end_while_another_app_builds_its_routes(pool: PgPool) {
             let limits = Arc::new(Registry::new(80, 1_000_000, 0.1));
             let mut built = 0;
             while !stopped.load(Ordering::Relaxed) && built < 1_000 {
-                pipebridge_server::build_router(&config, site.clone(), pool.clone(), limits.clone()).await.unwrap();
+                let _router = pipebridge_server::build_router(&config, site.clone(), pool.clone(), limits.clone()).await.unwrap();
                 built += 1;
             }
             built

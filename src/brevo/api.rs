@@ -381,28 +381,48 @@ impl BrevoApi {
 
     /// Every contact list: id and name.
     pub async fn lists(&self) -> Result<Vec<(i64, String)>, BrevoError> {
-        let mut lists = Vec::new();
-        let mut offset = 0;
+        self.named_pages("/v3/contacts/lists", "lists").await
+    }
+
+    /// Every contact folder: id and name.
+    pub async fn folders(&self) -> Result<Vec<(i64, String)>, BrevoError> {
+        self.named_pages("/v3/contacts/folders", "folders").await
+    }
+
+    /// Every item (id and name) of a list endpoint, paged by 50 (Brevo's maximum).
+    async fn named_pages(&self, path: &str, field: &str) -> Result<Vec<(i64, String)>, BrevoError> {
+        let mut items = Vec::new();
         loop {
-            let off = offset.to_string();
-            let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts/lists", &[("limit", "50"), ("offset", &off)], None).await?;
+            let off = items.len().to_string();
+            let (status, bytes) = self.call(reqwest::Method::GET, path, &[("limit", "50"), ("offset", &off)], None).await?;
             if status != 200 {
                 return Err(contact_error(status, &bytes));
             }
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() })?;
-            let page: Vec<(i64, String)> = v["lists"]
+            let page: Vec<(i64, String)> = v[field]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|l| Some((l["id"].as_i64()?, l["name"].as_str().unwrap_or_default().to_owned())))
                 .collect();
             let n = page.len();
-            lists.extend(page);
+            items.extend(page);
             if n < 50 {
-                return Ok(lists);
+                return Ok(items);
             }
-            offset += 50;
         }
+    }
+
+    /// Creates a contact folder; returns its id.
+    pub async fn create_folder(&self, name: &str) -> Result<i64, BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/folders", &[], Some(&json!({"name": name}))).await?;
+        created_id(status, &bytes)
+    }
+
+    /// Creates a contact list in a folder (Brevo requires one); returns its id.
+    pub async fn create_list(&self, name: &str, folder_id: i64) -> Result<i64, BrevoError> {
+        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/lists", &[], Some(&json!({"name": name, "folderId": folder_id}))).await?;
+        created_id(status, &bytes)
     }
 
     pub async fn attributes(&self) -> Result<Vec<Attribute>, BrevoError> {
@@ -493,6 +513,20 @@ impl BrevoApi {
 
 fn parse_error(bytes: &[u8]) -> ErrorBody {
     serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// The `{"id": n}` of a 201, or the refusal. A 404 here is the folder, not a contact.
+fn created_id(status: u16, bytes: &[u8]) -> Result<i64, BrevoError> {
+    match status {
+        200..=299 => serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v["id"].as_i64())
+            .ok_or_else(|| BrevoError::Decode { field: "id".into() }),
+        _ => {
+            let e = parse_error(bytes);
+            Err(BrevoError::Rejected { status, message: if e.message.is_empty() { e.code } else { e.message } })
+        }
+    }
 }
 
 /// Decodes a contact error into what the sync engine acts on (brevo-api.md §1.3, §2).

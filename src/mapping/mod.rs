@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod forms;
+pub mod lists;
 pub mod store;
 pub mod transform;
 pub mod validate;
@@ -207,14 +208,17 @@ pub struct FormEdit {
 }
 
 impl MappingConfig {
+    /// This configuration with the forms' edit. The key row, `email: email`, comes first
+    /// whatever the edit holds: the forms do not edit it.
     pub fn with_form(mut self, edit: FormEdit) -> Self {
         self.connectors.pipedrive.lists = edit.lists;
-        self.person_mapping = edit
+        let key = (forms::KEY_PATH.to_owned(), forms::KEY_PATH.to_owned());
+        let rows = edit
             .person_mapping
             .into_iter()
             .map(|(p, a)| (p.trim().to_owned(), a.trim().to_owned()))
-            .filter(|(p, a)| !p.is_empty() && !a.is_empty())
-            .collect();
+            .filter(|(p, a)| !p.is_empty() && !a.is_empty() && p != forms::KEY_PATH);
+        self.person_mapping = std::iter::once(key).chain(rows).collect();
         self.deal_stage_mapping = edit.deal_stage_mapping.into_iter().collect();
         self
     }
@@ -309,6 +313,8 @@ mod tests {
         assert_eq!(out.connectors.pipedrive.lists.all_contacts, Some(2));
         assert_eq!(out.connectors.pipedrive.lists.customers, None);
         assert_eq!(out.person_mapping.len(), 2, "the empty row is dropped");
+        let upper = c.clone().with_form(FormEdit { person_mapping: vec![("email".into(), "EMAIL".into()), ("name".into(), "FULLNAME".into())], ..Default::default() });
+        assert_eq!(upper.person_mapping.get_index(0), Some((&"email".to_owned(), &"email".to_owned())), "the key row is never re-encoded");
         assert_eq!(out.person_mapping["name"], "FULLNAME");
         assert_eq!(out.deal_stage_mapping[&StageKey::Stage(7)], 3);
         assert_eq!(out.deal_stage_mapping[&StageKey::Won], 4);

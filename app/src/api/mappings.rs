@@ -1,4 +1,5 @@
-//! The Mappings page: the mapping in force as YAML, its versions, and saving a new one.
+//! The Mappings page: the mapping in force as forms and as YAML, its versions, saving a new one,
+//! and Brevo lists made from the forms.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ pub struct SavedMapping {
     pub warnings: Vec<String>,
 }
 
-/// One row of the person mapping form.
+/// One row of the person mapping form (the email row is not one: it is always mapped).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonRow {
     pub path: String,
@@ -41,7 +42,7 @@ pub struct StageRow {
     pub list: Option<i64>,
 }
 
-/// What the forms edit.
+/// What the forms edit: exactly what their inputs and selects hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MappingFormData {
     pub all_contacts: Option<i64>,
@@ -69,6 +70,52 @@ pub struct MappingFormsView {
     pub unavailable: Option<String>,
     pub data: MappingFormData,
     pub choices: FormChoices,
+    /// The version the forms show; `None`: a first mapping, nothing saved yet.
+    pub version: Option<i32>,
+}
+
+/// Where a mistake of the forms is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FormPlace {
+    /// A list select: `all_contacts`, `qualified_leads`, `customers`, `churned`.
+    List(String),
+    /// The person row at this index.
+    Person(usize),
+    /// The stage row of this key.
+    Stage(String),
+    /// The mapping as a whole.
+    Mapping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormProblem {
+    pub place: FormPlace,
+    pub message: String,
+}
+
+/// What a save of the forms came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FormsSaveOutcome {
+    Saved(SavedMapping),
+    /// Nothing saved: each mistake beside its row.
+    Refused(Vec<FormProblem>),
+}
+
+/// A Brevo list made (or found by its name) from the forms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MadeListView {
+    pub id: i64,
+    pub name: String,
+    pub existed: bool,
+}
+
+/// The suggested lists, one per role of the mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuggestedListsView {
+    pub all_contacts: MadeListView,
+    pub qualified_leads: MadeListView,
+    pub customers: MadeListView,
+    pub churned: MadeListView,
 }
 
 #[server(endpoint = "mapping_forms")]
@@ -77,8 +124,20 @@ pub async fn mapping_forms(tenant_id: String) -> Result<MappingFormsView, AppErr
 }
 
 #[server(endpoint = "save_mapping_forms", input = leptos::server_fn::codec::Json)]
-pub async fn save_mapping_forms(tenant_id: String, data: MappingFormData) -> Result<SavedMapping, AppError> {
+pub async fn save_mapping_forms(tenant_id: String, data: MappingFormData) -> Result<FormsSaveOutcome, AppError> {
     server::save_forms(tenant_id, data).await
+}
+
+/// Makes a list of this name in the tenant's Brevo account (or takes the one of that name).
+#[server(endpoint = "create_brevo_list")]
+pub async fn create_brevo_list(tenant_id: String, name: String) -> Result<MadeListView, AppError> {
+    server::create_list(tenant_id, name).await
+}
+
+/// Makes the suggested lists (one per role) in the tenant's Brevo account.
+#[server(endpoint = "suggested_lists")]
+pub async fn suggested_lists(tenant_id: String) -> Result<SuggestedListsView, AppError> {
+    server::suggested_lists(tenant_id).await
 }
 
 #[server(endpoint = "load_mapping")]
@@ -96,9 +155,13 @@ mod server {
     use pipebridge::mapping::store::{self, SaveError};
     use time::format_description::well_known::Rfc3339;
 
-    use pipebridge::mapping::{FormEdit, Lists, StageKey, forms};
+    use pipebridge::mapping::lists::{self, ListError};
+    use pipebridge::mapping::{Lists, forms};
 
-    use super::{FormChoices, MappingFormData, MappingFormsView, MappingVersionView, MappingView, PersonRow, SavedMapping, StageRow};
+    use super::{
+        FormChoices, FormPlace, FormProblem, FormsSaveOutcome, MadeListView, MappingFormData, MappingFormsView, MappingVersionView, MappingView, PersonRow,
+        SavedMapping, StageRow, SuggestedListsView,
+    };
     use crate::api::server::{self as s, respond};
     use crate::error::AppError;
 
@@ -167,7 +230,9 @@ mod server {
     fn view(shown: forms::Shown) -> MappingFormsView {
         let f = match shown {
             forms::Shown::Ready(f) => f,
-            forms::Shown::Unavailable(why) => return MappingFormsView { unavailable: Some(why), data: MappingFormData::default(), choices: FormChoices::default() },
+            forms::Shown::Unavailable(why) => {
+                return MappingFormsView { unavailable: Some(why), data: MappingFormData::default(), choices: FormChoices::default(), version: None };
+            }
         };
         MappingFormsView {
             unavailable: None,
@@ -180,24 +245,69 @@ mod server {
                 stages: f.stages.into_iter().map(|r| StageRow { key: r.key, label: r.label, list: r.list }).collect(),
             },
             choices: FormChoices { paths: f.choices.paths, attributes: f.choices.attributes, lists: f.choices.lists },
+            version: f.version,
         }
     }
 
-    pub async fn save_forms(tenant_id: String, data: MappingFormData) -> Result<SavedMapping, AppError> {
+    fn problem(p: forms::Placed) -> FormProblem {
+        let place = match p.place {
+            forms::Place::List(role) => FormPlace::List(role.key().to_owned()),
+            forms::Place::Person(i) => FormPlace::Person(i),
+            forms::Place::Stage(key) => FormPlace::Stage(key),
+            forms::Place::Mapping => FormPlace::Mapping,
+        };
+        FormProblem { place, message: p.message }
+    }
+
+    pub async fn save_forms(tenant_id: String, data: MappingFormData) -> Result<FormsSaveOutcome, AppError> {
         respond(async {
             let (state, member) = s::member(&tenant_id).await?;
-            let mut stages = Vec::new();
-            for row in &data.stages {
-                let key = StageKey::parse(&row.key).ok_or_else(|| AppError::Invalid(format!("{:?} is not a stage.", row.key)))?;
-                stages.extend(row.list.map(|list| (key, list)));
-            }
-            let edit = FormEdit {
+            let submitted = forms::Submitted {
                 lists: Lists { all_contacts: data.all_contacts, qualified_leads: data.qualified_leads, customers: data.customers, churned: data.churned },
-                person_mapping: data.person.into_iter().map(|r| (r.path, r.attribute.to_uppercase())).collect(),
-                deal_stage_mapping: stages,
+                person: data.person.into_iter().map(|r| (r.path, r.attribute)).collect(),
+                stages: data.stages.into_iter().map(|r| (r.key, r.list)).collect(),
             };
-            let saved = forms::save(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, edit).await?;
-            Ok(SavedMapping { version: saved.version, warnings: saved.warnings.iter().map(|p| format!("{}: {}", p.at, p.message)).collect() })
+            match forms::save(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, submitted).await {
+                Ok(saved) => Ok(FormsSaveOutcome::Saved(SavedMapping { version: saved.version, warnings: saved.warnings.into_iter().map(|w| w.message).collect() })),
+                Err(forms::FormSaveError::Refused(problems)) => Ok(FormsSaveOutcome::Refused(problems.into_iter().map(problem).collect())),
+                Err(forms::FormSaveError::Save(e)) => Err(e.into()),
+            }
+        }
+        .await)
+    }
+
+    impl From<ListError> for AppError {
+        fn from(e: ListError) -> Self {
+            match e {
+                ListError::Access(a) => a.into(),
+                ListError::Connect(c) => c.into(),
+                ListError::Brevo(m) => {
+                    tracing::warn!(message = %m, "making a Brevo list failed");
+                    AppError::Unavailable(m)
+                }
+                other => AppError::Invalid(other.to_string()),
+            }
+        }
+    }
+
+    fn made(m: lists::MadeList) -> MadeListView {
+        MadeListView { id: m.id, name: m.name, existed: m.existed }
+    }
+
+    pub async fn create_list(tenant_id: String, name: String) -> Result<MadeListView, AppError> {
+        respond(async {
+            let (state, member) = s::member(&tenant_id).await?;
+            Ok(made(lists::create(&state.pool, &state.secret_key, &state.limits, &member, &name).await?))
+        }
+        .await)
+    }
+
+    pub async fn suggested_lists(tenant_id: String) -> Result<SuggestedListsView, AppError> {
+        respond(async {
+            let (state, member) = s::member(&tenant_id).await?;
+            let mut by_role = lists::suggested(&state.pool, &state.secret_key, &state.limits, &member).await?.into_iter();
+            let mut next = || by_role.next().map(|(_, m)| made(m)).ok_or(AppError::Internal);
+            Ok(SuggestedListsView { all_contacts: next()?, qualified_leads: next()?, customers: next()?, churned: next()? })
         }
         .await)
     }

@@ -3,6 +3,7 @@
 //! data, separate from database rows and domain types.
 
 mod auth;
+mod checklist;
 mod connections;
 mod mappings;
 mod sync;
@@ -12,6 +13,7 @@ mod tenant;
 pub mod server;
 
 pub use auth::*;
+pub use checklist::*;
 pub use connections::*;
 pub use mappings::*;
 pub use sync::*;

@@ -4,6 +4,9 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
+mod time;
+pub use time::Time;
+
 /// The "not found" page; sets the 404 status when rendered on the server.
 #[component]
 pub fn NotFound() -> impl IntoView {

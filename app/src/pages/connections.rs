@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::tenant::use_tenant;
 use crate::api::{SetPipedriveBudget, ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, load_connections};
-use crate::components::{ActionMessage, FormResult};
+use crate::components::{ActionMessage, FormResult, Time};
 
 #[component]
 pub fn ConnectionsPage() -> impl IntoView {
@@ -117,7 +117,7 @@ fn Connected(
         <dl class="facts">
             <dt>"Account"</dt><dd>{conn.account_label.clone()}</dd>
             <dt>"Using"</dt><dd>{how} " ending in " <code data-testid=format!("{provider}-last4")>{"…"}{conn.last4.clone()}</code></dd>
-            <dt>"Last check"</dt><dd>{conn.last_checked.clone().unwrap_or_else(|| "never".into())}</dd>
+            <dt>"Last check"</dt><dd>{match conn.last_checked.clone() { Some(at) => view! { <Time at/> }.into_any(), None => "never".into_any() }}</dd>
         </dl>
         {conn.last_error.clone().map(|e| view! { <p class="notice error">{e}</p> })}
         {(provider == "pipedrive").then(|| view! { <BudgetForm tenant_id=tenant_id.clone() current=conn.daily_token_budget can_manage/> })}

@@ -8,7 +8,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use super::tenant::use_tenant;
-use crate::components::ActionMessage;
+use crate::components::{ActionMessage, Time};
 use crate::api::{RetryErrors, RunView, StartSync, run_detail, sync_overview};
 
 /// True once the page is hydrated. Live data (runs, progress) renders from then on only: the server
@@ -20,7 +20,7 @@ fn mounted() -> RwSignal<bool> {
 }
 
 /// A signal that ticks every `ms` milliseconds in the browser (never on the server).
-fn ticker(ms: u64) -> ReadSignal<u32> {
+pub(super) fn ticker(ms: u64) -> ReadSignal<u32> {
     let (tick, set_tick) = signal(0u32);
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(move || set_tick.update(|t| *t = t.wrapping_add(1)), std::time::Duration::from_millis(ms)) {
@@ -109,7 +109,7 @@ pub fn SyncPanel() -> impl IntoView {
                                 Some(run) => view! {
                                     <p>
                                         <A href=format!("{base}/{}", run.id)>{format!("Run #{}", run.id)}</A>
-                                        {format!(" · started {} · {}", run.started_at, run.duration)}
+                                        " · started " <Time at=run.started_at.clone()/> {format!(" · {}", run.duration)}
                                     </p>
                                     <Progress run=run/>
                                 }.into_any(),
@@ -168,7 +168,7 @@ pub fn HistoryPage() -> impl IntoView {
                                             view! {
                                                 <tr data-status=r.status.clone()>
                                                     <td><A href=format!("{base}/{}", r.id)>{format!("#{}", r.id)}</A></td>
-                                                    <td>{r.started_at.clone()}</td>
+                                                    <td><Time at=r.started_at.clone()/></td>
                                                     <td>{r.mode.clone()}</td>
                                                     <td>{r.trigger.clone()}</td>
                                                     <td class=format!("run-{}", r.status)>{status_label(&r.status)}</td>
@@ -226,7 +226,7 @@ pub fn RunPage() -> impl IntoView {
                             <h1>{format!("Run #{} · {} {}", run.id, run.mode, run.trigger)}</h1>
                             <section class="card">
                                 <Progress run=run.clone()/>
-                                <p class="muted">{format!("Started {} · {}", run.started_at, run.duration)}</p>
+                                <p class="muted">"Started " <Time at=run.started_at.clone()/> {format!(" · {}", run.duration)}</p>
                                 <div class="table-wrap">
                                 <table class="table" id="counts">
                                     <thead><tr>
