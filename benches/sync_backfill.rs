@@ -214,7 +214,7 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
     http.delete(format!("{}/_sandbox/requests", sb.pipedrive_url)).send().await?;
     http.delete(format!("{}/_sandbox/requests", sb.brevo_url)).send().await?;
     let t = member.tenant_id;
-    let job = pipebridge::queue::NewJob::new(sync::JOB_SYNC, json!({"trigger": trigger})).tenant(t).concurrency(format!("sync:{t}"));
+    let job = sync::schedule::job(sync::JOB_SYNC, t, json!({"trigger": trigger}));
     pipebridge::queue::enqueue(pool, &job).await?;
     let cpu = || (common::cpu_seconds(std::process::id()), common::cpu_seconds(sb.pid()), common::postgres_cpu_seconds());
     let cpu_before = cpu();

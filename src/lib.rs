@@ -9,6 +9,7 @@ pub mod checklist;
 pub mod connections;
 pub mod db;
 pub mod domain;
+pub mod maintenance;
 pub mod mapping;
 pub mod pipedrive;
 pub mod queue;

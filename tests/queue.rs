@@ -245,7 +245,7 @@ async fn each_period_is_scheduled_once_across_processes(pool: PgPool) {
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
 async fn the_incremental_sync_is_scheduled_for_connected_mapped_tenants_only(pool: PgPool) {
-    use pipebridge::queue::schedule;
+    use pipebridge::sync::schedule;
     let sign_up = |email: &'static str| {
         let pool = pool.clone();
         async move {
@@ -279,9 +279,141 @@ async fn the_incremental_sync_is_scheduled_for_connected_mapped_tenants_only(poo
     for tenant in [both, one, held] {
         sqlx::query("insert into mapping_versions (tenant_id, version, yaml) values ($1, 1, 'version: 1')").bind(tenant).execute(&pool).await.unwrap();
     }
-    queue::hold(&pool, held, queue::HOLD_PIPEDRIVE_REAUTH).await.unwrap();
+    queue::hold(&pool, held, pipebridge::connections::HOLD_PIPEDRIVE_REAUTH).await.unwrap();
     let jobs = schedule::incremental_sync_jobs(&pool).await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.tenant_id.unwrap()).collect::<Vec<_>>(), vec![both]);
     assert_eq!(jobs[0].kind, "sync.incremental");
     assert_eq!(jobs[0].concurrency_key.as_deref(), Some(format!("sync:{both}").as_str()));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_panic_fails_the_job_with_its_message_and_the_worker_goes_on(pool: PgPool) {
+    let boom = queue::enqueue(&pool, &NewJob::new("boom", json!({})).attempts(1)).await.unwrap().unwrap();
+    let fine = queue::enqueue(&pool, &NewJob::new("fine", json!({}))).await.unwrap().unwrap();
+    let worker = Worker::new(pool.clone(), settings())
+        .register("boom", Func(|_: &Job| panic!("index out of bounds in the handler")))
+        .register("fine", Func(|_: &Job| Ok(())));
+    // The running worker tasks, as a server runs them: one panicking job does not stop them.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stop_rx));
+    for _ in 0..200 {
+        let states: Vec<String> = sqlx::query_scalar("select state from jobs where id = any($1) order by id").bind(vec![boom, fine]).fetch_all(&pool).await.unwrap();
+        if states == ["dead", "succeeded"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (st, attempts, error) = state(&pool, boom).await;
+    assert_eq!((st.as_str(), attempts), ("dead", 1));
+    assert_eq!(error.as_deref(), Some("the job panicked: index out of bounds in the handler"));
+    assert_eq!(state(&pool, fine).await.0, "succeeded");
+    // Still there for the next job.
+    let later = queue::enqueue(&pool, &NewJob::new("fine", json!({}))).await.unwrap().unwrap();
+    for _ in 0..200 {
+        if state(&pool, later).await.0 == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state(&pool, later).await.0, "succeeded");
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_job_that_kills_its_worker_every_time_ends_dead(pool: PgPool) {
+    let id = queue::enqueue(&pool, &NewJob::new("crash", json!({})).attempts(3)).await.unwrap().unwrap();
+    // Three workers claim it in turn and die without a word (a lease of 50 ms, never renewed).
+    for attempt in 1..=3 {
+        let claimed = queue::claim(&pool, &format!("doomed-{attempt}"), Duration::from_millis(50)).await.unwrap().expect("claimable again");
+        assert_eq!((claimed.id, claimed.attempts), (id, attempt));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    assert!(queue::claim(&pool, "next", Duration::from_secs(30)).await.unwrap().is_none(), "not run a fourth time");
+    let (st, attempts, error) = state(&pool, id).await;
+    assert_eq!((st.as_str(), attempts), ("dead", 3));
+    assert!(error.unwrap().contains("lease expired"));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_busy_key_does_not_stall_other_keys(pool: PgPool) {
+    // One tenant's long run holds its key; twenty more of its jobs wait, queued before the others.
+    queue::enqueue(&pool, &NewJob::new("long", json!({})).concurrency("sync:busy")).await.unwrap().unwrap();
+    let running = queue::claim(&pool, "long-runner", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(running.concurrency_key.as_deref(), Some("sync:busy"));
+    for i in 0..20 {
+        queue::enqueue(&pool, &NewJob::new("waiting", json!({"i": i})).concurrency("sync:busy")).await.unwrap().unwrap();
+    }
+    let other = queue::enqueue(&pool, &NewJob::new("other", json!({})).concurrency("sync:other")).await.unwrap().unwrap();
+    let claimed = queue::claim(&pool, "worker", Duration::from_secs(60)).await.unwrap().expect("the other tenant's job");
+    assert_eq!(claimed.id, other);
+    assert!(queue::claim(&pool, "worker", Duration::from_secs(60)).await.unwrap().is_none(), "the busy key's jobs wait");
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn old_finished_jobs_and_periods_are_pruned(pool: PgPool) {
+    let worker = Worker::new(pool.clone(), settings()).register("done", Func(|_: &Job| Ok(()))).register("bad", Func(|_: &Job| Err(JobError::Fatal("no".into()))));
+    let old_done = queue::enqueue(&pool, &NewJob::new("done", json!({}))).await.unwrap().unwrap();
+    let old_dead = queue::enqueue(&pool, &NewJob::new("bad", json!({}))).await.unwrap().unwrap();
+    while worker.run_next_job().await.unwrap().is_some() {}
+    sqlx::query("update jobs set finished_at = now() - interval '40 days'").execute(&pool).await.unwrap();
+    let recent = queue::enqueue(&pool, &NewJob::new("done", json!({}))).await.unwrap().unwrap();
+    worker.run_next_job().await.unwrap().unwrap();
+    let waiting = queue::enqueue(&pool, &NewJob::new("done", json!({})).at(time::OffsetDateTime::now_utc() + time::Duration::days(1))).await.unwrap().unwrap();
+    sqlx::query("insert into schedule_ticks (name, tick, created_at) values ('s', 1, now() - interval '40 days'), ('s', 2, now())").execute(&pool).await.unwrap();
+
+    let (jobs, ticks) = queue::prune(&pool, Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!((jobs, ticks), (2, 1));
+    let left: Vec<i64> = sqlx::query_scalar("select id from jobs order by id").fetch_all(&pool).await.unwrap();
+    assert_eq!(left, vec![recent, waiting]);
+    assert!(!left.contains(&old_done) && !left.contains(&old_dead));
+}
+
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn pruning_keeps_open_record_errors_and_recent_runs(pool: PgPool) {
+    let tenant = pipebridge::accounts::sign_up(
+        &pool,
+        &pipebridge::domain::Email::parse("p@example.com").unwrap(),
+        pipebridge::domain::Password::parse_new("correct horse battery").unwrap(),
+        &pipebridge::domain::CompanyName::parse("Co").unwrap(),
+    )
+    .await
+    .unwrap()
+    .tenant_id;
+    let run = |age_days: i32, status: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "insert into sync_runs (tenant_id, mode, trigger, status, started_at, finished_at)
+                 values ($1, 'incremental', 'schedule', $3, now() - make_interval(days => $2), case when $3 = 'running' then null else now() - make_interval(days => $2) end)
+                 returning id",
+            )
+            .bind(tenant)
+            .bind(age_days)
+            .bind(status)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (old, recent, running) = (run(40, "succeeded").await, run(1, "failed").await, run(40, "running").await);
+    for (status, age) in [("resolved", 40), ("open", 40), ("resolved", 1)] {
+        sqlx::query(
+            "insert into record_errors (tenant_id, run_id, entity, pipedrive_id, reason, status, created_at)
+             values ($1, $2, 'person', '1', 'r', $3, now() - make_interval(days => $4))",
+        )
+        .bind(tenant)
+        .bind(old)
+        .bind(status)
+        .bind(age)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let pruned = pipebridge::maintenance::prune(&pool, Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!((pruned.sync_runs, pruned.record_errors), (1, 1));
+    let runs: Vec<i64> = sqlx::query_scalar("select id from sync_runs order by id").fetch_all(&pool).await.unwrap();
+    assert_eq!(runs, vec![recent, running]);
+    let errors: Vec<String> = sqlx::query_scalar("select status from record_errors order by id").fetch_all(&pool).await.unwrap();
+    assert_eq!(errors, vec!["open", "resolved"], "the old open error stays, for its retry");
 }

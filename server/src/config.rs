@@ -28,10 +28,14 @@ pub struct Config {
     /// `PIPEBRIDGE_PIPEDRIVE_DAILY_BUDGET`: the Pipedrive company's daily token budget (30,000 ×
     /// plan multiplier × seats; default 30,000, the smallest: one Lite seat).
     pub pipedrive_daily_budget: u64,
+    /// `PIPEBRIDGE_SYNC_EVERY_SECONDS`: every tenant's incremental sync is queued this often
+    /// (seconds; 0: never).
+    pub sync_every_seconds: u64,
+    /// `PIPEBRIDGE_RETENTION_DAYS`: finished jobs and sync runs, resolved record errors and
+    /// schedule periods are deleted after this many days (default 30; 0: never).
+    pub retention_days: u64,
     /// `PIPEBRIDGE_PUBLIC_URL`: where users reach the app (default http://127.0.0.1:3000). An
     /// `https://` URL makes cookies `Secure`; its origin is also accepted by the CSRF check.
-    /// Every tenant's incremental sync is queued this often (seconds; 0: never).
-    pub sync_every_seconds: u64,
     pub public_url: String,
     /// `PIPEBRIDGE_SESSION_IDLE_MINUTES`: a session ends after this long without a request (720).
     pub session_idle_minutes: i64,
@@ -76,6 +80,7 @@ impl Config {
             workers: parse("PIPEBRIDGE_WORKERS", 4)?,
             pipedrive_daily_budget: parse("PIPEBRIDGE_PIPEDRIVE_DAILY_BUDGET", 30_000)?,
             sync_every_seconds: parse("PIPEBRIDGE_SYNC_EVERY_SECONDS", 60)?,
+            retention_days: parse("PIPEBRIDGE_RETENTION_DAYS", 30)?,
             public_url,
             session_idle_minutes: parse("PIPEBRIDGE_SESSION_IDLE_MINUTES", 720)?,
             trust_forwarded_for: parse("PIPEBRIDGE_TRUST_FORWARDED_FOR", false)?,
@@ -105,6 +110,7 @@ impl Config {
             pipedrive_daily_budget: 1_000_000,
             // Tests start their syncs themselves.
             sync_every_seconds: 0,
+            retention_days: 0,
             public_url: public_url.to_owned(),
             session_idle_minutes: 720,
             trust_forwarded_for: false,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pipebridge::pipedrive::limits::Registry;
 use pipebridge::queue::{Worker, WorkerSettings};
-use pipebridge::sync;
+use pipebridge::{maintenance, sync};
 use tokio::net::TcpListener;
 use tower_sessions_sqlx_store::PostgresStore;
 
@@ -23,6 +23,8 @@ pub struct Application {
     pool: Pool,
     workers: Worker,
     sync_every: Option<std::time::Duration>,
+    /// Finished rows are pruned after this long (`None`: kept).
+    retention: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -48,11 +50,15 @@ impl Application {
         let router = build_router(config, leptos_options, pool.clone(), limits.clone()).await?;
         // A job of an unknown kind is marked dead with a message, never lost silently.
         let services = Arc::new(sync::Services::new(pool.clone(), config.secret_key.clone(), config.providers.clone(), limits));
-        let workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() })
+        let retention = (config.retention_days > 0).then(|| std::time::Duration::from_secs(config.retention_days * 86_400));
+        let mut workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() })
             .register(sync::JOB_SYNC, sync::SyncHandler::new(services.clone()))
             .register(sync::JOB_FULL_RESYNC, sync::SyncHandler::new(services));
+        if let Some(retention) = retention {
+            workers = workers.register(maintenance::JOB_PRUNE, maintenance::PruneHandler::new(pool.clone(), retention));
+        }
         let sync_every = (config.sync_every_seconds > 0).then(|| std::time::Duration::from_secs(config.sync_every_seconds));
-        Ok(Self { listener, router, pool, workers, sync_every })
+        Ok(Self { listener, router, pool, workers, sync_every, retention })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -69,8 +75,13 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
         let schedule = self.sync_every.map(|every| {
-            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), "sync.incremental", every, |pool| async move {
-                pipebridge::queue::schedule::incremental_sync_jobs(&pool).await
+            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), sync::schedule::SCHEDULE, every, |pool| async move {
+                sync::schedule::incremental_sync_jobs(&pool).await
+            }, stop_rx.clone()))
+        });
+        let pruning = self.retention.map(|_| {
+            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), maintenance::SCHEDULE, std::time::Duration::from_secs(3600), |_| async {
+                Ok(maintenance::prune_jobs())
             }, stop_rx))
         });
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
@@ -85,6 +96,12 @@ impl Application {
             None => None,
         } {
             tracing::error!(error = %e, "the sync schedule panicked");
+        }
+        if let Some(Err(e)) = match pruning {
+            Some(s) => Some(s.await),
+            None => None,
+        } {
+            tracing::error!(error = %e, "the pruning schedule panicked");
         }
         self.pool.close().await;
         served.context("serving HTTP")

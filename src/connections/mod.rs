@@ -60,6 +60,9 @@ pub enum ConnectError {
     Database(#[from] sqlx::Error),
 }
 
+/// The reason a Pipedrive connection that needs reauthorization holds its tenant's jobs.
+pub const HOLD_PIPEDRIVE_REAUTH: &str = "pipedrive_needs_reauthorization";
+
 const SEAL_SECRET: &str = "connection.secret";
 const SEAL_REFRESH: &str = "connection.refresh";
 
@@ -274,7 +277,7 @@ async fn upsert(
     .await?;
     if provider == Provider::Pipedrive {
         // Connected again: the tenant's held jobs may run.
-        crate::queue::release(pool, member.tenant_id, crate::queue::HOLD_PIPEDRIVE_REAUTH).await?;
+        crate::queue::release(pool, member.tenant_id, HOLD_PIPEDRIVE_REAUTH).await?;
     }
     Ok(())
 }
@@ -290,7 +293,7 @@ pub async fn mark_needs_reauthorization(pool: &PgPool, tenant: crate::domain::Te
     .bind("Pipedrive no longer accepts this authorization. Connect Pipedrive again.")
     .execute(&mut *tx)
     .await?;
-    crate::queue::hold(&mut *tx, tenant, crate::queue::HOLD_PIPEDRIVE_REAUTH).await?;
+    crate::queue::hold(&mut *tx, tenant, HOLD_PIPEDRIVE_REAUTH).await?;
     tx.commit().await
 }
 

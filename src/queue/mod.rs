@@ -1,8 +1,15 @@
 //! The PostgreSQL job queue: enqueue (in the caller's transaction if it likes, deduplicated by
 //! key), claim with `FOR UPDATE SKIP LOCKED` under a lease, renew the lease by heartbeat, finish,
 //! retry with exponential backoff and jitter, snooze without spending an attempt, and a dead
-//! state kept for inspection. A concurrency key (e.g. `sync:{tenant}`) lets at most one job of
-//! that key run at a time, across every worker of every process.
+//! state kept for inspection. It knows nothing of what its jobs do.
+//!
+//! Its guarantees, each tested in `tests/queue.rs`:
+//! - A concurrency key lets at most one job of that key run at a time, across every worker of
+//!   every process; claims skip busy keys in the query, so one busy key never stalls the others.
+//! - A job runs again when its worker dies (its lease expires); each expired lease spends an
+//!   attempt, so a job that kills its process every time ends `dead`.
+//! - A handler that panics fails its attempt with the panic's message; the worker goes on.
+//! - Finished jobs and schedule periods are deleted after a retention ([`prune`]).
 //!
 //! Written here rather than taken from a crate: underway runs each job inside a database
 //! transaction held for the whole job (our syncs make thousands of API calls) and has no dedupe
@@ -100,9 +107,12 @@ pub async fn enqueue<'e>(db: impl PgExecutor<'e>, job: &NewJob) -> Result<Option
 }
 
 /// Claims the next runnable job for `owner`: queued and due, or running with an expired lease
-/// (its worker died). Jobs whose concurrency key is held by another running job are skipped.
+/// (its worker died). A job whose lease expired on its last attempt is dead instead: a job that
+/// kills its process must not loop forever. Jobs whose concurrency key is held by a running job
+/// are skipped in the query itself, so a busy key never hides the jobs of other keys.
 pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option<Job>, sqlx::Error> {
-    // A few candidates, in case the first ones are blocked by their concurrency key.
+    bury_abandoned(pool).await?;
+    // A few rounds, in case another claimer takes a key between our query and our lock.
     for _ in 0..3 {
         let mut tx = pool.begin().await?;
         let candidates: Vec<(i64, Option<String>)> = sqlx::query_as(
@@ -110,6 +120,10 @@ pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option
              where ((state = 'queued' and run_at <= now())
                     or (state = 'running' and lease_expires_at < now()))
                and not exists (select 1 from job_holds h where h.tenant_id = j.tenant_id)
+               and (j.concurrency_key is null or not exists (
+                    select 1 from jobs r
+                    where r.concurrency_key = j.concurrency_key and r.state = 'running'
+                      and r.lease_expires_at >= now() and r.id <> j.id))
              order by run_at, id
              limit 8
              for update of j skip locked",
@@ -159,6 +173,23 @@ pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option
         tx.rollback().await?;
     }
     Ok(None)
+}
+
+/// Jobs whose worker stopped (lease expired) during their last attempt become dead: each
+/// expired lease spent an attempt, like a failure.
+async fn bury_abandoned(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let buried: Vec<i64> = sqlx::query_scalar(
+        "update jobs set state = 'dead', finished_at = now(), updated_at = now(), lease_owner = null, lease_expires_at = null,
+                last_error = 'its worker stopped during the last attempt (the lease expired)'
+         where state = 'running' and lease_expires_at < now() and attempts >= max_attempts
+         returning id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for id in buried {
+        tracing::warn!(job_id = id, "job dead: its worker stopped during the last attempt");
+    }
+    Ok(())
 }
 
 /// Renews the lease; `false` when the job is no longer this owner's (lease lost).
@@ -230,6 +261,22 @@ pub async fn snooze(pool: &PgPool, id: i64, owner: &str, delay: Duration) -> Res
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes finished jobs (succeeded or dead) and schedule periods older than `age`; returns how
+/// many of each.
+pub async fn prune(pool: &PgPool, age: Duration) -> Result<(u64, u64), sqlx::Error> {
+    let jobs = sqlx::query("delete from jobs where state in ('succeeded', 'dead') and finished_at < now() - make_interval(secs => $1)")
+        .bind(age.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let ticks = sqlx::query("delete from schedule_ticks where created_at < now() - make_interval(secs => $1)")
+        .bind(age.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok((jobs, ticks))
+}
+
 /// Holds a tenant's jobs (they stay queued, unclaimed) until [`release`] with the same reason.
 pub async fn hold<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query("insert into job_holds (tenant_id, reason) values ($1, $2) on conflict do nothing")
@@ -248,6 +295,3 @@ pub async fn release<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str
         .await
         .map(|_| ())
 }
-
-/// The reason a Pipedrive connection that needs reauthorization holds its tenant's jobs.
-pub const HOLD_PIPEDRIVE_REAUTH: &str = "pipedrive_needs_reauthorization";

@@ -21,34 +21,6 @@ pub async fn claim_tick(pool: &PgPool, name: &str, every: Duration, now: OffsetD
     Ok(done.rows_affected() == 1)
 }
 
-/// The incremental sync of every tenant whose Pipedrive and Brevo are both connected, who has
-/// saved a mapping, and whose jobs are not held. (A tenant who has connected both sides but not
-/// yet saved a mapping has nothing to sync: scheduled then, each run failed and showed as the
-/// latest on the dashboard while the mapping was being written.)
-pub async fn incremental_sync_jobs(pool: &PgPool) -> Result<Vec<NewJob>, sqlx::Error> {
-    let tenants: Vec<crate::domain::TenantId> = sqlx::query_scalar(
-        "select p.tenant_id from connections p
-         join connections b on b.tenant_id = p.tenant_id and b.provider = 'brevo' and b.status = 'connected'
-         where p.provider = 'pipedrive' and p.status = 'connected'
-           and exists (select 1 from mapping_versions m where m.tenant_id = p.tenant_id)
-           and not exists (select 1 from job_holds h where h.tenant_id = p.tenant_id)
-         order by p.tenant_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(tenants
-        .into_iter()
-        .map(|t| {
-            NewJob::new(SYNC_INCREMENTAL, serde_json::json!({"trigger": "schedule"}))
-                .tenant(t)
-                .dedupe(format!("{SYNC_INCREMENTAL}:{t}"))
-                .concurrency(format!("sync:{t}"))
-        })
-        .collect())
-}
-
-pub const SYNC_INCREMENTAL: &str = "sync.incremental";
-
 /// Runs schedule `name` until `shutdown`: each period, if this process claims it, enqueues what
 /// `jobs` returns.
 pub async fn run<F, Fut>(pool: PgPool, name: &'static str, every: Duration, jobs: F, mut shutdown: watch::Receiver<bool>)

@@ -8,7 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use sqlx::PgPool;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -135,8 +137,12 @@ impl Worker {
             }))
         };
         let grace = self.settings.shutdown_grace;
+        // A panic fails the attempt with its message, like an error; the worker goes on.
+        let run = AssertUnwindSafe(async { handler.run(&job).await })
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|panic| Err(JobError::Retryable(format!("the job panicked: {}", panic_message(&*panic))))));
         let result = tokio::select! {
-            r = handler.run(&job) => Some(r),
+            r = run => Some(r),
             _ = async { lost_rx.wait_for(|lost| *lost).await.map(|_| ()) } => None,
             _ = async {
                 // `map` drops the watch guard before the sleep (it must not live across an await).
@@ -184,9 +190,14 @@ impl Worker {
             let (worker, mut stop) = (self.clone(), shutdown.clone());
             tasks.push(tokio::spawn(async move {
                 while !*stop.borrow() {
-                    match worker.run_one(stop.clone()).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
+                    // A panic outside a handler (the queue's own code) must not end this worker.
+                    let next = AssertUnwindSafe(worker.run_one(stop.clone())).catch_unwind().await.map(|r| r.map(|ran| ran.is_some()));
+                    match next.unwrap_or_else(|panic| {
+                        tracing::error!(panic = panic_message(&*panic), "a worker panicked outside a job; it goes on");
+                        Ok(true)
+                    }) {
+                        Ok(true) => {}
+                        Ok(false) => {
                             tokio::select! {
                                 _ = tokio::time::sleep(worker.settings.poll_interval) => {}
                                 _ = stop.changed() => {}
@@ -205,4 +216,9 @@ impl Worker {
         }
         tracing::info!("workers stopped");
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
 }

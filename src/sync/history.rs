@@ -86,3 +86,23 @@ pub async fn errors(pool: &PgPool, member: &Member, run: Option<i64>, limit: i64
     .fetch_all(pool)
     .await
 }
+
+/// Deletes finished runs and resolved record errors older than `age` (every tenant's: this is
+/// upkeep, not a tenant's request); returns how many of each. Open errors stay whatever their
+/// age: they still ask for a retry.
+pub async fn prune(pool: &PgPool, age: std::time::Duration) -> Result<(u64, u64), sqlx::Error> {
+    let secs = age.as_secs_f64();
+    let errors = sqlx::query("delete from record_errors where status = 'resolved' and created_at < now() - make_interval(secs => $1)")
+        .bind(secs)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let runs = sqlx::query(
+        "delete from sync_runs where status in ('succeeded', 'failed') and finished_at < now() - make_interval(secs => $1)",
+    )
+    .bind(secs)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok((runs, errors))
+}

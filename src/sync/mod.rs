@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod history;
+pub mod schedule;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -15,13 +16,11 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::accounts::{AccessError, Member};
-use crate::queue::{self, Handler, HandlerFuture, Job, NewJob};
+use crate::queue::{self, Handler, HandlerFuture, Job};
 
 pub use engine::{Bulk, Services};
 
-/// Jobs: an incremental run (a backfill first, if the tenant has none), or a full resync.
-pub const JOB_SYNC: &str = queue::schedule::SYNC_INCREMENTAL;
-pub const JOB_FULL_RESYNC: &str = "sync.full";
+pub use schedule::{JOB_FULL_RESYNC, JOB_SYNC, concurrency_key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -59,11 +58,7 @@ pub async fn request(pool: &PgPool, member: &Member, full_resync: bool) -> Resul
     member.require_manage()?;
     let t = member.tenant_id;
     let kind = if full_resync { JOB_FULL_RESYNC } else { JOB_SYNC };
-    let job = NewJob::new(kind, json!({"trigger": "manual", "requested_by": member.user_id}))
-        .tenant(t)
-        .dedupe(format!("{kind}:{t}"))
-        .concurrency(format!("sync:{t}"))
-        .attempts(20);
+    let job = schedule::job(kind, t, json!({"trigger": "manual", "requested_by": member.user_id})).dedupe(format!("{kind}:{t}")).attempts(20);
     Ok(queue::enqueue(pool, &job).await?.is_some())
 }
 
@@ -111,10 +106,7 @@ pub async fn retry(pool: &PgPool, member: &Member, error_id: Option<i64>) -> Res
         .bind(&persons)
         .execute(&mut *tx)
         .await?;
-    let job = NewJob::new(JOB_SYNC, json!({"trigger": "retry", "requested_by": member.user_id, "persons": persons}))
-        .tenant(t)
-        .concurrency(format!("sync:{t}"))
-        .attempts(20);
+    let job = schedule::job(JOB_SYNC, t, json!({"trigger": "retry", "requested_by": member.user_id, "persons": persons})).attempts(20);
     queue::enqueue(&mut *tx, &job).await?;
     tx.commit().await?;
     Ok(true)
