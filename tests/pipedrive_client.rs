@@ -237,3 +237,47 @@ async fn a_failed_post_is_not_sent_twice() {
     let log: serde_json::Value = reqwest::get(format!("{}/_sandbox/requests", sb.pipedrive_url)).await.unwrap().json().await.unwrap();
     assert_eq!(log.as_array().unwrap().len(), 1, "a POST that may have taken effect is left to the caller");
 }
+
+/// Two processes (each its own pool and credentials, as a web request and a worker have) find
+/// the access token expired at once: one asks Pipedrive, the other takes its tokens.
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn one_refresh_per_connection_across_processes(pool: PgPool) {
+    let sb = sandbox(10, |_| {}).await;
+    let key = SecretKey::generate();
+    let (member, providers) = oauth_tenant(&pool, &sb, &key).await;
+    let other_pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(pool.connect_options().as_ref().clone()).await.unwrap();
+    let (a, _) = OAuthCredentials::load(&pool, &key, &providers, &member).await.unwrap().unwrap();
+    let (b, _) = OAuthCredentials::load(&other_pool, &key, &providers, &member).await.unwrap().unwrap();
+    let old = a.current().await.unwrap();
+    assert!(b.current().await.unwrap() == old);
+    admin(&sb, "/_sandbox/oauth/expire", json!({})).await;
+    // Both were refused with the old token and refresh at once.
+    let (ra, rb) = tokio::join!(a.refresh(&old), b.refresh(&old));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra != old, "refreshed");
+    assert!(ra == rb, "one token call: the second process took the first one's tokens");
+    let (stored, _) = OAuthCredentials::load(&pool, &key, &providers, &member).await.unwrap().unwrap();
+    assert!(stored.current().await.unwrap() == ra, "stored");
+    assert_eq!(connections::list(&pool, &member).await.unwrap()[0].status, "connected");
+}
+
+/// A client holding an old grant (the user has reconnected since, and the old grant was
+/// revoked) takes the new connection's tokens instead of marking it for reauthorization.
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn an_old_grant_never_touches_a_newer_connection(pool: PgPool) {
+    let sb = sandbox(10, |_| {}).await;
+    let key = SecretKey::generate();
+    let (member, providers) = oauth_tenant(&pool, &sb, &key).await;
+    let (stale, _) = OAuthCredentials::load(&pool, &key, &providers, &member).await.unwrap().unwrap();
+    let old = stale.current().await.unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar("select refresh_secret from connections where tenant_id = $1").bind(member.tenant_id).fetch_one(&pool).await.unwrap();
+    let old_refresh = key.open(member.tenant_id, "connection.refresh", &sealed).unwrap();
+    oauth_tenant_connect(&pool, &sb, &key, &member, &providers).await;
+    admin(&sb, "/_sandbox/oauth/revoke", json!({"token": old_refresh.expose()})).await;
+
+    let got = stale.refresh(&old).await.unwrap();
+    let (fresh, _) = OAuthCredentials::load(&pool, &key, &providers, &member).await.unwrap().unwrap();
+    assert!(got == fresh.current().await.unwrap(), "the newer connection's token");
+    let list = connections::list(&pool, &member).await.unwrap();
+    assert_eq!((list[0].status.as_str(), list[0].last_error.as_deref()), ("connected", None));
+}

@@ -282,6 +282,9 @@ async fn upsert(
     Ok(())
 }
 
+/// What a connection Pipedrive no longer accepts says to its company.
+const REAUTHORIZE: &str = "Pipedrive no longer accepts this authorization. Connect Pipedrive again.";
+
 /// Marks the connection and holds the tenant's jobs until the user connects again.
 pub async fn mark_needs_reauthorization(pool: &PgPool, tenant: crate::domain::TenantId) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -290,7 +293,7 @@ pub async fn mark_needs_reauthorization(pool: &PgPool, tenant: crate::domain::Te
          where tenant_id = $1 and provider = 'pipedrive'",
     )
     .bind(tenant)
-    .bind("Pipedrive no longer accepts this authorization. Connect Pipedrive again.")
+    .bind(REAUTHORIZE)
     .execute(&mut *tx)
     .await?;
     crate::queue::hold(&mut *tx, tenant, HOLD_PIPEDRIVE_REAUTH).await?;
@@ -332,35 +335,80 @@ impl OAuthCredentials {
         Ok(Some((creds, base)))
     }
 
+    /// Refreshes the access token, once per connection across every process: under an advisory
+    /// lock on the connection, the row is read again; if another holder of the connection (a
+    /// web request, another worker process) refreshed or the user reconnected meanwhile, its
+    /// tokens are taken as they are. Otherwise Pipedrive is asked, and the answer is stored only
+    /// if the row still holds the refresh token it started from, so an old grant's refresh, or
+    /// its refusal, never touches a newer connection.
     async fn refresh_locked(&self, state: &mut (Secret, Secret, OffsetDateTime)) -> Result<(), PipedriveError> {
+        let db = |e: sqlx::Error| PipedriveError::Transient(format!("the connection could not be read or stored: {e}"));
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 11))").bind(self.tenant).execute(&mut *tx).await.map_err(db)?;
+        let row: Option<(Vec<u8>, Option<Vec<u8>>, Option<OffsetDateTime>, String)> = sqlx::query_as(
+            "select secret, refresh_secret, access_expires_at, status from connections
+             where tenant_id = $1 and provider = 'pipedrive' and auth_kind = 'oauth'",
+        )
+        .bind(self.tenant)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        // Disconnected, or connected by API token since: this grant is gone.
+        let Some((sealed, Some(sealed_refresh), expires, status)) = row else { return Err(PipedriveError::Unauthorized) };
+        let open = |b: &[u8], purpose| self.key.open(self.tenant, purpose, b).map_err(|e| PipedriveError::Transient(e.to_string()));
+        let stored_refresh = open(&sealed_refresh, SEAL_REFRESH)?;
+        if stored_refresh.expose() != state.1.expose() || open(&sealed, SEAL_SECRET)?.expose() != state.0.expose() {
+            // Refreshed elsewhere, or reconnected: take those tokens.
+            *state = (open(&sealed, SEAL_SECRET)?, stored_refresh, expires.unwrap_or(OffsetDateTime::UNIX_EPOCH));
+            return if status == "connected" { Ok(()) } else { Err(PipedriveError::Unauthorized) };
+        }
+        if status != "connected" {
+            return Err(PipedriveError::Unauthorized);
+        }
         let oauth = self.providers.pipedrive_oauth().map_err(|e| PipedriveError::Transient(e.to_string()))?;
         match oauth.refresh(&state.1).await {
             Ok(tokens) => {
-                let sealed = self.key.seal(self.tenant, SEAL_SECRET, &tokens.access);
-                let sealed_refresh = self.key.seal(self.tenant, SEAL_REFRESH, &tokens.refresh);
-                sqlx::query(
+                let stored = sqlx::query(
                     "update connections set secret = $2, refresh_secret = $3, access_expires_at = $4, secret_last4 = $5,
                             api_base = $6, status = 'connected', last_error = null, last_checked_at = now(), updated_at = now()
-                     where tenant_id = $1 and provider = 'pipedrive'",
+                     where tenant_id = $1 and provider = 'pipedrive' and refresh_secret = $7",
                 )
                 .bind(self.tenant)
-                .bind(sealed)
-                .bind(sealed_refresh)
+                .bind(self.key.seal(self.tenant, SEAL_SECRET, &tokens.access))
+                .bind(self.key.seal(self.tenant, SEAL_REFRESH, &tokens.refresh))
                 .bind(tokens.expires_at)
                 .bind(tokens.access.last4())
                 .bind(&tokens.api_domain)
-                .execute(&self.pool)
+                .bind(&sealed_refresh)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| PipedriveError::Transient(format!("storing refreshed tokens: {e}")))?;
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                if stored.rows_affected() == 0 {
+                    // The user reconnected while Pipedrive answered: the newer connection wins.
+                    tracing::info!(tenant_id = %self.tenant, "Pipedrive was reconnected during a refresh; the new connection is kept");
+                    return Err(PipedriveError::Transient("Pipedrive was reconnected meanwhile; try again".into()));
+                }
                 tracing::info!(tenant_id = %self.tenant, "Pipedrive access token refreshed");
                 *state = (tokens.access, tokens.refresh, tokens.expires_at);
                 Ok(())
             }
             Err(OAuthError::Refused(reason)) => {
                 tracing::warn!(tenant_id = %self.tenant, %reason, "Pipedrive refused the refresh: needs reauthorization");
-                if let Err(e) = mark_needs_reauthorization(&self.pool, self.tenant).await {
-                    tracing::error!(error = %e, "could not record that Pipedrive needs reauthorization");
+                let marked = sqlx::query(
+                    "update connections set status = 'needs_reauthorization', last_error = $2, updated_at = now()
+                     where tenant_id = $1 and provider = 'pipedrive' and refresh_secret = $3",
+                )
+                .bind(self.tenant)
+                .bind(REAUTHORIZE)
+                .bind(&sealed_refresh)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if marked.rows_affected() == 1 {
+                    crate::queue::hold(&mut *tx, self.tenant, HOLD_PIPEDRIVE_REAUTH).await.map_err(db)?;
                 }
+                tx.commit().await.map_err(db)?;
                 Err(PipedriveError::Unauthorized)
             }
             Err(e) => Err(PipedriveError::Transient(e.to_string())),
