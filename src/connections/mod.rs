@@ -315,6 +315,15 @@ pub struct OAuthCredentials {
 /// The sealed token, sealed refresh token, expiry and API base of an OAuth connection.
 type StoredOAuth = (Vec<u8>, Option<Vec<u8>>, Option<OffsetDateTime>, String);
 
+/// An OAuth connection's row as a refresh reads it.
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    secret: Vec<u8>,
+    refresh_secret: Option<Vec<u8>>,
+    access_expires_at: Option<OffsetDateTime>,
+    status: String,
+}
+
 /// Refresh this long before the access token expires.
 const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
 
@@ -345,7 +354,7 @@ impl OAuthCredentials {
         let db = |e: sqlx::Error| PipedriveError::Transient(format!("the connection could not be read or stored: {e}"));
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 11))").bind(self.tenant).execute(&mut *tx).await.map_err(db)?;
-        let row: Option<(Vec<u8>, Option<Vec<u8>>, Option<OffsetDateTime>, String)> = sqlx::query_as(
+        let row: Option<RefreshRow> = sqlx::query_as(
             "select secret, refresh_secret, access_expires_at, status from connections
              where tenant_id = $1 and provider = 'pipedrive' and auth_kind = 'oauth'",
         )
@@ -354,7 +363,9 @@ impl OAuthCredentials {
         .await
         .map_err(db)?;
         // Disconnected, or connected by API token since: this grant is gone.
-        let Some((sealed, Some(sealed_refresh), expires, status)) = row else { return Err(PipedriveError::Unauthorized) };
+        let Some(RefreshRow { secret: sealed, refresh_secret: Some(sealed_refresh), access_expires_at: expires, status }) = row else {
+            return Err(PipedriveError::Unauthorized);
+        };
         let open = |b: &[u8], purpose| self.key.open(self.tenant, purpose, b).map_err(|e| PipedriveError::Transient(e.to_string()));
         let stored_refresh = open(&sealed_refresh, SEAL_REFRESH)?;
         if stored_refresh.expose() != state.1.expose() || open(&sealed, SEAL_SECRET)?.expose() != state.0.expose() {
