@@ -25,8 +25,18 @@ async fn main() -> anyhow::Result<()> {
     if !common::is_bench_run() {
         return Ok(());
     }
-    let persons: usize = std::env::var("PIPEBRIDGE_BENCH_PERSONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let sb = common::sandbox(&["--seed".into(), persons.to_string(), "--burst-limit".into(), BURST.to_string(), "--daily-budget".into(), "100000000".into()])?;
+    let persons: usize = std::env::var("PIPEBRIDGE_BENCH_PERSONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let sb = common::sandbox(&[
+        "--seed".into(),
+        persons.to_string(),
+        "--burst-limit".into(),
+        BURST.to_string(),
+        "--daily-budget".into(),
+        "100000000".into(),
+    ])?;
     let token = Secret::new("sandbox-pipedrive-api-token-0000000000");
     let client = PipedriveClient::new(
         &sb.pipedrive_url,
@@ -37,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
     // The sandbox prepares its tables on the first request (two seconds for 100,000 persons):
     // one warm-up request, outside the timing, as a long-running Pipedrive would be.
     let http = reqwest::Client::new();
-    http.get(format!("{}/api/v2/persons?limit=1", sb.pipedrive_url)).header("x-api-token", "sandbox-pipedrive-api-token-0000000000").send().await?;
+    http.get(format!("{}/api/v2/persons?limit=1", sb.pipedrive_url))
+        .header("x-api-token", "sandbox-pipedrive-api-token-0000000000")
+        .send()
+        .await?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     http.delete(format!("{}/_sandbox/requests", sb.pipedrive_url)).send().await?;
     let rss_before = common::mem_kib("VmRSS:");
@@ -53,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     let peak = common::mem_kib("VmHWM:");
-    let log: serde_json::Value = reqwest::get(format!("{}/_sandbox/requests", sb.pipedrive_url)).await?.json().await?;
+    let log: serde_json::Value =
+        reqwest::get(format!("{}/_sandbox/requests", sb.pipedrive_url)).await?.json().await?;
     let limited = log.as_array().map_or(0, |l| l.iter().filter(|r| r["status"] == 429).count());
     let bound = f64::from(BURST) / 2.0;
     let rate = f64::from(pages) / secs;
@@ -69,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{report}");
     if persons == 1_000_000 {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks/pipedrive-pages.txt"), &report)?;
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks/pipedrive-pages.txt"),
+            &report,
+        )?;
     }
     Ok(())
 }

@@ -28,14 +28,20 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 
 const TOKEN: &str = "sandbox-pipedrive-api-token-0000000000";
-const BREVO_KEY: &str = "xkeysib-sandbox-0000000000000000000000000000000000000000000000000000000000000000-sandbox";
+const BREVO_KEY: &str =
+    "xkeysib-sandbox-0000000000000000000000000000000000000000000000000000000000000000-sandbox";
 
 fn main() -> anyhow::Result<()> {
     if !common::is_bench_run() {
         return Ok(());
     }
     // The engine logs where each run's time went.
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "pipebridge::sync=info".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "pipebridge::sync=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
 }
 
@@ -59,7 +65,10 @@ struct RunFigures {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let persons: usize = std::env::var("PIPEBRIDGE_BENCH_PERSONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let persons: usize = std::env::var("PIPEBRIDGE_BENCH_PERSONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let sb = common::sandbox(&[
         "--seed".into(),
         persons.to_string(),
@@ -74,7 +83,8 @@ async fn run() -> anyhow::Result<()> {
     ])?;
     let http = reqwest::Client::new();
 
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db_name = format!("pipebridge_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(&admin_url).await?;
     sqlx::query(&format!("create database {db_name}")).execute(&mut admin).await?;
@@ -87,30 +97,73 @@ async fn run() -> anyhow::Result<()> {
     result
 }
 
-async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, persons: usize) -> anyhow::Result<()> {
-    let done = accounts::sign_up(pool, &Email::parse("bench@example.com")?, Password::parse_new("correct horse battery")?, &CompanyName::parse("Bench")?).await?;
+async fn bench(
+    pool: &PgPool,
+    sb: &common::Sandbox,
+    http: &reqwest::Client,
+    persons: usize,
+) -> anyhow::Result<()> {
+    let done = accounts::sign_up(
+        pool,
+        &Email::parse("bench@example.com")?,
+        Password::parse_new("correct horse battery")?,
+        &CompanyName::parse("Bench")?,
+    )
+    .await?;
     let member = accounts::authorize(pool, done.user_id, done.tenant_id).await?;
     let key = SecretKey::generate();
     let mut providers = Providers::sandbox("http://127.0.0.1:3000");
     providers.pipedrive_api = sb.pipedrive_url.clone();
     providers.pipedrive_oauth.server = sb.pipedrive_url.clone();
     providers.brevo_api = sb.brevo_url.clone();
-    connections::connect_pipedrive_token(pool, &key, &providers, &member, Secret::new(TOKEN), "sandbox").await?;
+    connections::connect_pipedrive_token(
+        pool,
+        &key,
+        &providers,
+        &member,
+        Secret::new(TOKEN),
+        "sandbox",
+    )
+    .await?;
     connections::connect_brevo(pool, &key, &providers, &member, Secret::new(BREVO_KEY)).await?;
     let mut lists = Vec::new();
     for name in ["All contacts", "Qualified leads", "Customers", "Churned", "Lost"] {
-        let res: Value = http.post(format!("{}/v3/contacts/lists", sb.brevo_url)).header("api-key", BREVO_KEY).json(&json!({"name": name, "folderId": 1})).send().await?.json().await?;
+        let res: Value = http
+            .post(format!("{}/v3/contacts/lists", sb.brevo_url))
+            .header("api-key", BREVO_KEY)
+            .json(&json!({"name": name, "folderId": 1}))
+            .send()
+            .await?
+            .json()
+            .await?;
         lists.push(res["id"].as_i64().unwrap_or_default());
     }
     let yaml = pipebridge::mapping::store::SEED_YAML
-        .replace("all_contacts: 60, qualified_leads: 61, customers: 62, churned: 63", &format!("all_contacts: {}, qualified_leads: {}, customers: {}, churned: {}", lists[0], lists[1], lists[2], lists[3]))
-        .replace("  1: 61\n  2: 61\n  3: 62\n  4: 62\n  \"won\": 63\n  \"lost\": 64", &format!("  1: {q}\n  2: {q}\n  3: {c}\n  4: {c}\n  \"won\": {c}\n  \"lost\": {l}", q = lists[1], c = lists[2], l = lists[4]));
+        .replace(
+            "all_contacts: 60, qualified_leads: 61, customers: 62, churned: 63",
+            &format!(
+                "all_contacts: {}, qualified_leads: {}, customers: {}, churned: {}",
+                lists[0], lists[1], lists[2], lists[3]
+            ),
+        )
+        .replace(
+            "  1: 61\n  2: 61\n  3: 62\n  4: 62\n  \"won\": 63\n  \"lost\": 64",
+            &format!(
+                "  1: {q}\n  2: {q}\n  3: {c}\n  4: {c}\n  \"won\": {c}\n  \"lost\": {l}",
+                q = lists[1],
+                c = lists[2],
+                l = lists[4]
+            ),
+        );
     pipebridge::mapping::store::save(pool, &member, &yaml, None).await?;
 
     let limits = Arc::new(Registry::new(80, 10_000_000, 0.1));
     let services = Arc::new(Services::new(pool.clone(), key, providers, limits));
-    let worker = Worker::new(pool.clone(), WorkerSettings { lease: Duration::from_secs(120), ..WorkerSettings::default() })
-        .register(sync::JOB_SYNC, SyncHandler::new(services.clone()));
+    let worker = Worker::new(
+        pool.clone(),
+        WorkerSettings { lease: Duration::from_secs(120), ..WorkerSettings::default() },
+    )
+    .register(sync::JOB_SYNC, SyncHandler::new(services.clone()));
 
     // The seed dates its latest changes a second before the sandbox started: let them fall out of
     // the incremental runs' 5-second overlap window, as older data would.
@@ -123,13 +176,24 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
     // 1% of the records change: persons renamed, deals moved to another stage, activities logged.
     let (n_persons, n_deals) = (persons / 100, persons / 200);
     for id in (1..=persons).step_by(100).take(n_persons) {
-        http.patch(format!("{}/_sandbox/persons/{id}", sb.pipedrive_url)).json(&json!({"name": format!("Renamed {id}")})).send().await?;
+        http.patch(format!("{}/_sandbox/persons/{id}", sb.pipedrive_url))
+            .json(&json!({"name": format!("Renamed {id}")}))
+            .send()
+            .await?;
     }
     for id in (1..=persons / 2).step_by(100).take(n_deals) {
-        http.patch(format!("{}/_sandbox/deals/{id}", sb.pipedrive_url)).json(&json!({"stage_id": 2})).send().await?;
+        http.patch(format!("{}/_sandbox/deals/{id}", sb.pipedrive_url))
+            .json(&json!({"stage_id": 2}))
+            .send()
+            .await?;
     }
     for i in 0..persons / 100 {
-        http.post(format!("{}/_sandbox/activities", sb.pipedrive_url)).json(&json!({"subject": "Follow-up", "type": "call", "person_id": 1 + i * 97 % persons})).send().await?;
+        http.post(format!("{}/_sandbox/activities", sb.pipedrive_url))
+            .json(
+                &json!({"subject": "Follow-up", "type": "call", "person_id": 1 + i * 97 % persons}),
+            )
+            .send()
+            .await?;
     }
     // As the schedule queues it every minute; then a manual sync, which also looks for deleted
     // and merged persons (`/v1/recents`, which the schedule does every 15 minutes).
@@ -141,7 +205,8 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
     let bound = pd_bound.max(brevo_bound);
     // No run can end before the last Pipedrive page is read and its contacts' import processed:
     // Brevo's sandbox keeps an import queued, then processing, a step each.
-    let import_secs = 2.0 * pipebridge_sandbox::Config::default().brevo.process_step_ms as f64 / 1000.0;
+    let import_secs =
+        2.0 * pipebridge_sandbox::Config::default().brevo.process_step_ms as f64 / 1000.0;
     let critical = pd_bound + import_secs;
     let wall = backfill.wall.as_secs_f64();
     let report = format!(
@@ -205,18 +270,34 @@ async fn bench(pool: &PgPool, sb: &common::Sandbox, http: &reqwest::Client, pers
     );
     println!("{report}");
     if persons == 100_000 {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks/sync-backfill.txt"), &report)?;
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks/sync-backfill.txt"),
+            &report,
+        )?;
     }
     Ok(())
 }
 
-async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: &common::Sandbox, http: &reqwest::Client, trigger: &str) -> anyhow::Result<RunFigures> {
+async fn one_run(
+    pool: &PgPool,
+    member: &accounts::Member,
+    worker: &Worker,
+    sb: &common::Sandbox,
+    http: &reqwest::Client,
+    trigger: &str,
+) -> anyhow::Result<RunFigures> {
     http.delete(format!("{}/_sandbox/requests", sb.pipedrive_url)).send().await?;
     http.delete(format!("{}/_sandbox/requests", sb.brevo_url)).send().await?;
     let t = member.tenant_id;
     let job = sync::schedule::job(sync::JOB_SYNC, t, json!({"trigger": trigger}));
     pipebridge::queue::enqueue(pool, &job).await?;
-    let cpu = || (common::cpu_seconds(std::process::id()), common::cpu_seconds(sb.pid()), common::postgres_cpu_seconds());
+    let cpu = || {
+        (
+            common::cpu_seconds(std::process::id()),
+            common::cpu_seconds(sb.pid()),
+            common::postgres_cpu_seconds(),
+        )
+    };
     let cpu_before = cpu();
     let started = Instant::now();
     let watcher = tokio::spawn(watch_steps(pool.clone(), started));
@@ -231,9 +312,15 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
     let (status, message, tokens, brevo_calls, counts): (String, Option<String>, i64, i64, Value) =
         sqlx::query_as("select status, message, pipedrive_tokens, brevo_calls, counts from sync_runs order by id desc limit 1").fetch_one(pool).await?;
     anyhow::ensure!(outcome == Outcome::Succeeded, "the run ended {status}: {message:?}");
-    let pd_log: Vec<Value> = http.get(format!("{}/_sandbox/requests", sb.pipedrive_url)).send().await?.json().await?;
-    let brevo_log: Value = http.get(format!("{}/_sandbox/requests", sb.brevo_url)).send().await?.json().await?;
-    let brevo_log = brevo_log.as_array().cloned().or_else(|| brevo_log["requests"].as_array().cloned()).unwrap_or_default();
+    let pd_log: Vec<Value> =
+        http.get(format!("{}/_sandbox/requests", sb.pipedrive_url)).send().await?.json().await?;
+    let brevo_log: Value =
+        http.get(format!("{}/_sandbox/requests", sb.brevo_url)).send().await?.json().await?;
+    let brevo_log = brevo_log
+        .as_array()
+        .cloned()
+        .or_else(|| brevo_log["requests"].as_array().cloned())
+        .unwrap_or_default();
     let path = |r: &Value| r["path"].as_str().unwrap_or_default().to_owned();
     Ok(RunFigures {
         wall,
@@ -242,24 +329,35 @@ async fn one_run(pool: &PgPool, member: &accounts::Member, worker: &Worker, sb: 
         counts,
         pd_calls: pd_log.iter().filter(|r| path(r).starts_with("/api/")).count(),
         pd_429: pd_log.iter().filter(|r| r["status"] == 429).count(),
-        brevo_contact_calls: brevo_log.iter().filter(|r| path(r).starts_with("/v3/contacts")).count(),
+        brevo_contact_calls: brevo_log
+            .iter()
+            .filter(|r| path(r).starts_with("/v3/contacts"))
+            .count(),
         brevo_event_calls: brevo_log.iter().filter(|r| path(r).starts_with("/v3/events")).count(),
-        brevo_other_calls: brevo_log.iter().filter(|r| !path(r).starts_with("/v3/contacts") && !path(r).starts_with("/v3/events")).count(),
+        brevo_other_calls: brevo_log
+            .iter()
+            .filter(|r| !path(r).starts_with("/v3/contacts") && !path(r).starts_with("/v3/events"))
+            .count(),
         brevo_429: brevo_log.iter().filter(|r| r["status"] == 429).count(),
         brevo_contact_kinds: {
-            let contact_paths: Vec<String> = brevo_log.iter().map(path).filter(|p| p.starts_with("/v3/contacts")).collect();
+            let contact_paths: Vec<String> =
+                brevo_log.iter().map(path).filter(|p| p.starts_with("/v3/contacts")).collect();
             let kind = |p: &str| {
                 if p == "/v3/contacts/import" {
                     "imports"
                 } else if p.starts_with("/v3/contacts/lists/") && p.contains("/contacts/") {
                     "list adds and removals"
-                } else if p.starts_with("/v3/contacts/attributes") || p.starts_with("/v3/contacts/lists") || p.starts_with("/v3/contacts/folders") {
+                } else if p.starts_with("/v3/contacts/attributes")
+                    || p.starts_with("/v3/contacts/lists")
+                    || p.starts_with("/v3/contacts/folders")
+                {
                     "attributes and lists"
                 } else {
                     "single contacts"
                 }
             };
-            let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            let mut kinds: std::collections::BTreeMap<&str, usize> =
+                std::collections::BTreeMap::new();
             for p in &contact_paths {
                 *kinds.entry(kind(p)).or_default() += 1;
             }
@@ -282,7 +380,13 @@ static STEPS: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::
 /// Polls the run's phase every 50 ms and records how long each step lasted.
 async fn watch_steps(pool: PgPool, started: Instant) {
     loop {
-        let phase: Option<String> = sqlx::query_scalar("select phase from sync_runs order by id desc limit 1").fetch_optional(&pool).await.ok().flatten().flatten();
+        let phase: Option<String> =
+            sqlx::query_scalar("select phase from sync_runs order by id desc limit 1")
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten()
+                .flatten();
         let now = started.elapsed().as_secs_f64();
         if let (Some(phase), Ok(mut steps)) = (phase, STEPS.lock())
             && steps.last().is_none_or(|(name, _)| *name != phase)

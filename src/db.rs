@@ -30,8 +30,5 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// True when the database answers a trivial query (used by `/readyz`).
 pub async fn is_ready(pool: &PgPool) -> bool {
-    sqlx::query_scalar::<_, i32>("select 1")
-        .fetch_one(pool)
-        .await
-        .is_ok()
+    sqlx::query_scalar::<_, i32>("select 1").fetch_one(pool).await.is_ok()
 }

@@ -46,7 +46,9 @@ impl PruneHandler {
 impl Handler for PruneHandler {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let pruned = prune(&self.pool, self.retention).await.map_err(|e| JobError::Retryable(e.to_string()))?;
+            let pruned = prune(&self.pool, self.retention)
+                .await
+                .map_err(|e| JobError::Retryable(e.to_string()))?;
             tracing::info!(?pruned, "old rows pruned");
             Ok(())
         })

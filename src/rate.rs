@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(at[18], Duration::from_millis(2200));
         assert!(at[20..29].iter().all(|t| *t == at[20]), "after the pause, nine at once: {at:?}");
         for (i, t) in at.iter().enumerate() {
-            let in_span = at.iter().filter(|u| **u >= *t && **u < *t + Duration::from_millis(1100)).count();
+            let in_span =
+                at.iter().filter(|u| **u >= *t && **u < *t + Duration::from_millis(1100)).count();
             assert!(in_span <= 9, "{in_span} calls in the 1.1 s from call {i}");
         }
     }
@@ -156,7 +157,11 @@ mod tests {
         }
         window.set_max(10);
         drop(window.hold().await);
-        assert_eq!(start.elapsed(), Duration::from_secs(2), "18 counted calls above the new limit of 10");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "18 counted calls above the new limit of 10"
+        );
         window.set_max(80);
         for _ in 0..70 {
             drop(window.hold().await);

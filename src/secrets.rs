@@ -17,9 +17,13 @@ pub struct SecretKey(Key);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("the secret key must be 32 bytes, base64-encoded (make one with: openssl rand -base64 32)")]
+    #[error(
+        "the secret key must be 32 bytes, base64-encoded (make one with: openssl rand -base64 32)"
+    )]
     BadKey,
-    #[error("a stored secret could not be opened (wrong PIPEBRIDGE_SECRET_KEY, or the row was altered)")]
+    #[error(
+        "a stored secret could not be opened (wrong PIPEBRIDGE_SECRET_KEY, or the row was altered)"
+    )]
     Unseal,
 }
 
@@ -51,7 +55,12 @@ impl SecretKey {
         out
     }
 
-    pub fn open(&self, tenant: TenantId, purpose: &str, sealed: &[u8]) -> Result<Secret, SecretError> {
+    pub fn open(
+        &self,
+        tenant: TenantId,
+        purpose: &str,
+        sealed: &[u8],
+    ) -> Result<Secret, SecretError> {
         if sealed.len() < 12 + 16 {
             return Err(SecretError::Unseal);
         }

@@ -29,7 +29,10 @@ async fn sign_up_creates_user_tenant_and_owner(pool: PgPool) {
     let tenants = accounts::tenants_of(&pool, user).await.unwrap();
     assert_eq!(tenants.len(), 1);
     assert_eq!(tenants[0].name, "Acme");
-    assert_eq!(accounts::user_email(&pool, user).await.unwrap().as_deref(), Some("ann@example.com"));
+    assert_eq!(
+        accounts::user_email(&pool, user).await.unwrap().as_deref(),
+        Some("ann@example.com")
+    );
     let hash: String = sqlx::query_scalar("select password_hash from users where id = $1")
         .bind(user)
         .fetch_one(&pool)
@@ -51,17 +54,20 @@ async fn duplicate_email_is_refused_whatever_its_case(pool: PgPool) {
     .await;
     assert!(matches!(again, Err(SignUpError::EmailTaken)), "{again:?}");
     // Nothing of the failed sign-up is left behind.
-    let tenants: i64 = sqlx::query_scalar("select count(*) from tenants").fetch_one(&pool).await.unwrap();
+    let tenants: i64 =
+        sqlx::query_scalar("select count(*) from tenants").fetch_one(&pool).await.unwrap();
     assert_eq!(tenants, 1);
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
 async fn log_in_succeeds_and_fails_alike_for_wrong_password_and_unknown_email(pool: PgPool) {
     let (user, _) = sign_up(&pool, "ann@example.com", "Acme").await;
-    let ok = accounts::log_in(&pool, " Ann@Example.com ", PASSWORD, Some("10.0.0.1")).await.unwrap();
+    let ok =
+        accounts::log_in(&pool, " Ann@Example.com ", PASSWORD, Some("10.0.0.1")).await.unwrap();
     assert_eq!(ok, user);
 
-    let wrong = accounts::log_in(&pool, "ann@example.com", "wrong password!", Some("10.0.0.1")).await;
+    let wrong =
+        accounts::log_in(&pool, "ann@example.com", "wrong password!", Some("10.0.0.1")).await;
     let unknown = accounts::log_in(&pool, "bob@example.com", PASSWORD, Some("10.0.0.1")).await;
     let malformed = accounts::log_in(&pool, "not an email", PASSWORD, Some("10.0.0.1")).await;
     for result in [wrong, unknown, malformed] {
@@ -76,14 +82,19 @@ async fn repeated_failures_for_one_email_are_throttled(pool: PgPool) {
     sign_up(&pool, "ann@example.com", "Acme").await;
     for i in 0..5 {
         let ip = format!("10.0.0.{i}"); // different addresses: the email's own limit applies
-        let e = accounts::log_in(&pool, "ann@example.com", "guess guess", Some(&ip)).await.unwrap_err();
+        let e =
+            accounts::log_in(&pool, "ann@example.com", "guess guess", Some(&ip)).await.unwrap_err();
         assert!(matches!(e, LogInError::InvalidCredentials), "attempt {i}: {e:?}");
     }
     // Now even the right password is refused until the window passes, with a clear message.
-    let e = accounts::log_in(&pool, "ann@example.com", PASSWORD, Some("10.0.0.9")).await.unwrap_err();
+    let e =
+        accounts::log_in(&pool, "ann@example.com", PASSWORD, Some("10.0.0.9")).await.unwrap_err();
     match &e {
         LogInError::Throttled { retry_after } => {
-            assert!(retry_after.as_secs() > 14 * 60 && retry_after.as_secs() <= 15 * 60, "{retry_after:?}");
+            assert!(
+                retry_after.as_secs() > 14 * 60 && retry_after.as_secs() <= 15 * 60,
+                "{retry_after:?}"
+            );
         }
         other => panic!("expected throttling, got {other:?}"),
     }
@@ -104,7 +115,8 @@ async fn repeated_failures_from_one_address_are_throttled(pool: PgPool) {
         let email = format!("guess{i}@example.com");
         accounts::log_in(&pool, &email, "guess guess", Some("192.0.2.7")).await.unwrap_err();
     }
-    let e = accounts::log_in(&pool, "ann@example.com", PASSWORD, Some("192.0.2.7")).await.unwrap_err();
+    let e =
+        accounts::log_in(&pool, "ann@example.com", PASSWORD, Some("192.0.2.7")).await.unwrap_err();
     assert!(matches!(e, LogInError::Throttled { .. }), "{e:?}");
     // Another address is not affected.
     accounts::log_in(&pool, "ann@example.com", PASSWORD, Some("192.0.2.8")).await.unwrap();
@@ -126,14 +138,18 @@ async fn roles_decide_who_may_change_what(pool: PgPool) {
     let (cid, _) = sign_up(&pool, "cid@example.com", "Cid's").await;
     let owner = authorize(&pool, ann, tenant).await.unwrap();
 
-    add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer).await.unwrap();
+    add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer)
+        .await
+        .unwrap();
     let viewer = authorize(&pool, bob, tenant).await.unwrap();
     assert_eq!(viewer.role, Role::Viewer);
 
     // A viewer looks but does not change.
-    let rename = accounts::rename_tenant(&pool, &viewer, &CompanyName::parse("Hijacked").unwrap()).await;
+    let rename =
+        accounts::rename_tenant(&pool, &viewer, &CompanyName::parse("Hijacked").unwrap()).await;
     assert!(matches!(rename, Err(AccessError::Forbidden)), "{rename:?}");
-    let add = add_member(&pool, &viewer, &Email::parse("cid@example.com").unwrap(), Role::Viewer).await;
+    let add =
+        add_member(&pool, &viewer, &Email::parse("cid@example.com").unwrap(), Role::Viewer).await;
     assert!(matches!(add, Err(TeamError::Access(AccessError::Forbidden))), "{add:?}");
     assert!(accounts::members(&pool, &viewer).await.unwrap().len() == 2);
 
@@ -141,8 +157,13 @@ async fn roles_decide_who_may_change_what(pool: PgPool) {
     change_role(&pool, &owner, bob, Role::Admin).await.unwrap();
     let admin = authorize(&pool, bob, tenant).await.unwrap();
     accounts::rename_tenant(&pool, &admin, &CompanyName::parse("Acme Ltd").unwrap()).await.unwrap();
-    add_member(&pool, &admin, &Email::parse("cid@example.com").unwrap(), Role::Viewer).await.unwrap();
-    assert!(matches!(change_role(&pool, &admin, cid, Role::Owner).await, Err(TeamError::OwnerOnly)));
+    add_member(&pool, &admin, &Email::parse("cid@example.com").unwrap(), Role::Viewer)
+        .await
+        .unwrap();
+    assert!(matches!(
+        change_role(&pool, &admin, cid, Role::Owner).await,
+        Err(TeamError::OwnerOnly)
+    ));
     assert!(matches!(remove_member(&pool, &admin, ann).await, Err(TeamError::OwnerOnly)));
     assert!(matches!(
         add_member(&pool, &admin, &Email::parse("cid@example.com").unwrap(), Role::Viewer).await,
@@ -154,7 +175,10 @@ async fn roles_decide_who_may_change_what(pool: PgPool) {
     ));
 
     // The last owner stays.
-    assert!(matches!(change_role(&pool, &owner, ann, Role::Admin).await, Err(TeamError::LastOwner)));
+    assert!(matches!(
+        change_role(&pool, &owner, ann, Role::Admin).await,
+        Err(TeamError::LastOwner)
+    ));
     assert!(matches!(remove_member(&pool, &owner, ann).await, Err(TeamError::LastOwner)));
     change_role(&pool, &owner, cid, Role::Owner).await.unwrap();
     change_role(&pool, &owner, ann, Role::Admin).await.unwrap();
@@ -166,7 +190,8 @@ async fn roles_decide_who_may_change_what(pool: PgPool) {
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
 async fn a_user_can_belong_to_several_tenants(pool: PgPool) {
     let (ann, first) = sign_up(&pool, "ann@example.com", "Zeta").await;
-    let second = accounts::create_tenant(&pool, ann, &CompanyName::parse("alpha").unwrap()).await.unwrap();
+    let second =
+        accounts::create_tenant(&pool, ann, &CompanyName::parse("alpha").unwrap()).await.unwrap();
     let tenants = accounts::tenants_of(&pool, ann).await.unwrap();
     let ids: Vec<_> = tenants.iter().map(|t| t.id).collect();
     assert_eq!(ids, vec![second, first], "sorted by name, case-insensitively");
@@ -180,14 +205,23 @@ async fn mappings_are_validated_versioned_and_scoped(pool: PgPool) {
     let owner = authorize(&pool, ann, tenant).await.unwrap();
     let first = store::save(&pool, &owner, store::SEED_YAML, None).await.unwrap();
     assert_eq!(first.version, 1);
-    let e = store::save(&pool, &owner, "connectors: { pipedrive: {} }\npersn_mapping: {}\n", None).await.unwrap_err();
+    let e = store::save(&pool, &owner, "connectors: { pipedrive: {} }\npersn_mapping: {}\n", None)
+        .await
+        .unwrap_err();
     assert!(matches!(&e, SaveError::Unreadable(m) if m.contains("persn_mapping")), "{e:?}");
     let bad = store::SEED_YAML.replace("first_name: FIRSTNAME", "first_name: FULLNAME");
     match store::save(&pool, &owner, &bad, None).await.unwrap_err() {
         SaveError::Invalid(problems) => assert_eq!(problems[0].at, "person_mapping.first_name"),
         other => panic!("{other:?}"),
     }
-    let second = store::save(&pool, &owner, &store::SEED_YAML.replace("customers: 62", "customers: 70"), None).await.unwrap();
+    let second = store::save(
+        &pool,
+        &owner,
+        &store::SEED_YAML.replace("customers: 62", "customers: 70"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(second.version, 2, "failed saves do not take a version");
     let (version, yaml) = store::current(&pool, &owner).await.unwrap().unwrap();
     assert_eq!(version, 2);
@@ -200,7 +234,12 @@ async fn mappings_are_validated_versioned_and_scoped(pool: PgPool) {
     let (bob, bob_tenant) = sign_up(&pool, "bob@example.com", "Bravo").await;
     let bob_member = authorize(&pool, bob, bob_tenant).await.unwrap();
     assert!(store::current(&pool, &bob_member).await.unwrap().is_none());
-    add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer).await.unwrap();
+    add_member(&pool, &owner, &Email::parse("bob@example.com").unwrap(), Role::Viewer)
+        .await
+        .unwrap();
     let viewer = authorize(&pool, bob, tenant).await.unwrap();
-    assert!(matches!(store::save(&pool, &viewer, store::SEED_YAML, None).await, Err(SaveError::Access(AccessError::Forbidden))));
+    assert!(matches!(
+        store::save(&pool, &viewer, store::SEED_YAML, None).await,
+        Err(SaveError::Access(AccessError::Forbidden))
+    ));
 }

@@ -37,24 +37,43 @@ struct Lists {
 
 async fn setup(pool: &PgPool, persons: usize, options: &str) -> Setup {
     // The engine's log, for a failing test: `RUST_LOG=pipebridge::sync=debug`.
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
     let mut config = pipebridge_sandbox::Config::default();
     config.pipedrive.seed_persons = persons;
     config.brevo.rate_limits = false;
     let sb = pipebridge_sandbox::start(config).await.unwrap();
     let http = reqwest::Client::new();
 
-    let done = accounts::sign_up(pool, &Email::parse("owner@example.com").unwrap(), Password::parse_new("correct horse battery").unwrap(), &CompanyName::parse("Acme").unwrap())
-        .await
-        .unwrap();
+    let done = accounts::sign_up(
+        pool,
+        &Email::parse("owner@example.com").unwrap(),
+        Password::parse_new("correct horse battery").unwrap(),
+        &CompanyName::parse("Acme").unwrap(),
+    )
+    .await
+    .unwrap();
     let member = accounts::authorize(pool, done.user_id, done.tenant_id).await.unwrap();
     let key = SecretKey::generate();
     let mut providers = Providers::sandbox("http://127.0.0.1:3000");
     providers.pipedrive_oauth.server = sb.pipedrive_url.clone();
     providers.pipedrive_api = sb.pipedrive_url.clone();
     providers.brevo_api = sb.brevo_url.clone();
-    connections::connect_pipedrive_token(pool, &key, &providers, &member, Secret::new(DEFAULT_API_TOKEN), "sandbox").await.unwrap();
-    connections::connect_brevo(pool, &key, &providers, &member, Secret::new(DEFAULT_API_KEY)).await.unwrap();
+    connections::connect_pipedrive_token(
+        pool,
+        &key,
+        &providers,
+        &member,
+        Secret::new(DEFAULT_API_TOKEN),
+        "sandbox",
+    )
+    .await
+    .unwrap();
+    connections::connect_brevo(pool, &key, &providers, &member, Secret::new(DEFAULT_API_KEY))
+        .await
+        .unwrap();
 
     let mut ids = Vec::new();
     for name in ["All contacts", "Qualified leads", "Customers", "Churned", "Lost deals"] {
@@ -70,7 +89,8 @@ async fn setup(pool: &PgPool, persons: usize, options: &str) -> Setup {
             .unwrap();
         ids.push(res["id"].as_i64().unwrap());
     }
-    let lists = Lists { all: ids[0], qualified: ids[1], customers: ids[2], churned: ids[3], lost: ids[4] };
+    let lists =
+        Lists { all: ids[0], qualified: ids[1], customers: ids[2], churned: ids[3], lost: ids[4] };
     let yaml = format!(
         "connectors:
   pipedrive:
@@ -105,7 +125,11 @@ webhooks:
     );
     pipebridge::mapping::store::save(pool, &member, &yaml, None).await.unwrap();
 
-    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 1_000_000).with_retry_base(std::time::Duration::from_millis(10)));
+    let limits = Arc::new(
+        Registry::new(80, 10_000_000, 0.1)
+            .with_brevo_rates(1_000, 1_000_000)
+            .with_retry_base(std::time::Duration::from_millis(10)),
+    );
     let services = Arc::new(Services::new(pool.clone(), key, providers, limits));
     let worker = new_worker(pool, &services);
     Setup { sb, member, worker, services, lists, http }
@@ -113,9 +137,12 @@ webhooks:
 
 /// A worker, as another process would have.
 fn new_worker(pool: &PgPool, services: &Arc<Services>) -> Worker {
-    Worker::new(pool.clone(), WorkerSettings { lease: std::time::Duration::from_secs(60), ..WorkerSettings::default() })
-        .register(sync::JOB_SYNC, SyncHandler::new(services.clone()))
-        .register(sync::JOB_FULL_RESYNC, SyncHandler::new(services.clone()))
+    Worker::new(
+        pool.clone(),
+        WorkerSettings { lease: std::time::Duration::from_secs(60), ..WorkerSettings::default() },
+    )
+    .register(sync::JOB_SYNC, SyncHandler::new(services.clone()))
+    .register(sync::JOB_FULL_RESYNC, SyncHandler::new(services.clone()))
 }
 
 impl Setup {
@@ -164,13 +191,26 @@ impl Setup {
     }
 
     async fn pd_admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let res = self.http.request(method, format!("{}{path}", self.sb.pipedrive_url)).json(&body).send().await.unwrap();
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.sb.pipedrive_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         res.json().await.unwrap_or(Value::Null)
     }
 
     async fn brevo_state(&self) -> Value {
-        self.http.get(format!("{}/_sandbox/state", self.sb.brevo_url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/_sandbox/state", self.sb.brevo_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// What Brevo should hold, by email: attributes and list ids. Computed from the sandbox's
@@ -178,22 +218,37 @@ impl Setup {
     async fn expected(&self) -> BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)> {
         let persons = self.pd_all("/api/v2/persons").await;
         let deals = self.pd_all("/api/v2/deals").await;
-        let orgs: BTreeMap<u64, String> = self.pd_all("/api/v2/organizations").await.iter().map(|o| (o["id"].as_u64().unwrap(), o["name"].as_str().unwrap().to_owned())).collect();
+        let orgs: BTreeMap<u64, String> = self
+            .pd_all("/api/v2/organizations")
+            .await
+            .iter()
+            .map(|o| (o["id"].as_u64().unwrap(), o["name"].as_str().unwrap().to_owned()))
+            .collect();
         let fields = self.pd_all("/api/v2/personFields").await;
         let lead_source = fields.iter().find(|f| f["field_name"] == "Lead source").unwrap();
         let source_key = lead_source["field_code"].as_str().unwrap().to_owned();
-        let source_labels: BTreeMap<String, String> =
-            lead_source["options"].as_array().unwrap().iter().map(|o| (o["id"].to_string(), o["label"].as_str().unwrap().to_owned())).collect();
+        let source_labels: BTreeMap<String, String> = lead_source["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["id"].to_string(), o["label"].as_str().unwrap().to_owned()))
+            .collect();
         let mut lead_persons = BTreeSet::new();
         let mut start = 0;
         loop {
-            let page = self.pd_get("/api/v1/leads", &[("start", start.to_string()), ("limit", "500".into())]).await;
+            let page = self
+                .pd_get("/api/v1/leads", &[("start", start.to_string()), ("limit", "500".into())])
+                .await;
             for l in page["data"].as_array().unwrap() {
-                if l["is_archived"] != json!(true) && let Some(p) = l["person_id"].as_u64() {
+                if l["is_archived"] != json!(true)
+                    && let Some(p) = l["person_id"].as_u64()
+                {
                     lead_persons.insert(p);
                 }
             }
-            let more = page["additional_data"]["pagination"]["more_items_in_collection"].as_bool().or(page["additional_data"]["more_items_in_collection"].as_bool());
+            let more = page["additional_data"]["pagination"]["more_items_in_collection"]
+                .as_bool()
+                .or(page["additional_data"]["more_items_in_collection"].as_bool());
             if more != Some(true) {
                 break;
             }
@@ -203,7 +258,11 @@ impl Setup {
         let valid = |e: &str| {
             let e = e.trim();
             let (local, domain) = e.split_once('@').unwrap_or(("", ""));
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !e.contains(' ')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !e.contains(' ')
         };
         let mut out = BTreeMap::new();
         let mut sorted = persons.clone();
@@ -222,10 +281,15 @@ impl Setup {
             if out.contains_key(&email) {
                 continue; // a lower id has it
             }
-            let mine: Vec<&Value> = deals.iter().filter(|d| d["person_id"].as_u64() == Some(id)).collect();
+            let mine: Vec<&Value> =
+                deals.iter().filter(|d| d["person_id"].as_u64() == Some(id)).collect();
             let status = |s: &str| mine.iter().filter(|d| d["status"] == s).count() as u64;
             let (won, lost, open) = (status("won"), status("lost"), status("open"));
-            let ltv: f64 = mine.iter().filter(|d| d["status"] == "won").map(|d| d["value"].as_f64().unwrap()).sum();
+            let ltv: f64 = mine
+                .iter()
+                .filter(|d| d["status"] == "won")
+                .map(|d| d["value"].as_f64().unwrap())
+                .sum();
             let mut attrs = BTreeMap::new();
             attrs.insert("FULLNAME".to_owned(), p["name"].clone());
             attrs.insert("FIRSTNAME".to_owned(), p["first_name"].clone());
@@ -239,22 +303,36 @@ impl Setup {
                 attrs.insert("COMPANY".to_owned(), json!(name));
             }
             let phones = p["phones"].as_array().cloned().unwrap_or_default();
-            let phone = phones.iter().find(|x| x["primary"] == json!(true)).or(phones.first()).and_then(|x| x["value"].as_str());
+            let phone = phones
+                .iter()
+                .find(|x| x["primary"] == json!(true))
+                .or(phones.first())
+                .and_then(|x| x["value"].as_str());
             if let Some(ph) = phone.filter(|ph| ph.starts_with('+')) {
                 // Brevo answers numbers without the `+`.
                 attrs.insert("SMS".to_owned(), json!(ph.trim_start_matches('+').replace(' ', "")));
             }
-            if let Some(label) = p["custom_fields"].get(&source_key).and_then(|v| source_labels.get(&v.to_string())) {
+            if let Some(label) =
+                p["custom_fields"].get(&source_key).and_then(|v| source_labels.get(&v.to_string()))
+            {
                 attrs.insert("LEAD_SOURCE".to_owned(), json!(label));
             }
             let mut lists = BTreeSet::from([l.all]);
             for d in &mine {
                 match d["status"].as_str().unwrap() {
-                    "won" => { lists.insert(l.customers); }
-                    "lost" => { lists.insert(l.lost); }
+                    "won" => {
+                        lists.insert(l.customers);
+                    }
+                    "lost" => {
+                        lists.insert(l.lost);
+                    }
                     _ => match d["stage_id"].as_u64() {
-                        Some(1 | 2) => { lists.insert(l.qualified); }
-                        Some(3 | 4) => { lists.insert(l.customers); }
+                        Some(1 | 2) => {
+                            lists.insert(l.qualified);
+                        }
+                        Some(3 | 4) => {
+                            lists.insert(l.customers);
+                        }
                         _ => {}
                     },
                 }
@@ -278,16 +356,34 @@ impl Setup {
             .unwrap()
             .iter()
             .map(|c| {
-                let attrs: BTreeMap<String, Value> = c["attributes"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                let lists: BTreeSet<i64> = c["listIds"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+                let attrs: BTreeMap<String, Value> = c["attributes"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let lists: BTreeSet<i64> =
+                    c["listIds"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
                 (c["email"].as_str().unwrap_or_default().to_owned(), (attrs, lists))
             })
             .collect()
     }
 
     async fn brevo_writes(&self) -> Vec<Value> {
-        let log: Value = self.http.get(format!("{}/_sandbox/requests", self.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
-        let entries = log.as_array().cloned().or_else(|| log["requests"].as_array().cloned()).unwrap_or_default();
+        let log: Value = self
+            .http
+            .get(format!("{}/_sandbox/requests", self.sb.brevo_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = log
+            .as_array()
+            .cloned()
+            .or_else(|| log["requests"].as_array().cloned())
+            .unwrap_or_default();
         entries.into_iter().filter(|r| r["method"] != "GET").collect()
     }
 }
@@ -297,9 +393,13 @@ fn num(v: &Value) -> Option<f64> {
 }
 
 /// Every expected contact is in Brevo with the expected attributes and lists.
-fn assert_matches(expected: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>, actual: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>) {
+fn assert_matches(
+    expected: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>,
+    actual: &BTreeMap<String, (BTreeMap<String, Value>, BTreeSet<i64>)>,
+) {
     for (email, (attrs, lists)) in expected {
-        let (got, got_lists) = actual.get(email).unwrap_or_else(|| panic!("{email} is missing from Brevo"));
+        let (got, got_lists) =
+            actual.get(email).unwrap_or_else(|| panic!("{email} is missing from Brevo"));
         for (k, v) in attrs {
             let g = got.get(k).unwrap_or(&Value::Null);
             let same = g == v || num(g).zip(num(v)).is_some_and(|(a, b)| (a - b).abs() < 1e-6);
@@ -329,8 +429,14 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
     assert_eq!(counts["person"]["created"].as_u64().unwrap() as usize, expected.len());
     // The bulk path was used, and no event was sent for the past.
     let state = s.brevo_state().await;
-    assert!(!state["processes"].as_array().unwrap().is_empty(), "contacts imported through /contacts/import");
-    assert!(state["events"].as_array().unwrap().is_empty(), "a backfill fires no automations for the past");
+    assert!(
+        !state["processes"].as_array().unwrap().is_empty(),
+        "contacts imported through /contacts/import"
+    );
+    assert!(
+        state["events"].as_array().unwrap().is_empty(),
+        "a backfill fires no automations for the past"
+    );
     // Attributes the mapping needs were created with fitting types.
     let attrs = state["attributes"].to_string();
     assert!(attrs.contains("LEAD_SOURCE") && attrs.contains("LTV"), "{attrs}");
@@ -345,44 +451,114 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
     assert!(companies.iter().all(|c| !c["linkedContactsIds"].as_array().unwrap().is_empty()));
     // Their contacts' ids came from the head start (up to 40 contacts created in one import while
     // deals were read, their ids read from the newest contacts), not from a lookup per contact.
-    let linked: usize = companies.iter().map(|c| c["linkedContactsIds"].as_array().unwrap().len()).sum();
-    let log: Value = s.http.get(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
-    let lookups: Vec<&Value> = log["requests"].as_array().or(log.as_array()).unwrap().iter().filter(|r| r["method"] == "GET" && r["query"].as_str().is_some_and(|q| q.contains("identifierType=email_id"))).collect();
-    assert!(lookups.len() <= linked.saturating_sub(40), "{} contacts linked, looked up: {lookups:?}", linked);
+    let linked: usize =
+        companies.iter().map(|c| c["linkedContactsIds"].as_array().unwrap().len()).sum();
+    let log: Value = s
+        .http
+        .get(format!("{}/_sandbox/requests", s.sb.brevo_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lookups: Vec<&Value> = log["requests"]
+        .as_array()
+        .or(log.as_array())
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET"
+                && r["query"].as_str().is_some_and(|q| q.contains("identifierType=email_id"))
+        })
+        .collect();
+    assert!(
+        lookups.len() <= linked.saturating_sub(40),
+        "{} contacts linked, looked up: {lookups:?}",
+        linked
+    );
 
     // A second run with nothing changed writes nothing to Brevo.
     s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
     let (_, counts) = s.sync(&pool).await;
-    let writes: Vec<Value> = s.brevo_writes().await.into_iter().filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies")).collect();
+    let writes: Vec<Value> = s
+        .brevo_writes()
+        .await
+        .into_iter()
+        .filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies"))
+        .collect();
     assert!(writes.is_empty(), "no contact, list or event write: {writes:?}");
-    assert_eq!(counts["person"]["created"].as_u64().unwrap_or(0) + counts["person"]["updated"].as_u64().unwrap_or(0), 0, "{counts}");
+    assert_eq!(
+        counts["person"]["created"].as_u64().unwrap_or(0)
+            + counts["person"]["updated"].as_u64().unwrap_or(0),
+        0,
+        "{counts}"
+    );
 
     // Changes in Pipedrive.
     let persons = s.pd_all("/api/v2/persons").await;
     let deals = s.pd_all("/api/v2/deals").await;
-    let with_email = |p: &&Value| p["emails"].as_array().is_some_and(|e| e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com"))));
+    let with_email = |p: &&Value| {
+        p["emails"].as_array().is_some_and(|e| {
+            e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com")))
+        })
+    };
     let synced: Vec<&Value> = persons.iter().filter(with_email).collect();
     let fields = s.pd_all("/api/v2/personFields").await;
     let source = fields.iter().find(|f| f["field_name"] == "Lead source").unwrap();
-    let (source_key, referral) = (source["field_code"].as_str().unwrap(), source["options"][1]["id"].clone());
+    let (source_key, referral) =
+        (source["field_code"].as_str().unwrap(), source["options"][1]["id"].clone());
     // New person.
     s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "Nia New", "emails": [{"value": "nia.new@example.org", "primary": true}], "phones": [{"value": "+37255512345", "primary": true}]})).await;
     // Edited custom field.
     let edited = synced[0]["id"].as_u64().unwrap();
-    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/persons/{edited}"), json!({"custom_fields": {source_key: referral}})).await;
+    s.pd_admin(
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/persons/{edited}"),
+        json!({"custom_fields": {source_key: referral}}),
+    )
+    .await;
     // A deal moves stage, another is won.
-    let open: Vec<&Value> = deals.iter().filter(|d| d["status"] == "open" && d["person_id"].as_u64().is_some_and(|p| synced.iter().any(|s| s["id"].as_u64() == Some(p)))).collect();
+    let open: Vec<&Value> = deals
+        .iter()
+        .filter(|d| {
+            d["status"] == "open"
+                && d["person_id"]
+                    .as_u64()
+                    .is_some_and(|p| synced.iter().any(|s| s["id"].as_u64() == Some(p)))
+        })
+        .collect();
     let moved = open.iter().find(|d| d["stage_id"].as_u64() == Some(1)).unwrap();
-    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", moved["id"]), json!({"stage_id": 3})).await;
+    s.pd_admin(
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/deals/{}", moved["id"]),
+        json!({"stage_id": 3}),
+    )
+    .await;
     let won = open.iter().find(|d| d["id"] != moved["id"]).unwrap();
-    s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", won["id"]), json!({"status": "won"})).await;
+    s.pd_admin(
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/deals/{}", won["id"]),
+        json!({"status": "won"}),
+    )
+    .await;
     // Activity logged.
     let active_person = synced[1]["id"].as_u64().unwrap();
-    s.pd_admin(reqwest::Method::POST, "/_sandbox/activities", json!({"subject": "Demo call", "type": "call", "person_id": active_person})).await;
+    s.pd_admin(
+        reqwest::Method::POST,
+        "/_sandbox/activities",
+        json!({"subject": "Demo call", "type": "call", "person_id": active_person}),
+    )
+    .await;
     // Person merged, person deleted.
     let (gone, kept) = (synced[2]["id"].as_u64().unwrap(), synced[3]["id"].as_u64().unwrap());
     let gone_email = synced[2]["emails"][0]["value"].as_str().unwrap().to_lowercase();
-    s.pd_admin(reqwest::Method::POST, &format!("/_sandbox/persons/{gone}/merge"), json!({"merge_with_id": kept})).await;
+    s.pd_admin(
+        reqwest::Method::POST,
+        &format!("/_sandbox/persons/{gone}/merge"),
+        json!({"merge_with_id": kept}),
+    )
+    .await;
     let deleted = synced[4]["id"].as_u64().unwrap();
     let deleted_email = synced[4]["emails"][0]["value"].as_str().unwrap().to_lowercase();
     s.pd_admin(reqwest::Method::DELETE, &format!("/_sandbox/persons/{deleted}"), json!({})).await;
@@ -405,7 +581,13 @@ async fn backfill_then_incremental_bring_brevo_to_the_expected_state(pool: PgPoo
     assert!(names.contains(&"activity_logged"), "{names:?}");
     assert!(names.contains(&"contact_created"), "{names:?}");
     assert!(names.contains(&"contact_merged"), "{names:?}");
-    let stage_event = events.iter().find(|e| e["event_name"] == "deal_stage_changed" && e["event_properties"]["dealId"] == moved["id"]).expect("the moved deal's event");
+    let stage_event = events
+        .iter()
+        .find(|e| {
+            e["event_name"] == "deal_stage_changed"
+                && e["event_properties"]["dealId"] == moved["id"]
+        })
+        .expect("the moved deal's event");
     assert_eq!(stage_event["event_properties"]["previousStage"], "Qualified");
     assert_eq!(stage_event["event_properties"]["newStage"], "Proposal made");
 }
@@ -419,10 +601,20 @@ async fn a_burst_of_changes_is_imported_in_groups_and_brevo_ends_as_expected(poo
     // 150 synced persons renamed, one of them given a phone another contact has; 40 deals moved
     // from the qualified stages to a customer stage.
     let persons = s.pd_all("/api/v2/persons").await;
-    let synced: Vec<&Value> = persons.iter().filter(|p| p["emails"].as_array().is_some_and(|e| e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com"))))).collect();
+    let synced: Vec<&Value> = persons
+        .iter()
+        .filter(|p| {
+            p["emails"].as_array().is_some_and(|e| {
+                e.iter().any(|e| e["value"].as_str().is_some_and(|v| v.ends_with("@example.com")))
+            })
+        })
+        .collect();
     assert!(synced.len() >= 150, "{}", synced.len());
     let before = s.actual().await;
-    let taken = before.values().find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned)).unwrap();
+    let taken = before
+        .values()
+        .find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned))
+        .unwrap();
     for (i, p) in synced.iter().take(150).enumerate() {
         let mut change = json!({"name": format!("Renamed Person{i}")});
         if i == 7 {
@@ -434,13 +626,31 @@ async fn a_burst_of_changes_is_imported_in_groups_and_brevo_ends_as_expected(poo
     // And 12 new persons: the mapping sends `contact_created` for each, once.
     let new_emails: Vec<String> = (0..12).map(|i| format!("burst.new{i}@example.org")).collect();
     for (i, email) in new_emails.iter().enumerate() {
-        s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": format!("Burst New{i}"), "emails": [{"value": email, "primary": true}]})).await;
+        s.pd_admin(
+            reqwest::Method::POST,
+            "/_sandbox/persons",
+            json!({"name": format!("Burst New{i}"), "emails": [{"value": email, "primary": true}]}),
+        )
+        .await;
     }
     let deals = s.pd_all("/api/v2/deals").await;
-    let qualified: Vec<&Value> = deals.iter().filter(|d| d["status"] == "open" && matches!(d["stage_id"].as_u64(), Some(1 | 2)) && d["person_id"].is_u64()).take(40).collect();
+    let qualified: Vec<&Value> = deals
+        .iter()
+        .filter(|d| {
+            d["status"] == "open"
+                && matches!(d["stage_id"].as_u64(), Some(1 | 2))
+                && d["person_id"].is_u64()
+        })
+        .take(40)
+        .collect();
     assert!(qualified.len() >= 20, "{}", qualified.len());
     for d in &qualified {
-        s.pd_admin(reqwest::Method::PATCH, &format!("/_sandbox/deals/{}", d["id"]), json!({"stage_id": 3})).await;
+        s.pd_admin(
+            reqwest::Method::PATCH,
+            &format!("/_sandbox/deals/{}", d["id"]),
+            json!({"stage_id": 3}),
+        )
+        .await;
     }
 
     s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
@@ -457,10 +667,23 @@ async fn a_burst_of_changes_is_imported_in_groups_and_brevo_ends_as_expected(poo
     // Grouped: a few imports, not a call per changed person.
     let writes = s.brevo_writes().await;
     let imports = writes.iter().filter(|r| r["path"] == "/v3/contacts/import").count();
-    let single = writes.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/v3/contacts") && !p.starts_with("/v3/contacts/import") && !p.starts_with("/v3/contacts/lists"))).count();
+    let single = writes
+        .iter()
+        .filter(|r| {
+            r["path"].as_str().is_some_and(|p| {
+                p.starts_with("/v3/contacts")
+                    && !p.starts_with("/v3/contacts/import")
+                    && !p.starts_with("/v3/contacts/lists")
+            })
+        })
+        .count();
     assert!(imports >= 1, "{writes:?}");
-    let written = counts["person"]["updated"].as_u64().unwrap() + counts["person"]["created"].as_u64().unwrap();
-    assert!(imports >= 2 && single + imports < written as usize / 2, "{single} contacts written one by one, {imports} imports, {written} written");
+    let written = counts["person"]["updated"].as_u64().unwrap()
+        + counts["person"]["created"].as_u64().unwrap();
+    assert!(
+        imports >= 2 && single + imports < written as usize / 2,
+        "{single} contacts written one by one, {imports} imports, {written} written"
+    );
     // The taken phone was found among the imported rows: that contact is synced without it and
     // its error says why.
     let reason: String = sqlx::query_scalar("select reason from record_errors where tenant_id = $1 and pipedrive_id = $2 and status = 'open'")
@@ -472,19 +695,33 @@ async fn a_burst_of_changes_is_imported_in_groups_and_brevo_ends_as_expected(poo
     assert!(reason.contains("already belongs to another Brevo contact"), "{reason}");
     let events = s.brevo_state().await["events"].as_array().unwrap().clone();
     for email in &new_emails {
-        let sent = events.iter().filter(|e| e["event_name"] == "contact_created" && e["email"].as_str().or(e["identifiers"]["email_id"].as_str()) == Some(email.as_str())).count();
+        let sent = events
+            .iter()
+            .filter(|e| {
+                e["event_name"] == "contact_created"
+                    && e["email"].as_str().or(e["identifiers"]["email_id"].as_str())
+                        == Some(email.as_str())
+            })
+            .count();
         assert_eq!(sent, 1, "contact_created for {email}: {events:?}");
     }
 
     // What the imports wrote is recorded: a run with nothing changed writes nothing.
     s.http.delete(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap();
     s.sync(&pool).await;
-    let writes: Vec<Value> = s.brevo_writes().await.into_iter().filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies")).collect();
+    let writes: Vec<Value> = s
+        .brevo_writes()
+        .await
+        .into_iter()
+        .filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/v3/companies"))
+        .collect();
     assert!(writes.is_empty(), "no contact, list or event write: {writes:?}");
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
-async fn companies_take_only_the_brevo_calls_the_hour_has_left_and_never_hold_the_sync_up(pool: PgPool) {
+async fn companies_take_only_the_brevo_calls_the_hour_has_left_and_never_hold_the_sync_up(
+    pool: PgPool,
+) {
     let s = setup(&pool, 300, "").await;
     s.sync(&pool).await;
     let companies = |state: &Value| state["companies"].as_array().map_or(0, Vec::len);
@@ -493,16 +730,42 @@ async fn companies_take_only_the_brevo_calls_the_hour_has_left_and_never_hold_th
 
     // Brevo's bucket for companies (and processes) with 3 calls left in the hour: a call beyond
     // them would wait 20 minutes for its turn.
-    let limits = Arc::new(Registry::new(80, 10_000_000, 0.1).with_brevo_rates(1_000, 3).with_retry_base(std::time::Duration::from_millis(10)));
-    let services = Arc::new(Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), limits));
+    let limits = Arc::new(
+        Registry::new(80, 10_000_000, 0.1)
+            .with_brevo_rates(1_000, 3)
+            .with_retry_base(std::time::Duration::from_millis(10)),
+    );
+    let services = Arc::new(Services::new(
+        pool.clone(),
+        s.services.key.clone(),
+        s.services.providers.clone(),
+        limits,
+    ));
     let worker = new_worker(&pool, &services);
     sync::request(&pool, &s.member, false).await.unwrap();
-    let run = tokio::time::timeout(std::time::Duration::from_secs(120), worker.run_next_job()).await;
-    let (_, outcome) = run.expect("the run waited for Brevo's hourly bucket instead of leaving companies for later").unwrap().unwrap();
+    let run =
+        tokio::time::timeout(std::time::Duration::from_secs(120), worker.run_next_job()).await;
+    let (_, outcome) = run
+        .expect("the run waited for Brevo's hourly bucket instead of leaving companies for later")
+        .unwrap()
+        .unwrap();
     assert_eq!(outcome, Outcome::Succeeded);
-    assert_eq!(companies(&s.brevo_state().await), after_backfill + 3, "three more companies, the rest later");
-    let message: Option<String> = sqlx::query_scalar("select message from sync_runs where tenant_id = $1 order by id desc limit 1").bind(s.member.tenant_id).fetch_one(&pool).await.unwrap();
-    assert!(message.as_deref().is_some_and(|m| m.contains("wait for their Brevo company")), "{message:?}");
+    assert_eq!(
+        companies(&s.brevo_state().await),
+        after_backfill + 3,
+        "three more companies, the rest later"
+    );
+    let message: Option<String> = sqlx::query_scalar(
+        "select message from sync_runs where tenant_id = $1 order by id desc limit 1",
+    )
+    .bind(s.member.tenant_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("wait for their Brevo company")),
+        "{message:?}"
+    );
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
@@ -512,9 +775,17 @@ async fn bad_records_become_errors_while_the_rest_syncs_and_can_be_retried(pool:
     s.sync(&pool).await;
     // A new person whose phone belongs to another contact already.
     let actual = s.actual().await;
-    let taken = actual.values().find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned)).unwrap();
+    let taken = actual
+        .values()
+        .find_map(|(a, _)| a.get("SMS").and_then(Value::as_str).map(str::to_owned))
+        .unwrap();
     s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "Sam Same", "emails": [{"value": "sam.same@example.org", "primary": true}], "phones": [{"value": format!("+{taken}"), "primary": true}]})).await;
-    s.pd_admin(reqwest::Method::POST, "/_sandbox/persons", json!({"name": "No Mail", "emails": [{"value": "not-an-email", "primary": true}]})).await;
+    s.pd_admin(
+        reqwest::Method::POST,
+        "/_sandbox/persons",
+        json!({"name": "No Mail", "emails": [{"value": "not-an-email", "primary": true}]}),
+    )
+    .await;
     s.sync(&pool).await;
     let actual = s.actual().await;
     let (attrs, lists) = &actual["sam.same@example.org"];
@@ -522,7 +793,12 @@ async fn bad_records_become_errors_while_the_rest_syncs_and_can_be_retried(pool:
     assert!(lists.contains(&s.lists.all));
     let reasons: Vec<(i64, String, String)> =
         sqlx::query_as("select id, pipedrive_id, reason from record_errors where tenant_id = $1 and status = 'open' order by id").bind(t).fetch_all(&pool).await.unwrap();
-    let sms = reasons.iter().find(|(_, _, r)| r.contains("already belongs to another Brevo contact")).unwrap_or_else(|| panic!("the SMS error: {reasons:?} {:?}", actual.get("sam.same@example.org")));
+    let sms = reasons
+        .iter()
+        .find(|(_, _, r)| r.contains("already belongs to another Brevo contact"))
+        .unwrap_or_else(|| {
+            panic!("the SMS error: {reasons:?} {:?}", actual.get("sam.same@example.org"))
+        });
     assert!(reasons.iter().any(|(_, _, r)| r.starts_with("No valid email")));
 
     // Retry one: still taken, so it is reported again; the run records it.
@@ -537,7 +813,12 @@ async fn bad_records_become_errors_while_the_rest_syncs_and_can_be_retried(pool:
         .unwrap();
     assert_eq!(status, "open");
     // Free the phone in Brevo, retry: resolved.
-    let owner = actual.iter().find(|(_, (a, _))| a.get("SMS").and_then(Value::as_str) == Some(taken.as_str())).unwrap().0.clone();
+    let owner = actual
+        .iter()
+        .find(|(_, (a, _))| a.get("SMS").and_then(Value::as_str) == Some(taken.as_str()))
+        .unwrap()
+        .0
+        .clone();
     s.http
         .put(format!("{}/v3/contacts/{owner}", s.sb.brevo_url))
         .header("api-key", DEFAULT_API_KEY)
@@ -561,13 +842,16 @@ async fn a_sync_without_a_mapping_fails_with_a_clear_message(pool: PgPool) {
     sync::request(&pool, &s.member, false).await.unwrap();
     let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::Dead);
-    let (status, message): (String, String) = sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
+    let (status, message): (String, String) =
+        sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
     assert_eq!(status, "failed");
     assert!(message.contains("save one on the Mappings page"), "{message}");
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
-async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_duplicates(pool: PgPool) {
+async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_duplicates(
+    pool: PgPool,
+) {
     let s = setup(&pool, 1_200, "").await;
     let faults = |url: &str, body: Value| {
         let (http, url) = (s.http.clone(), format!("{url}/_sandbox/faults"));
@@ -579,8 +863,13 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     // Imports of 100 rows at most, and no row waits for its group past the next page: at this
     // size too the backfill imports and checkpoints while it reads.
     let services = &Arc::new(
-        Services::new(pool.clone(), s.services.key.clone(), s.services.providers.clone(), s.services.limits.clone())
-            .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1, ..Default::default() }),
+        Services::new(
+            pool.clone(),
+            s.services.key.clone(),
+            s.services.providers.clone(),
+            s.services.limits.clone(),
+        )
+        .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1, ..Default::default() }),
     );
     // The first worker dies in the middle of the persons, once Brevo has accepted an import and
     // its links were recorded ahead of Brevo's answer: the import is not confirmed yet, so those
@@ -591,7 +880,10 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     let first_pool = pool.clone();
     let running = tokio::spawn(async move {
         loop {
-            sqlx::query("update jobs set run_at = now() where state = 'queued'").execute(&first_pool).await.unwrap();
+            sqlx::query("update jobs set run_at = now() where state = 'queued'")
+                .execute(&first_pool)
+                .await
+                .unwrap();
             if first.run_next_job().await.unwrap().is_none() {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
@@ -599,7 +891,12 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let ahead = count(&pool, "select count(*) from sync_imports where tenant_id = $1 and recorded is not null", s.member.tenant_id).await;
+        let ahead = count(
+            &pool,
+            "select count(*) from sync_imports where tenant_id = $1 and recorded is not null",
+            s.member.tenant_id,
+        )
+        .await;
         if ahead > 0 {
             break;
         }
@@ -608,16 +905,29 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
     }
     running.abort();
     let _ = running.await;
-    let ahead = count(&pool, "select count(*) from sync_imports where tenant_id = $1 and recorded is not null", s.member.tenant_id).await;
+    let ahead = count(
+        &pool,
+        "select count(*) from sync_imports where tenant_id = $1 and recorded is not null",
+        s.member.tenant_id,
+    )
+    .await;
     eprintln!("links recorded ahead of {ahead} unconfirmed import(s) when the worker died");
     // Its lease runs out; another process's worker takes the job over, through a 429 storm too.
-    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second' where state = 'running'").execute(&pool).await.unwrap();
+    sqlx::query(
+        "update jobs set lease_expires_at = now() - interval '1 second' where state = 'running'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     faults(&s.sb.pipedrive_url, json!({"error_rate": 0.2, "storm_429_seconds": 3})).await;
     let second = new_worker(&pool, services);
     let mut outcome = None;
     for _ in 0..40 {
         // Retries wait for their backoff: make them due now.
-        sqlx::query("update jobs set run_at = now() where state = 'queued'").execute(&pool).await.unwrap();
+        sqlx::query("update jobs set run_at = now() where state = 'queued'")
+            .execute(&pool)
+            .await
+            .unwrap();
         if let Some((_, o)) = second.run_next_job().await.unwrap() {
             if o == Outcome::Succeeded {
                 outcome = Some(o);
@@ -627,16 +937,20 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
         }
     }
     assert_eq!(outcome, Some(Outcome::Succeeded), "the run converged");
-    let runs: Vec<(String, i64)> = sqlx::query_as("select status, job_id from sync_runs").fetch_all(&pool).await.unwrap();
+    let runs: Vec<(String, i64)> =
+        sqlx::query_as("select status, job_id from sync_runs").fetch_all(&pool).await.unwrap();
     assert_eq!(runs.len(), 1, "the second worker continued the same run: {runs:?}");
-    let ahead = count(&pool, "select count(*) from sync_imports where tenant_id = $1", s.member.tenant_id).await;
+    let ahead =
+        count(&pool, "select count(*) from sync_imports where tenant_id = $1", s.member.tenant_id)
+            .await;
     assert_eq!(ahead, 0, "every import was confirmed, or its links undone");
 
     faults(&s.sb.pipedrive_url, json!({})).await;
     faults(&s.sb.brevo_url, json!({})).await;
     let expected = s.expected().await;
     let state = s.brevo_state().await;
-    let emails: Vec<&str> = state["contacts"].as_array().unwrap().iter().filter_map(|c| c["email"].as_str()).collect();
+    let emails: Vec<&str> =
+        state["contacts"].as_array().unwrap().iter().filter_map(|c| c["email"].as_str()).collect();
     let unique: BTreeSet<&str> = emails.iter().copied().collect();
     assert_eq!(emails.len(), unique.len(), "no duplicate contact");
     assert_eq!(unique.len(), expected.len(), "nothing lost");
@@ -645,32 +959,72 @@ async fn faults_on_both_sides_and_a_killed_worker_converge_without_loss_or_dupli
         if actual.get(email).map(|a| &a.1) != Some(lists) {
             let links: Vec<(String, String, Option<i64>, Value)> = sqlx::query_as("select entity, pipedrive_id, person_id, facts from record_links where brevo_ref = $1 or person_id = (select pipedrive_id::bigint from record_links where brevo_ref = $1 limit 1)")
                 .bind(email).fetch_all(&pool).await.unwrap();
-            let log: Value = s.http.get(format!("{}/_sandbox/requests", s.sb.brevo_url)).send().await.unwrap().json().await.unwrap();
-            let lists_log: Vec<String> = log.as_array().cloned().unwrap_or_default().iter().filter(|r| r["path"].as_str().unwrap_or("").contains("/lists/")).map(|r| format!("{} {}", r["path"], r["status"])).collect();
+            let log: Value = s
+                .http
+                .get(format!("{}/_sandbox/requests", s.sb.brevo_url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let lists_log: Vec<String> = log
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r["path"].as_str().unwrap_or("").contains("/lists/"))
+                .map(|r| format!("{} {}", r["path"], r["status"]))
+                .collect();
             eprintln!("DIAG {email}: links {links:?}\nlist calls {lists_log:?}");
         }
     }
     assert_matches(&expected, &actual);
-    let refused: i64 = state["processes"].as_array().unwrap().iter().filter_map(|p| p["info"]["import"]["invalid_emails"].as_i64()).sum();
+    let refused: i64 = state["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["info"]["import"]["invalid_emails"].as_i64())
+        .sum();
     assert!(refused > 0, "the import really dropped rows, and they were written one by one");
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
-async fn missing_attributes_are_reported_by_setting_and_a_full_resync_writes_everything_again(pool: PgPool) {
+async fn missing_attributes_are_reported_by_setting_and_a_full_resync_writes_everything_again(
+    pool: PgPool,
+) {
     let s = setup(&pool, 40, "options:\n  create_missing_attributes: false\n").await;
     s.sync(&pool).await;
-    let (message,): (Option<String>,) = sqlx::query_as("select message from sync_runs order by id desc limit 1").fetch_one(&pool).await.unwrap();
+    let (message,): (Option<String>,) =
+        sqlx::query_as("select message from sync_runs order by id desc limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let message = message.unwrap_or_default();
-    assert!(message.contains("Brevo has no attribute") && message.contains("LEAD_SOURCE"), "{message}");
-    assert!(!s.brevo_state().await["attributes"].to_string().contains("LEAD_SOURCE"), "not created");
+    assert!(
+        message.contains("Brevo has no attribute") && message.contains("LEAD_SOURCE"),
+        "{message}"
+    );
+    assert!(
+        !s.brevo_state().await["attributes"].to_string().contains("LEAD_SOURCE"),
+        "not created"
+    );
     let contacts = s.actual().await.len() as u64;
 
     sync::request(&pool, &s.member, true).await.unwrap();
     let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::Succeeded);
-    let (mode, counts): (String, Value) = sqlx::query_as("select mode, counts from sync_runs order by id desc limit 1").fetch_one(&pool).await.unwrap();
+    let (mode, counts): (String, Value) =
+        sqlx::query_as("select mode, counts from sync_runs order by id desc limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(mode, "backfill");
-    assert_eq!(counts["person"]["updated"].as_u64().unwrap(), contacts, "every contact written again: {counts}");
+    assert_eq!(
+        counts["person"]["updated"].as_u64().unwrap(),
+        contacts,
+        "every contact written again: {counts}"
+    );
     assert_eq!(s.actual().await.len() as u64, contacts, "and no new one");
 }
 
@@ -679,26 +1033,47 @@ async fn a_spent_daily_budget_makes_the_sync_wait_not_fail_and_continue_later(po
     let s = setup(&pool, 40, "").await;
     // The company's own budget, far below what a backfill spends (set directly: the form's
     // minimum is 1,000 tokens).
-    sqlx::query("update connections set daily_token_budget = 30 where provider = 'pipedrive'").execute(&pool).await.unwrap();
+    sqlx::query("update connections set daily_token_budget = 30 where provider = 'pipedrive'")
+        .execute(&pool)
+        .await
+        .unwrap();
     sync::request(&pool, &s.member, false).await.unwrap();
     let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::Snoozed, "waits for the budget, spends no attempt");
-    let (status, message): (String, String) = sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
+    let (status, message): (String, String) =
+        sqlx::query_as("select status, message from sync_runs").fetch_one(&pool).await.unwrap();
     assert_eq!(status, "waiting");
     assert!(message.contains("daily token budget"), "{message}");
-    let (attempts, wait): (i32, f64) = sqlx::query_as("select attempts, extract(epoch from run_at - now())::float8 from jobs").fetch_one(&pool).await.unwrap();
+    let (attempts, wait): (i32, f64) =
+        sqlx::query_as("select attempts, extract(epoch from run_at - now())::float8 from jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(attempts, 0);
     assert!(wait > 50.0, "until the budget renews, not a tight loop: {wait} s");
-    let log: Vec<Value> = s.http.get(format!("{}/_sandbox/requests", s.sb.pipedrive_url)).send().await.unwrap().json().await.unwrap();
+    let log: Vec<Value> = s
+        .http
+        .get(format!("{}/_sandbox/requests", s.sb.pipedrive_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(log.iter().all(|r| r["status"] != 429), "never spent into 429s");
 
     // A larger budget (the company's plan changed): the same run continues and finishes.
     connections::set_daily_budget(&pool, &s.member, Some(100_000)).await.unwrap();
-    assert!(connections::set_daily_budget(&pool, &s.member, Some(10)).await.is_err(), "a budget below 1,000 is refused");
+    assert!(
+        connections::set_daily_budget(&pool, &s.member, Some(10)).await.is_err(),
+        "a budget below 1,000 is refused"
+    );
     sqlx::query("update jobs set run_at = now()").execute(&pool).await.unwrap();
     let (_, outcome) = s.worker.run_next_job().await.unwrap().unwrap();
-    let (message,): (Option<String>,) = sqlx::query_as("select message from sync_runs").fetch_one(&pool).await.unwrap();
+    let (message,): (Option<String>,) =
+        sqlx::query_as("select message from sync_runs").fetch_one(&pool).await.unwrap();
     assert_eq!(outcome, Outcome::Succeeded, "{message:?}");
-    let runs: Vec<(String,)> = sqlx::query_as("select status from sync_runs").fetch_all(&pool).await.unwrap();
+    let runs: Vec<(String,)> =
+        sqlx::query_as("select status from sync_runs").fetch_all(&pool).await.unwrap();
     assert_eq!(runs, vec![("succeeded".to_owned(),)]);
 }

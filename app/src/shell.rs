@@ -7,8 +7,8 @@ use leptos_router::{SsrMode, path};
 
 use crate::components::NotFound;
 use crate::pages::{
-    ConnectionsPage, DashboardPage, HistoryPage, HomePage, LoginPage, MappingsPage, NewCompanyPage, RunPage,
-    SettingsPage, SignupPage, TeamPage, TenantShell,
+    ConnectionsPage, DashboardPage, HistoryPage, HomePage, LoginPage, MappingsPage, NewCompanyPage,
+    RunPage, SettingsPage, SignupPage, TeamPage, TenantShell,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {

@@ -27,7 +27,10 @@ impl Drop for Sandbox {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Builds the sandbox (release) if needed and starts it with `args`; waits until it answers.
@@ -39,20 +42,41 @@ pub fn sandbox(args: &[String]) -> anyhow::Result<Sandbox> {
     let root = env!("CARGO_MANIFEST_DIR");
     let target = format!("{root}/target/bench-sandbox");
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "pipebridge-sandbox", "--bin", "sandbox", "--target-dir", &target])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "pipebridge-sandbox",
+            "--bin",
+            "sandbox",
+            "--target-dir",
+            &target,
+        ])
         .current_dir(root)
         .status()?;
     anyhow::ensure!(built.success(), "building the sandbox failed");
     let (pd, brevo) = (free_port(), free_port());
     let child = Command::new(format!("{target}/release/sandbox"))
-        .args(["--pipedrive-addr", &format!("127.0.0.1:{pd}"), "--brevo-addr", &format!("127.0.0.1:{brevo}")])
+        .args([
+            "--pipedrive-addr",
+            &format!("127.0.0.1:{pd}"),
+            "--brevo-addr",
+            &format!("127.0.0.1:{brevo}"),
+        ])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let sb = Sandbox { child, pipedrive_url: format!("http://127.0.0.1:{pd}"), brevo_url: format!("http://127.0.0.1:{brevo}") };
+    let sb = Sandbox {
+        child,
+        pipedrive_url: format!("http://127.0.0.1:{pd}"),
+        brevo_url: format!("http://127.0.0.1:{brevo}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(300);
-    while std::net::TcpStream::connect(("127.0.0.1", brevo)).is_err() || std::net::TcpStream::connect(("127.0.0.1", pd)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", brevo)).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", pd)).is_err()
+    {
         anyhow::ensure!(Instant::now() < deadline, "the sandbox did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -63,7 +87,11 @@ pub fn sandbox(args: &[String]) -> anyhow::Result<Sandbox> {
 pub fn mem_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -85,7 +113,10 @@ pub fn postgres_cpu_seconds() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
         .map(cpu_seconds)
         .sum()
 }

@@ -42,7 +42,12 @@ struct Args {
     #[arg(long, env = "SANDBOX_OAUTH_CLIENT_SECRET", default_value = pipedrive::DEFAULT_CLIENT_SECRET)]
     oauth_client_secret: String,
     /// Redirect URIs of the registered app (repeat or separate with commas).
-    #[arg(long, env = "SANDBOX_OAUTH_REDIRECT_URIS", value_delimiter = ',', default_value = "http://127.0.0.1:3000/oauth/pipedrive/callback")]
+    #[arg(
+        long,
+        env = "SANDBOX_OAUTH_REDIRECT_URIS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:3000/oauth/pipedrive/callback"
+    )]
     oauth_redirect_uri: Vec<String>,
     /// Lifetime of OAuth access tokens, in seconds (Pipedrive: 3600).
     #[arg(long, env = "SANDBOX_ACCESS_TOKEN_TTL", default_value_t = 3600)]
@@ -82,7 +87,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let a = Args::parse();
     let mut brevo_settings = brevo::Settings::default();

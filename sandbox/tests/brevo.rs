@@ -26,11 +26,21 @@ fn checker_catches_mismatches() {
     // The checker itself: a contact without `id` and with a string listIds must fail.
     let spec = spec::load(BREVO_SPEC);
     let schema = spec::response_schema(spec, "/contacts/{identifier}", "get", "200");
-    let errors = spec::check(spec, schema, &json!({ "emailBlacklisted": false, "listIds": "7", "statistics": {} }), true);
+    let errors = spec::check(
+        spec,
+        schema,
+        &json!({ "emailBlacklisted": false, "listIds": "7", "statistics": {} }),
+        true,
+    );
     assert!(errors.iter().any(|e| e.contains("required property \"id\" is missing")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("$.listIds: expected array")), "{errors:?}");
     // Brevo's spec marks what may be null: an unmarked null is a mismatch.
-    let errors = spec::check(spec, schema, &json!({ "id": 1, "emailBlacklisted": null, "smsBlacklisted": false, "createdAt": "x", "modifiedAt": "x", "listIds": [], "attributes": {}, "statistics": {} }), true);
+    let errors = spec::check(
+        spec,
+        schema,
+        &json!({ "id": 1, "emailBlacklisted": null, "smsBlacklisted": false, "createdAt": "x", "modifiedAt": "x", "listIds": [], "attributes": {}, "statistics": {} }),
+        true,
+    );
     assert!(errors.iter().any(|e| e.contains("emailBlacklisted")), "{errors:?}");
 }
 
@@ -51,28 +61,14 @@ struct Answer {
 }
 
 async fn start(settings: Settings) -> Sandbox {
-    let config = Config {
-        brevo: settings,
-        ..Config::default()
-    };
-    let running = pipebridge_sandbox::start(config)
-        .await
-        .expect("sandbox starts");
-    Sandbox {
-        running,
-        http: reqwest::Client::new(),
-        key: DEFAULT_API_KEY.to_owned(),
-    }
+    let config = Config { brevo: settings, ..Config::default() };
+    let running = pipebridge_sandbox::start(config).await.expect("sandbox starts");
+    Sandbox { running, http: reqwest::Client::new(), key: DEFAULT_API_KEY.to_owned() }
 }
 
 /// Functional tests run without rate limits so that their own traffic never trips them.
 async fn unlimited() -> Sandbox {
-    start(Settings {
-        rate_limits: false,
-        process_step_ms: 20,
-        ..Settings::default()
-    })
-    .await
+    start(Settings { rate_limits: false, process_step_ms: 20, ..Settings::default() }).await
 }
 
 impl Sandbox {
@@ -83,9 +79,7 @@ impl Sandbox {
         key: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.running.brevo_url));
+        let mut req = self.http.request(method, format!("{}{path}", self.running.brevo_url));
         if let Some(key) = key {
             req = req.header("api-key", key);
         }
@@ -101,11 +95,7 @@ impl Sandbox {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer { status, headers, body }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -166,34 +156,19 @@ async fn contact_create_duplicate_and_upsert() {
     assert_spec("/contacts", "post", 201, &a.body);
     let id = a.body["id"].as_i64().expect("id");
 
-    let dup = s
-        .post("/v3/contacts", json!({ "email": "ada@example.com" }))
-        .await;
+    let dup = s.post("/v3/contacts", json!({ "email": "ada@example.com" })).await;
     assert_error(&dup, StatusCode::BAD_REQUEST, "duplicate_parameter");
-    assert_eq!(
-        dup.body["metadata"]["duplicate_identifiers"],
-        json!(["email"])
-    );
+    assert_eq!(dup.body["metadata"]["duplicate_identifiers"], json!(["email"]));
 
     let up = s.post("/v3/contacts", json!({ "email": "ada@example.com", "updateEnabled": true, "attributes": { "LASTNAME": "Lovelace" } })).await;
     assert_eq!(up.status, StatusCode::NO_CONTENT, "{}", up.body);
     let got = s.get(&format!("/v3/contacts/{id}")).await;
-    assert_eq!(
-        got.body["attributes"],
-        json!({ "FIRSTNAME": "Ada", "LASTNAME": "Lovelace" })
-    );
+    assert_eq!(got.body["attributes"], json!({ "FIRSTNAME": "Ada", "LASTNAME": "Lovelace" }));
     assert_eq!(got.body["listIds"], json!([1]));
 
-    let none = s
-        .post(
-            "/v3/contacts",
-            json!({ "attributes": { "FIRSTNAME": "Nobody" } }),
-        )
-        .await;
+    let none = s.post("/v3/contacts", json!({ "attributes": { "FIRSTNAME": "Nobody" } })).await;
     assert_error(&none, StatusCode::BAD_REQUEST, "missing_parameter");
-    let bad = s
-        .post("/v3/contacts", json!({ "email": "not-an-email" }))
-        .await;
+    let bad = s.post("/v3/contacts", json!({ "email": "not-an-email" })).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_parameter");
 }
 
@@ -214,9 +189,7 @@ async fn get_update_delete_by_identifiers() {
     assert_eq!(by_id.body["email"], "grace+navy@example.com");
     let by_ext = s.get("/v3/contacts/pd-42?identifierType=ext_id").await;
     assert_eq!(by_ext.body["id"], id);
-    let by_phone = s
-        .get("/v3/contacts/%2B33612345678?identifierType=phone_id")
-        .await;
+    let by_phone = s.get("/v3/contacts/%2B33612345678?identifierType=phone_id").await;
     assert_eq!(by_phone.body["id"], id);
 
     assert_error(
@@ -224,11 +197,7 @@ async fn get_update_delete_by_identifiers() {
         StatusCode::NOT_FOUND,
         "document_not_found",
     );
-    assert_error(
-        &s.get("/v3/contacts/pd-42").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_parameter",
-    );
+    assert_error(&s.get("/v3/contacts/pd-42").await, StatusCode::BAD_REQUEST, "invalid_parameter");
 
     let put = s
         .call(
@@ -238,73 +207,43 @@ async fn get_update_delete_by_identifiers() {
         )
         .await;
     assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.body);
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{id}")).await.body["email"],
-        "grace@example.com"
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{id}")).await.body["email"], "grace@example.com");
     let missing = s
-        .call(
-            Method::PUT,
-            "/v3/contacts/ghost@example.com",
-            Some(json!({ "attributes": {} })),
-        )
+        .call(Method::PUT, "/v3/contacts/ghost@example.com", Some(json!({ "attributes": {} })))
         .await;
     assert_error(&missing, StatusCode::NOT_FOUND, "document_not_found");
 
     let list = s.get("/v3/contacts?limit=10&sort=asc").await;
     assert_spec("/contacts", "get", 200, &list.body);
     assert_eq!(list.body["count"], 1);
-    let unencoded = s
-        .get("/v3/contacts?modifiedSince=2026-01-01T00:00:00.000+01:00")
-        .await;
+    let unencoded = s.get("/v3/contacts?modifiedSince=2026-01-01T00:00:00.000+01:00").await;
     assert_error(&unencoded, StatusCode::BAD_REQUEST, "invalid_parameter");
-    let since = s
-        .get("/v3/contacts?modifiedSince=2000-01-01T00%3A00%3A00.000Z")
-        .await;
+    let since = s.get("/v3/contacts?modifiedSince=2000-01-01T00%3A00%3A00.000Z").await;
     assert_eq!(since.body["count"], 1, "{}", since.body);
 
-    let del = s
-        .call(Method::DELETE, &format!("/v3/contacts/{id}"), None)
-        .await;
+    let del = s.call(Method::DELETE, &format!("/v3/contacts/{id}"), None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{id}")).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{id}")).await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn unknown_attributes_are_dropped_and_types_checked() {
     let s = unlimited().await;
-    let created = s
-        .post(
-            "/v3/contacts/attributes/normal/SCORE",
-            json!({ "type": "float" }),
-        )
-        .await;
+    let created = s.post("/v3/contacts/attributes/normal/SCORE", json!({ "type": "float" })).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(
-        s.post(
-            "/v3/contacts/attributes/normal/BIRTHDAY",
-            json!({ "type": "date" })
-        )
-        .await
-        .status,
+        s.post("/v3/contacts/attributes/normal/BIRTHDAY", json!({ "type": "date" })).await.status,
         StatusCode::CREATED
     );
-    let again = s
-        .post(
-            "/v3/contacts/attributes/normal/SCORE",
-            json!({ "type": "float" }),
-        )
-        .await;
+    let again = s.post("/v3/contacts/attributes/normal/SCORE", json!({ "type": "float" })).await;
     assert_error(&again, StatusCode::BAD_REQUEST, "duplicate_parameter");
     let attrs = s.get("/v3/contacts/attributes").await;
     assert_spec("/contacts/attributes", "get", 200, &attrs.body);
-    assert!(attrs.body["attributes"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|x| x["name"] == "SCORE" && x["type"] == "float")
-    }));
+    assert!(
+        attrs.body["attributes"]
+            .as_array()
+            .is_some_and(|a| { a.iter().any(|x| x["name"] == "SCORE" && x["type"] == "float") })
+    );
 
     let id = s
         .create_contact(json!({ "email": "x@example.com", "attributes": {
@@ -330,10 +269,7 @@ async fn unknown_attributes_are_dropped_and_types_checked() {
         )
         .await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{id}")).await.body["attributes"]["SCORE"],
-        4.5
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{id}")).await.body["attributes"]["SCORE"], 4.5);
 }
 
 #[tokio::test]
@@ -348,10 +284,7 @@ async fn sms_must_be_international_and_unique() {
     assert_error(&national, StatusCode::BAD_REQUEST, "invalid_parameter");
     assert_eq!(national.body["message"], "Invalid phone number");
     // The whole request failed: the contact was not created.
-    assert_eq!(
-        s.get("/v3/contacts/a@example.com").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(s.get("/v3/contacts/a@example.com").await.status, StatusCode::NOT_FOUND);
 
     s.create_contact(json!({ "email": "a@example.com", "attributes": { "SMS": "+33612345678" } }))
         .await;
@@ -362,10 +295,7 @@ async fn sms_must_be_international_and_unique() {
         )
         .await;
     assert_error(&dup, StatusCode::BAD_REQUEST, "duplicate_parameter");
-    assert_eq!(
-        dup.body["metadata"]["duplicate_identifiers"],
-        json!(["SMS"])
-    );
+    assert_eq!(dup.body["metadata"]["duplicate_identifiers"], json!(["SMS"]));
     assert_eq!(
         dup.body["message"],
         "Unable to create contact, SMS is already associated with another Contact"
@@ -392,31 +322,22 @@ async fn sms_must_be_international_and_unique() {
 #[tokio::test]
 async fn lists_folders_and_membership() {
     let s = unlimited().await;
-    let folder = s
-        .post("/v3/contacts/folders", json!({ "name": "Pipedrive" }))
-        .await;
+    let folder = s.post("/v3/contacts/folders", json!({ "name": "Pipedrive" })).await;
     assert_eq!(folder.status, StatusCode::CREATED);
     assert_spec("/contacts/folders", "post", 201, &folder.body);
-    let list = s
-        .post(
-            "/v3/contacts/lists",
-            json!({ "name": "Won", "folderId": folder.body["id"] }),
-        )
-        .await;
+    let list =
+        s.post("/v3/contacts/lists", json!({ "name": "Won", "folderId": folder.body["id"] })).await;
     assert_eq!(list.status, StatusCode::CREATED, "{}", list.body);
     assert_spec("/contacts/lists", "post", 201, &list.body);
     let list_id = list.body["id"].as_i64().expect("id");
     assert_error(
-        &s.post("/v3/contacts/lists", json!({ "name": "No folder" }))
-            .await,
+        &s.post("/v3/contacts/lists", json!({ "name": "No folder" })).await,
         StatusCode::BAD_REQUEST,
         "missing_parameter",
     );
 
     s.create_contact(json!({ "email": "a@example.com" })).await;
-    let b = s
-        .create_contact(json!({ "email": "b@example.com", "ext_id": "pd-2" }))
-        .await;
+    let b = s.create_contact(json!({ "email": "b@example.com", "ext_id": "pd-2" })).await;
 
     let add = s
         .post(
@@ -425,78 +346,40 @@ async fn lists_folders_and_membership() {
         )
         .await;
     assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
-    assert_spec(
-        "/contacts/lists/{listId}/contacts/add",
-        "post",
-        201,
-        &add.body,
-    );
+    assert_spec("/contacts/lists/{listId}/contacts/add", "post", 201, &add.body);
     assert_eq!(add.body["contacts"]["success"], json!(["a@example.com"]));
-    assert_eq!(
-        add.body["contacts"]["failure"],
-        json!(["ghost@example.com"])
-    );
+    assert_eq!(add.body["contacts"]["failure"], json!(["ghost@example.com"]));
     let by_ext = s
-        .post(
-            &format!("/v3/contacts/lists/{list_id}/contacts/add"),
-            json!({ "extIds": ["pd-2"] }),
-        )
+        .post(&format!("/v3/contacts/lists/{list_id}/contacts/add"), json!({ "extIds": ["pd-2"] }))
         .await;
     assert_eq!(by_ext.status, StatusCode::CREATED, "{}", by_ext.body);
     // Nothing to do at all → the whole call is refused.
-    let again = s
-        .post(
-            &format!("/v3/contacts/lists/{list_id}/contacts/add"),
-            json!({ "ids": [b] }),
-        )
-        .await;
+    let again =
+        s.post(&format!("/v3/contacts/lists/{list_id}/contacts/add"), json!({ "ids": [b] })).await;
     assert_error(&again, StatusCode::BAD_REQUEST, "invalid_parameter");
 
     let too_many: Vec<String> = (0..151).map(|i| format!("p{i}@example.com")).collect();
     let refused = s
-        .post(
-            &format!("/v3/contacts/lists/{list_id}/contacts/add"),
-            json!({ "emails": too_many }),
-        )
+        .post(&format!("/v3/contacts/lists/{list_id}/contacts/add"), json!({ "emails": too_many }))
         .await;
     assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_parameter");
-    let unknown_list = s
-        .post("/v3/contacts/lists/999/contacts/add", json!({ "ids": [b] }))
-        .await;
+    let unknown_list = s.post("/v3/contacts/lists/999/contacts/add", json!({ "ids": [b] })).await;
     assert_error(&unknown_list, StatusCode::NOT_FOUND, "document_not_found");
 
-    let members = s
-        .get(&format!("/v3/contacts/lists/{list_id}/contacts"))
-        .await;
-    assert_spec(
-        "/contacts/lists/{listId}/contacts",
-        "get",
-        200,
-        &members.body,
-    );
+    let members = s.get(&format!("/v3/contacts/lists/{list_id}/contacts")).await;
+    assert_spec("/contacts/lists/{listId}/contacts", "get", 200, &members.body);
     assert_eq!(members.body["count"], 2);
     let details = s.get(&format!("/v3/contacts/lists/{list_id}")).await;
     assert_spec("/contacts/lists/{listId}", "get", 200, &details.body);
     assert_eq!(details.body["uniqueSubscribers"], 2);
 
     let remove = s
-        .post(
-            &format!("/v3/contacts/lists/{list_id}/contacts/remove"),
-            json!({ "ids": [b] }),
-        )
+        .post(&format!("/v3/contacts/lists/{list_id}/contacts/remove"), json!({ "ids": [b] }))
         .await;
     assert_eq!(remove.status, StatusCode::CREATED, "{}", remove.body);
-    assert_spec(
-        "/contacts/lists/{listId}/contacts/remove",
-        "post",
-        201,
-        &remove.body,
-    );
+    assert_spec("/contacts/lists/{listId}/contacts/remove", "post", 201, &remove.body);
     assert_eq!(remove.body["contacts"]["success"], json!([b]));
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{b}")).await.body["listIds"],
-        json!([])
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{b}")).await.body["listIds"], json!([]));
 
     let lists = s.get("/v3/contacts/lists?limit=50").await;
     assert_spec("/contacts/lists", "get", 200, &lists.body);
@@ -518,10 +401,7 @@ async fn lists_folders_and_membership() {
         )
         .await;
     assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.body);
-    assert_eq!(
-        s.get("/v3/contacts/a@example.com").await.body["listIds"],
-        json!([1])
-    );
+    assert_eq!(s.get("/v3/contacts/a@example.com").await.body["listIds"], json!([1]));
 }
 
 async fn wait_process(s: &Sandbox, id: i64) -> Value {
@@ -580,9 +460,7 @@ async fn import_runs_in_background_with_counters() {
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     assert_spec("/contacts/import", "post", 202, &a.body);
-    let first = s
-        .get(&format!("/v3/processes/{}", a.body["processId"]))
-        .await;
+    let first = s.get(&format!("/v3/processes/{}", a.body["processId"])).await;
     assert_eq!(first.body["name"], "IMPORTUSER");
     let done = wait_process(&s, a.body["processId"].as_i64().expect("processId")).await;
     assert_eq!(done["status"], "completed");
@@ -615,16 +493,11 @@ async fn import_runs_in_background_with_counters() {
     let processes = s.get("/v3/processes").await;
     assert_spec("/processes", "get", 200, &processes.body);
     assert_error(
-        &s.post("/v3/contacts/import", json!({ "listIds": [1] }))
-            .await,
+        &s.post("/v3/contacts/import", json!({ "listIds": [1] })).await,
         StatusCode::BAD_REQUEST,
         "missing_parameter",
     );
-    assert_error(
-        &s.get("/v3/processes/999").await,
-        StatusCode::NOT_FOUND,
-        "document_not_found",
-    );
+    assert_error(&s.get("/v3/processes/999").await, StatusCode::NOT_FOUND, "document_not_found");
 }
 
 #[tokio::test]
@@ -643,10 +516,7 @@ async fn batch_update_is_all_or_nothing() {
         .await;
     assert_error(&partial, StatusCode::NOT_FOUND, "document_not_found");
     assert_eq!(partial.body["message"], "No contact found for indexes 1");
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{a}")).await.body["attributes"],
-        json!({})
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{a}")).await.body["attributes"], json!({}));
 
     let ok = s
         .post(
@@ -658,14 +528,8 @@ async fn batch_update_is_all_or_nothing() {
         )
         .await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{a}")).await.body["attributes"]["FIRSTNAME"],
-        "A"
-    );
-    assert_eq!(
-        s.get("/v3/contacts/b@example.com").await.body["emailBlacklisted"],
-        true
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{a}")).await.body["attributes"]["FIRSTNAME"], "A");
+    assert_eq!(s.get("/v3/contacts/b@example.com").await.body["emailBlacklisted"], true);
 }
 
 #[tokio::test]
@@ -709,15 +573,11 @@ async fn companies_and_links() {
     assert_spec("/companies/{id}", "patch", 200, &patched.body);
     assert_eq!(patched.body["linkedContactsIds"], json!([c1]));
 
-    let listed = s
-        .get(&format!("/v3/companies?linkedContactsIds={c1}"))
-        .await;
+    let listed = s.get(&format!("/v3/companies?linkedContactsIds={c1}")).await;
     assert_spec("/companies", "get", 200, &listed.body);
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        s.call(Method::DELETE, &format!("/v3/companies/{id}"), None)
-            .await
-            .status,
+        s.call(Method::DELETE, &format!("/v3/companies/{id}"), None).await.status,
         StatusCode::NO_CONTENT
     );
     assert_error(
@@ -730,9 +590,7 @@ async fn companies_and_links() {
 #[tokio::test]
 async fn events_are_stored() {
     let s = unlimited().await;
-    let id = s
-        .create_contact(json!({ "email": "ada@example.com" }))
-        .await;
+    let id = s.create_contact(json!({ "email": "ada@example.com" })).await;
     let ev = s
         .post(
             "/v3/events",
@@ -756,11 +614,7 @@ async fn events_are_stored() {
         "invalid_parameter",
     );
     assert_error(
-        &s.post(
-            "/v3/events",
-            json!({ "event_name": "x", "identifiers": {} }),
-        )
-        .await,
+        &s.post("/v3/events", json!({ "event_name": "x", "identifiers": {} })).await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     );
@@ -787,17 +641,11 @@ async fn events_are_stored() {
     assert_eq!(events[0]["contact_id"], id);
     assert_eq!(events[0]["event_properties"]["value"], 1200.5);
     assert_eq!(events[2]["contact_id"], Value::Null);
-    assert_eq!(
-        s.get(&format!("/v3/contacts/{id}")).await.body["attributes"]["FIRSTNAME"],
-        "Ada"
-    );
+    assert_eq!(s.get(&format!("/v3/contacts/{id}")).await.body["attributes"]["FIRSTNAME"], "Ada");
 }
 
 /// A webhook receiver on port 0 collecting `(authorization header, body)`.
-async fn receiver() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Value)>,
-) {
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Value)>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let tx = Arc::new(Mutex::new(tx));
     let app = axum::Router::new().route(
@@ -818,9 +666,7 @@ async fn receiver() -> (
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, rx)
@@ -853,11 +699,8 @@ async fn webhooks_are_delivered_on_trigger() {
     assert_spec("/webhooks", "post", 201, &hook.body);
     let hook_id = hook.body["id"].clone();
     assert_error(
-        &s.post(
-            "/v3/webhooks",
-            json!({ "url": url, "type": "marketing", "events": ["sent"] }),
-        )
-        .await,
+        &s.post("/v3/webhooks", json!({ "url": url, "type": "marketing", "events": ["sent"] }))
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     );
@@ -871,8 +714,7 @@ async fn webhooks_are_delivered_on_trigger() {
         json!(["unsubscribed", "hardBounce", "contactUpdated"])
     );
 
-    s.create_contact(json!({ "email": "ada@example.com", "listIds": [1] }))
-        .await;
+    s.create_contact(json!({ "email": "ada@example.com", "listIds": [1] })).await;
     let t = s
         .admin(
             Method::POST,
@@ -888,10 +730,7 @@ async fn webhooks_are_delivered_on_trigger() {
     assert_eq!(payload["id"], hook_id);
     assert_eq!(payload["list_id"], json!([1]));
     assert!(payload["ts_event"].is_i64() && payload["date_event"].is_string());
-    assert_eq!(
-        s.get("/v3/contacts/ada@example.com").await.body["emailBlacklisted"],
-        true
-    );
+    assert_eq!(s.get("/v3/contacts/ada@example.com").await.body["emailBlacklisted"], true);
 
     s.admin(
         Method::POST,
@@ -934,9 +773,7 @@ async fn webhooks_are_delivered_on_trigger() {
     }
     assert_eq!(recorded, 4);
     assert_eq!(
-        s.call(Method::DELETE, &format!("/v3/webhooks/{hook_id}"), None)
-            .await
-            .status,
+        s.call(Method::DELETE, &format!("/v3/webhooks/{hook_id}"), None).await.status,
         StatusCode::NO_CONTENT
     );
     assert_error(
@@ -948,12 +785,8 @@ async fn webhooks_are_delivered_on_trigger() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_headers() {
-    let s = start(Settings {
-        contacts_per_second: 3,
-        others_per_hour: 2,
-        ..Settings::default()
-    })
-    .await;
+    let s =
+        start(Settings { contacts_per_second: 3, others_per_hour: 2, ..Settings::default() }).await;
     let ok = s.get("/v3/contacts").await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.headers["x-sib-ratelimit-limit"], "3");
@@ -1002,16 +835,9 @@ async fn rate_limits_answer_429_with_headers() {
     assert!(reset > 3000 && reset <= 3600, "reset {reset}");
 
     // Limits are per key: another account is untouched.
-    s.admin(
-        Method::POST,
-        "/_sandbox/keys",
-        Some(json!({ "api_key": "xkeysib-other" })),
-    )
-    .await;
+    s.admin(Method::POST, "/_sandbox/keys", Some(json!({ "api_key": "xkeysib-other" }))).await;
     assert_eq!(
-        s.send(Method::GET, "/v3/account", Some("xkeysib-other"), None)
-            .await
-            .status,
+        s.send(Method::GET, "/v3/account", Some("xkeysib-other"), None).await.status,
         StatusCode::OK
     );
 }
@@ -1037,30 +863,14 @@ async fn no_429_when_limits_are_off() {
 async fn accounts_are_isolated_and_admin_works() {
     let s = unlimited().await;
     let added = s
-        .admin(
-            Method::POST,
-            "/_sandbox/keys",
-            Some(json!({ "api_key": "xkeysib-tenant-b" })),
-        )
+        .admin(Method::POST, "/_sandbox/keys", Some(json!({ "api_key": "xkeysib-tenant-b" })))
         .await;
     assert_eq!(added.status, StatusCode::CREATED);
     s.create_contact(json!({ "email": "a@example.com" })).await;
-    let other = s
-        .send(
-            Method::GET,
-            "/v3/contacts/a@example.com",
-            Some("xkeysib-tenant-b"),
-            None,
-        )
-        .await;
+    let other =
+        s.send(Method::GET, "/v3/contacts/a@example.com", Some("xkeysib-tenant-b"), None).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
-    let b_state = s
-        .admin(
-            Method::GET,
-            "/_sandbox/state?api_key=xkeysib-tenant-b",
-            None,
-        )
-        .await;
+    let b_state = s.admin(Method::GET, "/_sandbox/state?api_key=xkeysib-tenant-b", None).await;
     assert_eq!(b_state.body["contacts"], json!([]));
 
     let log = s.admin(Method::GET, "/_sandbox/requests", None).await;
@@ -1071,28 +881,11 @@ async fn accounts_are_isolated_and_admin_works() {
             .any(|r| r["method"] == "POST" && r["path"] == "/v3/contacts" && r["status"] == 201)
     );
 
-    s.admin(
-        Method::POST,
-        "/_sandbox/faults",
-        Some(json!({ "force_429": true })),
-    )
-    .await;
-    assert_eq!(
-        s.get("/v3/contacts").await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    s.admin(
-        Method::POST,
-        "/_sandbox/faults",
-        Some(json!({ "error_rate": 1.0 })),
-    )
-    .await;
-    assert_eq!(
-        s.get("/v3/contacts").await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    s.admin(Method::POST, "/_sandbox/faults", Some(json!({})))
-        .await;
+    s.admin(Method::POST, "/_sandbox/faults", Some(json!({ "force_429": true }))).await;
+    assert_eq!(s.get("/v3/contacts").await.status, StatusCode::TOO_MANY_REQUESTS);
+    s.admin(Method::POST, "/_sandbox/faults", Some(json!({ "error_rate": 1.0 }))).await;
+    assert_eq!(s.get("/v3/contacts").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    s.admin(Method::POST, "/_sandbox/faults", Some(json!({}))).await;
     assert_eq!(s.get("/v3/contacts").await.status, StatusCode::OK);
 
     let reset = s.admin(Method::POST, "/_sandbox/reset", None).await;
@@ -1100,9 +893,7 @@ async fn accounts_are_isolated_and_admin_works() {
     assert_eq!(s.get("/v3/contacts").await.body["count"], 0);
     // Registered keys survive a reset.
     assert_eq!(
-        s.send(Method::GET, "/v3/account", Some("xkeysib-tenant-b"), None)
-            .await
-            .status,
+        s.send(Method::GET, "/v3/account", Some("xkeysib-tenant-b"), None).await.status,
         StatusCode::OK
     );
 }

@@ -55,7 +55,8 @@ pub struct ConfigError {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let public_url = var("PIPEBRIDGE_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
+        let public_url =
+            var("PIPEBRIDGE_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(ConfigError {
                 name: "PIPEBRIDGE_PUBLIC_URL",
@@ -67,7 +68,10 @@ impl Config {
             None | Some("development") => false,
             Some("production") => true,
             Some(other) => {
-                return Err(ConfigError { name: "PIPEBRIDGE_ENV", message: format!("{other:?} is not one of development, production") });
+                return Err(ConfigError {
+                    name: "PIPEBRIDGE_ENV",
+                    message: format!("{other:?} is not one of development, production"),
+                });
             }
         };
         Ok(Self {
@@ -143,7 +147,8 @@ where
 fn secret_key(production: bool) -> Result<SecretKey, ConfigError> {
     let name = "PIPEBRIDGE_SECRET_KEY";
     if let Some(text) = var(name) {
-        return SecretKey::from_base64(&text).map_err(|e| ConfigError { name, message: e.to_string() });
+        return SecretKey::from_base64(&text)
+            .map_err(|e| ConfigError { name, message: e.to_string() });
     }
     if production {
         return Err(ConfigError {
@@ -155,12 +160,14 @@ fn secret_key(production: bool) -> Result<SecretKey, ConfigError> {
     let path = var(file_var).unwrap_or_else(|| ".data/dev-secret.key".into());
     let err = |message: String| ConfigError { name: file_var, message };
     if Path::new(&path).exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| err(format!("reading {path}: {e}")))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| err(format!("reading {path}: {e}")))?;
         return SecretKey::from_base64(&text).map_err(|e| err(format!("{path}: {e}")));
     }
     let key = SecretKey::generate();
     if let Some(dir) = Path::new(&path).parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
     }
     write_private(&path, &key.to_base64()).map_err(|e| err(format!("writing {path}: {e}")))?;
     Ok(key)
@@ -197,13 +204,19 @@ fn providers(public_url: &str) -> Result<Providers, ConfigError> {
             }
         }
         Some(other) => {
-            return Err(ConfigError { name: "PIPEBRIDGE_PROVIDERS", message: format!("{other:?} is not one of sandbox, real") });
+            return Err(ConfigError {
+                name: "PIPEBRIDGE_PROVIDERS",
+                message: format!("{other:?} is not one of sandbox, real"),
+            });
         }
     }
     let url = |name: &'static str, current: &mut String| -> Result<(), ConfigError> {
         if let Some(v) = var(name) {
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(ConfigError { name, message: format!("{v:?} must start with http:// or https://") });
+                return Err(ConfigError {
+                    name,
+                    message: format!("{v:?} must start with http:// or https://"),
+                });
             }
             *current = v.trim_end_matches('/').to_owned();
         }
@@ -241,6 +254,9 @@ mod tests {
     fn providers_default_to_the_sandbox_with_the_public_callback() {
         let p = providers("https://sync.example.com").unwrap();
         assert!(p.sandbox, "the sandbox by default");
-        assert_eq!(p.pipedrive_oauth.redirect_url, "https://sync.example.com/oauth/pipedrive/callback");
+        assert_eq!(
+            p.pipedrive_oauth.redirect_url,
+            "https://sync.example.com/oauth/pipedrive/callback"
+        );
     }
 }

@@ -82,14 +82,21 @@ mod tests {
 
     #[test]
     fn cross_site_is_refused_even_with_a_matching_host() {
-        let h = headers(&[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example"), ("host", "sync.example.com")]);
+        let h = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+            ("host", "sync.example.com"),
+        ]);
         assert!(!allowed(&config(), &h));
     }
 
     #[test]
     fn origin_equal_to_public_url_or_host_passes() {
         assert!(allowed(&config(), &headers(&[("origin", "https://sync.example.com")])));
-        assert!(allowed(&config(), &headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
+        assert!(allowed(
+            &config(),
+            &headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])
+        ));
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ServerState) -> Router<S>
     Router::new().route("/t/{tenant}/mappings/export.yaml", get(mapping)).with_state(state)
 }
 
-async fn mapping(State(s): State<ServerState>, session: Session, Path(tenant): Path<String>) -> Response {
+async fn mapping(
+    State(s): State<ServerState>,
+    session: Session,
+    Path(tenant): Path<String>,
+) -> Response {
     let Some(user) = session.get::<uuid::Uuid>("user_id").await.ok().flatten().map(UserId) else {
         return Redirect::to("/login").into_response();
     };
@@ -26,7 +30,10 @@ async fn mapping(State(s): State<ServerState>, session: Session, Path(tenant): P
         Ok(Some((version, yaml))) => (
             [
                 (header::CONTENT_TYPE, "application/yaml; charset=utf-8".to_owned()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"pipebridge-mapping-v{version}.yaml\"")),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"pipebridge-mapping-v{version}.yaml\""),
+                ),
             ],
             yaml,
         )
@@ -34,7 +41,11 @@ async fn mapping(State(s): State<ServerState>, session: Session, Path(tenant): P
         Ok(None) => (StatusCode::NOT_FOUND, "No mapping has been saved yet.").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "reading the mapping failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side and it has been logged.").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side and it has been logged.",
+            )
+                .into_response()
         }
     }
 }

@@ -55,14 +55,23 @@ fn page(status: StatusCode, title: &str, message: &str, back: &str) -> Response 
 }
 
 fn not_found() -> Response {
-    page(StatusCode::NOT_FOUND, "Page not found", "There is nothing here, or it is not yours to see.", "/")
+    page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing here, or it is not yours to see.",
+        "/",
+    )
 }
 
 async fn user(session: &Session) -> Option<UserId> {
     session.get::<uuid::Uuid>("user_id").await.ok().flatten().map(UserId)
 }
 
-async fn start(State(s): State<ServerState>, session: Session, Path(tenant): Path<String>) -> Response {
+async fn start(
+    State(s): State<ServerState>,
+    session: Session,
+    Path(tenant): Path<String>,
+) -> Response {
     let Some(user_id) = user(&session).await else {
         return Redirect::to("/login").into_response();
     };
@@ -72,33 +81,60 @@ async fn start(State(s): State<ServerState>, session: Session, Path(tenant): Pat
         Err(accounts::AccessError::NotFound) => return not_found(),
         Err(e) => {
             tracing::error!(error = %e, "membership check failed");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", &format!("/t/{tenant}/connections"));
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again.",
+                &format!("/t/{tenant}/connections"),
+            );
         }
     };
     let back = format!("/t/{tenant_id}/connections");
     if member.require_manage().is_err() {
-        return page(StatusCode::FORBIDDEN, "Not allowed", "Only owners and admins can connect Pipedrive.", &back);
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only owners and admins can connect Pipedrive.",
+            &back,
+        );
     }
     let oauth = match s.providers.pipedrive_oauth() {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "Pipedrive OAuth is misconfigured");
-            return page(StatusCode::SERVICE_UNAVAILABLE, "Pipedrive is not configured", "The OAuth settings of this server are invalid; the operator has to fix them.", &back);
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Pipedrive is not configured",
+                "The OAuth settings of this server are invalid; the operator has to fix them.",
+                &back,
+            );
         }
     };
     let (url, state) = oauth.authorize_url();
-    let pending = Pending { state, tenant_id, user_id, started: OffsetDateTime::now_utc().unix_timestamp() };
+    let pending =
+        Pending { state, tenant_id, user_id, started: OffsetDateTime::now_utc().unix_timestamp() };
     if let Err(e) = session.insert(PENDING, pending).await {
         tracing::error!(error = %e, "storing the OAuth state failed");
-        return page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", &back);
+        return page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again.",
+            &back,
+        );
     }
     Redirect::to(&url).into_response()
 }
 
-async fn callback(State(s): State<ServerState>, session: Session, Query(q): Query<Callback>) -> Response {
+async fn callback(
+    State(s): State<ServerState>,
+    session: Session,
+    Query(q): Query<Callback>,
+) -> Response {
     // The state is single-use: taken out of the session whatever happens next.
     let pending: Option<Pending> = session.remove(PENDING).await.ok().flatten();
-    let fresh = pending.filter(|p| OffsetDateTime::now_utc().unix_timestamp() - p.started <= MAX_AGE.whole_seconds());
+    let fresh = pending.filter(|p| {
+        OffsetDateTime::now_utc().unix_timestamp() - p.started <= MAX_AGE.whole_seconds()
+    });
     let valid = match (&fresh, &q.state) {
         (Some(p), Some(state)) => constant_time_eq(p.state.as_bytes(), state.as_bytes()),
         _ => false,
@@ -114,7 +150,12 @@ async fn callback(State(s): State<ServerState>, session: Session, Query(q): Quer
     };
     let back = format!("/t/{}/connections", p.tenant_id);
     if session.get::<uuid::Uuid>("user_id").await.ok().flatten() != Some(p.user_id.0) {
-        return page(StatusCode::BAD_REQUEST, "This connection attempt is not valid", "It was started by another user. Nothing was changed.", "/");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This connection attempt is not valid",
+            "It was started by another user. Nothing was changed.",
+            "/",
+        );
     }
     // The outcome travels in the URL (`pipedrive=…&reason=…`), which the Connections page turns
     // into a message: nothing to store, and a reload shows the same thing.
@@ -129,7 +170,8 @@ async fn callback(State(s): State<ServerState>, session: Session, Query(q): Quer
         let member = accounts::authorize(&s.pool, p.user_id, p.tenant_id).await?;
         let oauth = s.providers.pipedrive_oauth().map_err(connections::oauth_error)?;
         let tokens = oauth.exchange(&code).await.map_err(connections::oauth_error)?;
-        connections::connect_pipedrive_oauth(&s.pool, &s.secret_key, &s.providers, &member, tokens).await
+        connections::connect_pipedrive_oauth(&s.pool, &s.secret_key, &s.providers, &member, tokens)
+            .await
     }
     .await;
     match result {

@@ -13,13 +13,13 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use pipebridge::db::Pool;
 use pipebridge_app::api::server::ServerState;
 use pipebridge_app::{App, shell};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::LatencyUnit;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnEos, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
+use tracing::Level;
 
 use crate::config::Config;
 use crate::csrf::{self, CsrfConfig};
@@ -34,7 +34,12 @@ pub struct AppState {
 
 pub const SESSION_COOKIE: &str = "pipebridge_session";
 
-pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: std::sync::Arc<pipebridge::pipedrive::limits::Registry>) -> Router {
+pub fn router(
+    config: &Config,
+    state: AppState,
+    store: PostgresStore,
+    limits: std::sync::Arc<pipebridge::pipedrive::limits::Registry>,
+) -> Router {
     let server_state = ServerState {
         pool: state.pool.clone(),
         trust_forwarded_for: config.trust_forwarded_for,
@@ -85,7 +90,11 @@ pub fn router(config: &Config, state: AppState, store: PostgresStore, limits: st
         .on_eos(DefaultOnEos::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     // The health checks stay out of the request log: probes call them every few seconds.
-    Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(state.pool.clone()).merge(traced)
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.pool.clone())
+        .merge(traced)
 }
 
 /// The app's routes, generated once per process.

@@ -29,7 +29,11 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database, applies migrations, and binds `addr` (port 0 picks a free port).
-    pub async fn build(config: &Config, leptos_options: LeptosOptions, addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn build(
+        config: &Config,
+        leptos_options: LeptosOptions,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Self> {
         let pool = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to the database (DATABASE_URL)")?;
@@ -49,15 +53,28 @@ impl Application {
         let limits = Arc::new(Registry::new(20, config.pipedrive_daily_budget, 0.1));
         let router = build_router(config, leptos_options, pool.clone(), limits.clone()).await?;
         // A job of an unknown kind is marked dead with a message, never lost silently.
-        let services = Arc::new(sync::Services::new(pool.clone(), config.secret_key.clone(), config.providers.clone(), limits));
-        let retention = (config.retention_days > 0).then(|| std::time::Duration::from_secs(config.retention_days * 86_400));
-        let mut workers = Worker::new(pool.clone(), WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() })
-            .register(sync::JOB_SYNC, sync::SyncHandler::new(services.clone()))
-            .register(sync::JOB_FULL_RESYNC, sync::SyncHandler::new(services));
+        let services = Arc::new(sync::Services::new(
+            pool.clone(),
+            config.secret_key.clone(),
+            config.providers.clone(),
+            limits,
+        ));
+        let retention = (config.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(config.retention_days * 86_400));
+        let mut workers = Worker::new(
+            pool.clone(),
+            WorkerSettings { concurrency: config.workers, ..WorkerSettings::default() },
+        )
+        .register(sync::JOB_SYNC, sync::SyncHandler::new(services.clone()))
+        .register(sync::JOB_FULL_RESYNC, sync::SyncHandler::new(services));
         if let Some(retention) = retention {
-            workers = workers.register(maintenance::JOB_PRUNE, maintenance::PruneHandler::new(pool.clone(), retention));
+            workers = workers.register(
+                maintenance::JOB_PRUNE,
+                maintenance::PruneHandler::new(pool.clone(), retention),
+            );
         }
-        let sync_every = (config.sync_every_seconds > 0).then(|| std::time::Duration::from_secs(config.sync_every_seconds));
+        let sync_every = (config.sync_every_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.sync_every_seconds));
         Ok(Self { listener, router, pool, workers, sync_every, retention })
     }
 
@@ -75,17 +92,26 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
         let schedule = self.sync_every.map(|every| {
-            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), sync::schedule::SCHEDULE, every, |pool| async move {
-                sync::schedule::incremental_sync_jobs(&pool).await
-            }, stop_rx.clone()))
+            tokio::spawn(pipebridge::queue::schedule::run(
+                self.pool.clone(),
+                sync::schedule::SCHEDULE,
+                every,
+                |pool| async move { sync::schedule::incremental_sync_jobs(&pool).await },
+                stop_rx.clone(),
+            ))
         });
         let pruning = self.retention.map(|_| {
-            tokio::spawn(pipebridge::queue::schedule::run(self.pool.clone(), maintenance::SCHEDULE, std::time::Duration::from_secs(3600), |_| async {
-                Ok(maintenance::prune_jobs())
-            }, stop_rx))
+            tokio::spawn(pipebridge::queue::schedule::run(
+                self.pool.clone(),
+                maintenance::SCHEDULE,
+                std::time::Duration::from_secs(3600),
+                |_| async { Ok(maintenance::prune_jobs()) },
+                stop_rx,
+            ))
         });
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
+        let served =
+            axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
         tracing::info!("stopped serving: in-flight requests finished");
         let _ = stop_tx.send(true);
         if let Err(e) = workers.await {
@@ -108,7 +134,12 @@ impl Application {
     }
 }
 
-pub async fn build_router(config: &Config, leptos_options: LeptosOptions, pool: Pool, limits: Arc<Registry>) -> anyhow::Result<Router> {
+pub async fn build_router(
+    config: &Config,
+    leptos_options: LeptosOptions,
+    pool: Pool,
+    limits: Arc<Registry>,
+) -> anyhow::Result<Router> {
     let store = PostgresStore::new(pool.clone());
     store.migrate().await.context("creating the session table")?;
     routes::spawn_session_cleanup(store.clone());

@@ -24,7 +24,10 @@ async fn sign_up_opens_the_tenant_with_a_safe_cookie(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let mut browser = app.browser();
     let res = browser
-        .call("sign_up", &[("email", "ann@example.com"), ("password", PASSWORD), ("company", "Acme & Co")])
+        .call(
+            "sign_up",
+            &[("email", "ann@example.com"), ("password", PASSWORD), ("company", "Acme & Co")],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers().get(SET_COOKIE).unwrap().to_str().unwrap().to_owned();
@@ -49,7 +52,10 @@ async fn bad_sign_up_input_gets_a_clear_message(pool: PgPool) {
         (("ann@", PASSWORD, "X"), "\"ann@\" is not a valid email address."),
         (("bob@example.com", "short", "X"), "Choose a password of at least 10 characters."),
         (("bob@example.com", PASSWORD, "  "), "Enter your company name."),
-        (("ANN@example.com", PASSWORD, "X"), "An account with this email already exists. Log in instead."),
+        (
+            ("ANN@example.com", PASSWORD, "X"),
+            "An account with this email already exists. Log in instead.",
+        ),
     ];
     for ((email, password, company), message) in cases {
         let res = app
@@ -59,7 +65,8 @@ async fn bad_sign_up_input_gets_a_clear_message(pool: PgPool) {
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{email} {password}");
         assert_eq!(error_message(res).await, message);
     }
-    let users: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&app.pool).await.unwrap();
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from users").fetch_one(&app.pool).await.unwrap();
     assert_eq!(users, 1);
 }
 
@@ -86,7 +93,10 @@ async fn log_in_cycles_the_session_id_and_log_out_ends_it(pool: PgPool) {
     assert_eq!(res.status(), StatusCode::OK);
     let mut after = app.browser();
     after.cookie = Some(new_cookie);
-    assert_eq!(after.call("load_tenant", &[("tenant_id", &tenant)]).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        after.call("load_tenant", &[("tenant_id", &tenant)]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
@@ -94,11 +104,15 @@ async fn wrong_password_and_throttling(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.signed_up("ann@example.com", "Acme").await;
     for _ in 0..5 {
-        let res = app.browser().call("log_in", &[("email", "ann@example.com"), ("password", "nope nope nope")]).await;
+        let res = app
+            .browser()
+            .call("log_in", &[("email", "ann@example.com"), ("password", "nope nope nope")])
+            .await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error_message(res).await, "Wrong email or password.");
     }
-    let res = app.browser().call("log_in", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    let res =
+        app.browser().call("log_in", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(error_message(res).await.starts_with("Too many failed log-in attempts. Wait"));
 }
@@ -120,7 +134,8 @@ async fn cross_site_posts_are_refused(pool: PgPool) {
         .unwrap();
     assert_eq!(evil.status(), StatusCode::FORBIDDEN);
     assert!(evil.text().await.unwrap().contains("did not come from a pipebridge page"));
-    let users: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&app.pool).await.unwrap();
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from users").fetch_one(&app.pool).await.unwrap();
     assert_eq!(users, 0, "nothing was written");
 }
 
@@ -141,16 +156,20 @@ async fn a_member_of_one_tenant_gets_nothing_of_another(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (_, tenant_a) = app.signed_up("ann@example.com", "Secret Alpha").await;
     let (mut bob, tenant_b) = app.signed_up("bob@example.com", "Bravo").await;
-    let ann_id: uuid::Uuid = sqlx::query_scalar("select id from users where email = 'ann@example.com'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let ann_id: uuid::Uuid =
+        sqlx::query_scalar("select id from users where email = 'ann@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
 
     for page in ["", "/connections", "/mappings", "/history", "/team", "/settings"] {
         let res = bob.get(&format!("/t/{tenant_a}{page}")).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "page {page:?}");
         let html = res.text().await.unwrap();
-        assert!(!html.contains("Secret Alpha") && !html.contains("ann@example.com"), "page {page:?} leaks");
+        assert!(
+            !html.contains("Secret Alpha") && !html.contains("ann@example.com"),
+            "page {page:?} leaks"
+        );
     }
     // Not a UUID, or no such tenant: the same answer.
     assert_eq!(bob.get("/t/not-a-tenant").await.status(), StatusCode::NOT_FOUND);
@@ -160,7 +179,10 @@ async fn a_member_of_one_tenant_gets_nothing_of_another(pool: PgPool) {
         ("load_tenant", vec![("tenant_id", a)]),
         ("team_members", vec![("tenant_id", a)]),
         ("rename_tenant", vec![("tenant_id", a), ("name", "Pwned")]),
-        ("add_team_member", vec![("tenant_id", a), ("email", "bob@example.com"), ("role", "owner")]),
+        (
+            "add_team_member",
+            vec![("tenant_id", a), ("email", "bob@example.com"), ("role", "owner")],
+        ),
         ("change_team_role", vec![("tenant_id", a), ("user_id", &ann_s), ("role", "viewer")]),
         ("remove_team_member", vec![("tenant_id", a), ("user_id", &ann_s)]),
     ];
@@ -168,7 +190,10 @@ async fn a_member_of_one_tenant_gets_nothing_of_another(pool: PgPool) {
         let res = bob.call(name, form).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "server function {name}");
         let body = res.text().await.unwrap();
-        assert!(!body.contains("Secret Alpha") && !body.contains("ann@example.com"), "{name} leaks: {body}");
+        assert!(
+            !body.contains("Secret Alpha") && !body.contains("ann@example.com"),
+            "{name} leaks: {body}"
+        );
     }
     let name: String = sqlx::query_scalar("select name from tenants where id = $1::uuid")
         .bind(&tenant_a)
@@ -186,7 +211,8 @@ async fn a_member_of_one_tenant_gets_nothing_of_another(pool: PgPool) {
 
     // Bob's own tenant still works, and cannot be used to reach Ann through her user id.
     assert_eq!(bob.call("load_tenant", &[("tenant_id", &tenant_b)]).await.status(), StatusCode::OK);
-    let res = bob.call("remove_team_member", &[("tenant_id", &tenant_b), ("user_id", &ann_s)]).await;
+    let res =
+        bob.call("remove_team_member", &[("tenant_id", &tenant_b), ("user_id", &ann_s)]).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -195,7 +221,12 @@ async fn a_viewer_can_look_but_not_change(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (mut ann, tenant) = app.signed_up("ann@example.com", "Acme").await;
     let (mut bob, _) = app.signed_up("bob@example.com", "Bravo").await;
-    let res = ann.call("add_team_member", &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "viewer")]).await;
+    let res = ann
+        .call(
+            "add_team_member",
+            &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let res = bob.call("team_members", &[("tenant_id", &tenant)]).await;
@@ -207,7 +238,12 @@ async fn a_viewer_can_look_but_not_change(pool: PgPool) {
     let res = bob.call("rename_tenant", &[("tenant_id", &tenant), ("name", "Bob's now")]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_message(res).await, "Your role in this company does not allow that.");
-    let res = bob.call("add_team_member", &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "admin")]).await;
+    let res = bob
+        .call(
+            "add_team_member",
+            &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "admin")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
     // Bob switches between his two tenants: both are listed for him.
@@ -215,6 +251,7 @@ async fn a_viewer_can_look_but_not_change(pool: PgPool) {
     let page: serde_json::Value = res.json().await.unwrap();
     assert_eq!(page["tenant"]["role"], "viewer");
     assert_eq!(page["tenant"]["can_manage"], false);
-    let names: Vec<&str> = page["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        page["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["Acme", "Bravo"]);
 }

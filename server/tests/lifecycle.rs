@@ -56,5 +56,8 @@ async fn the_binary_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
     assert!(exit.success(), "exit status {exit:?}");
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
-    assert!(rest.iter().any(|l| l.contains("workers stopped")), "the job workers stop too: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("workers stopped")),
+        "the job workers stop too: {rest:?}"
+    );
 }

@@ -32,11 +32,19 @@ async fn pages_end_while_another_app_builds_its_routes(pool: PgPool) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let pool = PgPoolOptions::new().max_connections(2).connect_with(options).await.unwrap();
-            let site = LeptosOptions::builder().output_name("pipebridge").site_root("target/site").build();
+            let site =
+                LeptosOptions::builder().output_name("pipebridge").site_root("target/site").build();
             let limits = Arc::new(Registry::new(80, 1_000_000, 0.1));
             let mut built = 0;
             while !stopped.load(Ordering::Relaxed) && built < 1_000 {
-                let _router = pipebridge_server::build_router(&config, site.clone(), pool.clone(), limits.clone()).await.unwrap();
+                let _router = pipebridge_server::build_router(
+                    &config,
+                    site.clone(),
+                    pool.clone(),
+                    limits.clone(),
+                )
+                .await
+                .unwrap();
                 built += 1;
             }
             built
@@ -48,13 +56,18 @@ async fn pages_end_while_another_app_builds_its_routes(pool: PgPool) {
             assert_eq!(res.status(), StatusCode::OK);
             res.text().await.unwrap()
         };
-        let body = tokio::time::timeout(Duration::from_secs(10), page).await.unwrap_or_else(|_| panic!("page {i}: its body did not end within 10 s"));
+        let body = tokio::time::timeout(Duration::from_secs(10), page)
+            .await
+            .unwrap_or_else(|_| panic!("page {i}: its body did not end within 10 s"));
         assert!(body.contains("</html>"), "page {i} ended early: {body}");
     }
     stop.store(true, Ordering::Relaxed);
-    let built = tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || builder.join().unwrap()))
-        .await
-        .expect("the routers' thread ends")
-        .unwrap();
+    let built = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || builder.join().unwrap()),
+    )
+    .await
+    .expect("the routers' thread ends")
+    .unwrap();
     assert!(built > 0, "routers were built beside the pages");
 }

@@ -19,7 +19,11 @@ async fn overview(browser: &mut common::Browser<'_>, tenant: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn wait_for_run(browser: &mut common::Browser<'_>, tenant: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for_run(
+    browser: &mut common::Browser<'_>,
+    tenant: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let o = overview(browser, tenant).await;
@@ -35,9 +39,19 @@ async fn wait_for_run(browser: &mut common::Browser<'_>, tenant: &str, done: imp
 async fn sync_now_runs_in_the_apps_workers_and_only_its_tenant_sees_it(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (mut ann, tenant) = app.signed_up("ann@example.com", "Acme").await;
-    let res = ann.call("connect_pipedrive_token", &[("tenant_id", &tenant), ("api_token", DEFAULT_API_TOKEN), ("company_domain", "sandbox")]).await;
+    let res = ann
+        .call(
+            "connect_pipedrive_token",
+            &[
+                ("tenant_id", &tenant),
+                ("api_token", DEFAULT_API_TOKEN),
+                ("company_domain", "sandbox"),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
-    let res = ann.call("save_brevo_key", &[("tenant_id", &tenant), ("api_key", DEFAULT_API_KEY)]).await;
+    let res =
+        ann.call("save_brevo_key", &[("tenant_id", &tenant), ("api_key", DEFAULT_API_KEY)]).await;
     assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
 
     // No mapping yet: the run fails and says what to do.
@@ -55,24 +69,44 @@ async fn sync_now_runs_in_the_apps_workers_and_only_its_tenant_sees_it(pool: PgP
     let run = wait_for_run(&mut ann, &tenant, |r| r["status"] == "succeeded").await;
     assert_eq!(run["mode"], "backfill");
     assert_eq!(run["percent"], 100);
-    let persons = run["counts"].as_array().unwrap().iter().find(|c| c["entity"] == "person").unwrap().clone();
+    let persons =
+        run["counts"].as_array().unwrap().iter().find(|c| c["entity"] == "person").unwrap().clone();
     assert!(persons["created"].as_u64().unwrap() > 20, "{persons}");
-    let detail: Value = ann.call("run_detail", &[("tenant_id", &tenant), ("run_id", &run["id"].to_string())]).await.json().await.unwrap();
-    assert!(detail["errors"].as_array().unwrap().iter().any(|e| e["reason"].as_str().unwrap().starts_with("No valid email")), "{detail}");
+    let detail: Value = ann
+        .call("run_detail", &[("tenant_id", &tenant), ("run_id", &run["id"].to_string())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        detail["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().starts_with("No valid email")),
+        "{detail}"
+    );
 
     // Another user: not a member, so the tenant and its runs do not exist for them.
     let (mut bob, bobs) = app.signed_up("bob@example.com", "Bobco").await;
-    let res = bob.call("run_detail", &[("tenant_id", &tenant), ("run_id", &run["id"].to_string())]).await;
+    let res =
+        bob.call("run_detail", &[("tenant_id", &tenant), ("run_id", &run["id"].to_string())]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = bob.call("start_sync", &[("tenant_id", &tenant), ("full_resync", "true")]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     // Nor does Ann's run exist under Bob's own tenant.
-    let res = bob.call("run_detail", &[("tenant_id", &bobs), ("run_id", &run["id"].to_string())]).await;
+    let res =
+        bob.call("run_detail", &[("tenant_id", &bobs), ("run_id", &run["id"].to_string())]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(overview(&mut bob, &bobs).await["runs"].as_array().unwrap().is_empty());
 
     // A viewer of Ann's company sees the history but cannot start a sync.
-    let res = ann.call("add_team_member", &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "viewer")]).await;
+    let res = ann
+        .call(
+            "add_team_member",
+            &[("tenant_id", &tenant), ("email", "bob@example.com"), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!overview(&mut bob, &tenant).await["runs"].as_array().unwrap().is_empty());
     let res = bob.call("start_sync", &[("tenant_id", &tenant), ("full_resync", "false")]).await;

@@ -82,7 +82,11 @@ pub async fn log_in(
     }
 }
 
-async fn record_failure(pool: &PgPool, email: &str, client_ip: Option<&str>) -> Result<(), sqlx::Error> {
+async fn record_failure(
+    pool: &PgPool,
+    email: &str,
+    client_ip: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("insert into login_failures (email, client_ip) values ($1, $2)")
         .bind(email)
         .bind(client_ip)

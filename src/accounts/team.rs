@@ -47,7 +47,12 @@ pub async fn members(pool: &PgPool, member: &Member) -> Result<Vec<TeamMember>, 
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %actor.tenant_id))]
-pub async fn add_member(pool: &PgPool, actor: &Member, email: &Email, role: Role) -> Result<(), TeamError> {
+pub async fn add_member(
+    pool: &PgPool,
+    actor: &Member,
+    email: &Email,
+    role: Role,
+) -> Result<(), TeamError> {
     actor.require_manage()?;
     if role == Role::Owner && actor.role != Role::Owner {
         return Err(TeamError::OwnerOnly);
@@ -74,7 +79,12 @@ pub async fn add_member(pool: &PgPool, actor: &Member, email: &Email, role: Role
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %actor.tenant_id, %target))]
-pub async fn change_role(pool: &PgPool, actor: &Member, target: UserId, role: Role) -> Result<(), TeamError> {
+pub async fn change_role(
+    pool: &PgPool,
+    actor: &Member,
+    target: UserId,
+    role: Role,
+) -> Result<(), TeamError> {
     actor.require_manage()?;
     let mut tx = pool.begin().await?;
     let current = lock_owners_and_get(&mut tx, actor, target).await?;

@@ -55,7 +55,11 @@ impl TryFrom<String> for RoleColumn {
     }
 }
 
-pub async fn authorize(pool: &PgPool, user_id: UserId, tenant_id: TenantId) -> Result<Member, AccessError> {
+pub async fn authorize(
+    pool: &PgPool,
+    user_id: UserId,
+    tenant_id: TenantId,
+) -> Result<Member, AccessError> {
     let role: Option<String> =
         sqlx::query_scalar("select role from memberships where tenant_id = $1 and user_id = $2")
             .bind(tenant_id)
@@ -89,7 +93,11 @@ pub async fn user_email(pool: &PgPool, user_id: UserId) -> Result<Option<String>
 
 /// A new tenant with `user_id` as its owner (a user may work for several companies).
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn create_tenant(pool: &PgPool, user_id: UserId, name: &CompanyName) -> Result<TenantId, sqlx::Error> {
+pub async fn create_tenant(
+    pool: &PgPool,
+    user_id: UserId,
+    name: &CompanyName,
+) -> Result<TenantId, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let id = insert_tenant(&mut tx, user_id, name).await?;
     tx.commit().await?;
@@ -101,10 +109,11 @@ pub(super) async fn insert_tenant(
     owner: UserId,
     name: &CompanyName,
 ) -> Result<TenantId, sqlx::Error> {
-    let tenant_id: TenantId = sqlx::query_scalar("insert into tenants (name) values ($1) returning id")
-        .bind(name.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
+    let tenant_id: TenantId =
+        sqlx::query_scalar("insert into tenants (name) values ($1) returning id")
+            .bind(name.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
     sqlx::query("insert into memberships (tenant_id, user_id, role) values ($1, $2, 'owner')")
         .bind(tenant_id)
         .bind(owner)
@@ -114,7 +123,11 @@ pub(super) async fn insert_tenant(
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
-pub async fn rename_tenant(pool: &PgPool, member: &Member, name: &CompanyName) -> Result<(), AccessError> {
+pub async fn rename_tenant(
+    pool: &PgPool,
+    member: &Member,
+    name: &CompanyName,
+) -> Result<(), AccessError> {
     member.require_manage()?;
     sqlx::query("update tenants set name = $2, updated_at = now() where id = $1")
         .bind(member.tenant_id)

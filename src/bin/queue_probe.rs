@@ -46,13 +46,22 @@ impl Handler for Hang {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")?;
-    let lease = Duration::from_millis(std::env::var("PROBE_LEASE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000));
+    let lease = Duration::from_millis(
+        std::env::var("PROBE_LEASE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000),
+    );
     let pool = PgPool::connect(&url).await?;
-    let settings = WorkerSettings { concurrency: 3, lease, poll_interval: Duration::from_millis(20), shutdown_grace: Duration::from_secs(1) };
+    let settings = WorkerSettings {
+        concurrency: 3,
+        lease,
+        poll_interval: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(1),
+    };
     let worker = Worker::new(pool.clone(), settings);
     let owner = worker.owner().to_owned();
     println!("worker {owner} ready");
-    let worker = worker.register("probe.record", Record(pool, owner)).register("probe.hang", Hang(std::env::var("PROBE_HANG_RETURNS").is_ok()));
+    let worker = worker
+        .register("probe.record", Record(pool, owner))
+        .register("probe.hang", Hang(std::env::var("PROBE_HANG_RETURNS").is_ok()));
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     worker.run(stop_rx).await;
     Ok(())

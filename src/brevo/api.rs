@@ -39,14 +39,21 @@ impl BrevoLimits {
         // late requests arrive. (Counted from their start, requests that arrived late shortened
         // the gaps after them: at 5% under, 50 ms of delay on a loaded machine let an eleventh
         // into a window; the span was then 1.1 s.)
-        let per_second = |n: u32| SlidingWindow::new(n.saturating_sub(n.div_ceil(10)) as usize, Duration::from_millis(1020));
+        let per_second = |n: u32| {
+            SlidingWindow::new(
+                n.saturating_sub(n.div_ceil(10)) as usize,
+                Duration::from_millis(1020),
+            )
+        };
         Self {
             contacts: per_second(contacts_per_second),
             events: per_second(contacts_per_second),
             // Evenly spread over the hour, with a burst for a first sync's set-up (attribute
             // creation, the first companies). Should Brevo's hourly window still answer 429, the
             // call waits for its reset.
-            others: RateLimiter::direct(Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(40)))),
+            others: RateLimiter::direct(
+                Quota::per_hour(nz(others_per_hour)).allow_burst(nz(others_per_hour.min(40))),
+            ),
         }
     }
 
@@ -128,7 +135,15 @@ impl BrevoApi {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client with a timeout builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), key, limits, calls: Arc::default(), backoff_base: Duration::from_millis(250), no_wait: false }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+            limits,
+            calls: Arc::default(),
+            backoff_base: Duration::from_millis(250),
+            no_wait: false,
+        }
     }
 
     /// The first backoff after a 5xx or a network failure (doubling, with jitter).
@@ -150,16 +165,29 @@ impl BrevoApi {
     }
 
     /// One call with its retries; `(status, body)` of the final 2xx/4xx answer.
-    async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, bytes::Bytes), BrevoError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(u16, bytes::Bytes), BrevoError> {
         // Serialized before the limiter lets the call go: an import's megabytes take long enough
         // to turn the limiter's even spacing into two calls in one of Brevo's one-second windows.
         // (A `Value` always serializes.)
-        let payload: Option<bytes::Bytes> = body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
+        let payload: Option<bytes::Bytes> =
+            body.map(|b| serde_json::to_vec(b).unwrap_or_default().into());
         self.call_bytes(method, path, query, payload).await
     }
 
     /// A call with a body already serialized (JSON).
-    async fn call_bytes(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], payload: Option<bytes::Bytes>) -> Result<(u16, bytes::Bytes), BrevoError> {
+    async fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        payload: Option<bytes::Bytes>,
+    ) -> Result<(u16, bytes::Bytes), BrevoError> {
         let window = if path.starts_with("/v3/contacts") {
             Some(&self.limits.contacts)
         } else if path.starts_with("/v3/events") {
@@ -186,7 +214,12 @@ impl BrevoApi {
                 }
             };
             self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query).header("api-key", self.key.expose()).header("accept", "application/json");
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .query(query)
+                .header("api-key", self.key.expose())
+                .header("accept", "application/json");
             if let Some(p) = &payload {
                 req = req.header("content-type", "application/json").body(p.clone());
             }
@@ -204,8 +237,16 @@ impl BrevoApi {
                 }
             };
             let status = res.status().as_u16();
-            let reset = res.headers().get("x-sib-ratelimit-reset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
-            let bytes = res.bytes().await.map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
+            let reset = res
+                .headers()
+                .get("x-sib-ratelimit-reset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            let bytes = res
+                .bytes()
+                .await
+                .map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
             match status {
                 429 => {
                     limited += 1;
@@ -228,12 +269,22 @@ impl BrevoApi {
     }
 
     /// Creates or updates a contact by email (`updateEnabled`), with attributes and lists.
-    pub async fn upsert_contact(&self, email: &str, attributes: &Map<String, Value>, list_ids: &[i64], unlink_list_ids: &[i64]) -> Result<Upserted, BrevoError> {
+    pub async fn upsert_contact(
+        &self,
+        email: &str,
+        attributes: &Map<String, Value>,
+        list_ids: &[i64],
+        unlink_list_ids: &[i64],
+    ) -> Result<Upserted, BrevoError> {
         let body = json!({"email": email, "attributes": attributes, "listIds": list_ids, "unlinkListIds": unlink_list_ids, "updateEnabled": true});
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts", &[], Some(&body)).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::POST, "/v3/contacts", &[], Some(&body)).await?;
         match status {
             201 => {
-                let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_i64()).ok_or(BrevoError::Decode { field: "id".into() })?;
+                let id = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["id"].as_i64())
+                    .ok_or(BrevoError::Decode { field: "id".into() })?;
                 Ok(Upserted::Created(id))
             }
             200 | 204 => Ok(Upserted::Updated),
@@ -243,10 +294,18 @@ impl BrevoApi {
 
     /// Updates an existing contact (`PUT`): attributes, lists to join and lists to leave (the
     /// create call ignores `unlinkListIds`). `UnknownContact` when there is none.
-    pub async fn update_contact(&self, email: &str, attributes: &Map<String, Value>, list_ids: &[i64], unlink_list_ids: &[i64]) -> Result<(), BrevoError> {
+    pub async fn update_contact(
+        &self,
+        email: &str,
+        attributes: &Map<String, Value>,
+        list_ids: &[i64],
+        unlink_list_ids: &[i64],
+    ) -> Result<(), BrevoError> {
         let path = format!("/v3/contacts/{}", urlencode(email));
         let body = json!({"attributes": attributes, "listIds": list_ids, "unlinkListIds": unlink_list_ids});
-        let (status, bytes) = self.call(reqwest::Method::PUT, &path, &[("identifierType", "email_id")], Some(&body)).await?;
+        let (status, bytes) = self
+            .call(reqwest::Method::PUT, &path, &[("identifierType", "email_id")], Some(&body))
+            .await?;
         match status {
             200..=299 => Ok(()),
             _ => Err(contact_error(status, &bytes)),
@@ -255,9 +314,12 @@ impl BrevoApi {
 
     pub async fn get_contact(&self, email: &str) -> Result<Option<Contact>, BrevoError> {
         let path = format!("/v3/contacts/{}", urlencode(email));
-        let (status, bytes) = self.call(reqwest::Method::GET, &path, &[("identifierType", "email_id")], None).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::GET, &path, &[("identifierType", "email_id")], None).await?;
         match status {
-            200 => serde_json::from_slice(&bytes).map(Some).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            200 => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() }),
             404 => Ok(None),
             _ => Err(contact_error(status, &bytes)),
         }
@@ -266,14 +328,23 @@ impl BrevoApi {
     /// The most recently created contacts, newest first (at most 1,000: one page).
     pub async fn newest_contacts(&self, limit: usize) -> Result<Vec<Contact>, BrevoError> {
         let limit = limit.clamp(1, 1000).to_string();
-        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts", &[("limit", &limit), ("offset", "0"), ("sort", "desc")], None).await?;
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::GET,
+                "/v3/contacts",
+                &[("limit", &limit), ("offset", "0"), ("sort", "desc")],
+                None,
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Body {
             #[serde(default)]
             contacts: Vec<Contact>,
         }
         match status {
-            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.contacts).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            200 => serde_json::from_slice::<Body>(&bytes)
+                .map(|b| b.contacts)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
@@ -281,7 +352,9 @@ impl BrevoApi {
     /// Deletes a contact (GDPR erasure, a person deleted in Pipedrive); `false` if it was not there.
     pub async fn delete_contact(&self, email: &str) -> Result<bool, BrevoError> {
         let path = format!("/v3/contacts/{}", urlencode(email));
-        let (status, bytes) = self.call(reqwest::Method::DELETE, &path, &[("identifierType", "email_id")], None).await?;
+        let (status, bytes) = self
+            .call(reqwest::Method::DELETE, &path, &[("identifierType", "email_id")], None)
+            .await?;
         match status {
             200..=299 => Ok(true),
             404 => Ok(false),
@@ -295,33 +368,53 @@ impl BrevoApi {
     /// (serialized maps, their keys not overlapping) are joined into its `attributes` as they are.
     /// A backfill imports 5,000 contacts a call; parsing their attributes into maps only to
     /// serialize them again cost more CPU than anything else in the import.
-    pub async fn import_json(&self, contacts: &[ImportContact<'_>], list_ids: &[i64]) -> Result<i64, BrevoError> {
+    pub async fn import_json(
+        &self,
+        contacts: &[ImportContact<'_>],
+        list_ids: &[i64],
+    ) -> Result<i64, BrevoError> {
         let body = import_body(contacts, list_ids);
-        let (status, bytes) = self.call_bytes(reqwest::Method::POST, "/v3/contacts/import", &[], Some(body.into())).await?;
+        let (status, bytes) = self
+            .call_bytes(reqwest::Method::POST, "/v3/contacts/import", &[], Some(body.into()))
+            .await?;
         match status {
-            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["processId"].as_i64()).ok_or(BrevoError::Decode { field: "processId".into() }),
+            200..=299 => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["processId"].as_i64())
+                .ok_or(BrevoError::Decode { field: "processId".into() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
 
     pub async fn process(&self, id: i64) -> Result<Process, BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::GET, &format!("/v3/processes/{id}"), &[], None).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::GET, &format!("/v3/processes/{id}"), &[], None).await?;
         match status {
-            200 => serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            200 => serde_json::from_slice(&bytes)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
 
     /// The most recent processes (one call for up to 50: processes share the 100-an-hour bucket).
     pub async fn recent_processes(&self) -> Result<Vec<Process>, BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/processes", &[("limit", "50"), ("offset", "0"), ("sort", "desc")], None).await?;
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::GET,
+                "/v3/processes",
+                &[("limit", "50"), ("offset", "0"), ("sort", "desc")],
+                None,
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Body {
             #[serde(default)]
             processes: Vec<Process>,
         }
         match status {
-            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.processes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            200 => serde_json::from_slice::<Body>(&bytes)
+                .map(|b| b.processes)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
@@ -339,33 +432,60 @@ impl BrevoApi {
             }
             status = p.status;
         }
-        Err(BrevoError::Transient(format!("process {id} still {status} after {} polls", waits.len())))
+        Err(BrevoError::Transient(format!(
+            "process {id} still {status} after {} polls",
+            waits.len()
+        )))
     }
 
     /// Adds emails to a list, 150 per call.
-    pub async fn add_to_list(&self, list_id: i64, emails: &[String]) -> Result<ListChange, BrevoError> {
+    pub async fn add_to_list(
+        &self,
+        list_id: i64,
+        emails: &[String],
+    ) -> Result<ListChange, BrevoError> {
         self.list_change(list_id, emails, "add").await
     }
 
-    pub async fn remove_from_list(&self, list_id: i64, emails: &[String]) -> Result<ListChange, BrevoError> {
+    pub async fn remove_from_list(
+        &self,
+        list_id: i64,
+        emails: &[String],
+    ) -> Result<ListChange, BrevoError> {
         self.list_change(list_id, emails, "remove").await
     }
 
-    async fn list_change(&self, list_id: i64, emails: &[String], verb: &str) -> Result<ListChange, BrevoError> {
+    async fn list_change(
+        &self,
+        list_id: i64,
+        emails: &[String],
+        verb: &str,
+    ) -> Result<ListChange, BrevoError> {
         let mut out = ListChange::default();
         for chunk in emails.chunks(LIST_CHUNK) {
             let path = format!("/v3/contacts/lists/{list_id}/contacts/{verb}");
-            let (status, bytes) = self.call(reqwest::Method::POST, &path, &[], Some(&json!({"emails": chunk}))).await?;
+            let (status, bytes) = self
+                .call(reqwest::Method::POST, &path, &[], Some(&json!({"emails": chunk})))
+                .await?;
             match status {
                 200..=299 => {
                     let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                    let strings = |k: &str| -> Vec<String> { v["contacts"][k].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect() };
+                    let strings = |k: &str| -> Vec<String> {
+                        v["contacts"][k]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    };
                     out.success.extend(strings("success"));
                     out.failure.extend(strings("failure"));
                 }
                 // Nothing in the chunk could change (already in / not in the list, unknown
                 // contacts): not an error for an idempotent sync.
-                400 if parse_error(&bytes).message.contains("already in list") || parse_error(&bytes).message.contains("does not exist") => {
+                400 if parse_error(&bytes).message.contains("already in list")
+                    || parse_error(&bytes).message.contains("does not exist") =>
+                {
                     out.failure.extend(chunk.iter().cloned());
                 }
                 _ => return Err(contact_error(status, &bytes)),
@@ -394,16 +514,21 @@ impl BrevoApi {
         let mut items = Vec::new();
         loop {
             let off = items.len().to_string();
-            let (status, bytes) = self.call(reqwest::Method::GET, path, &[("limit", "50"), ("offset", &off)], None).await?;
+            let (status, bytes) = self
+                .call(reqwest::Method::GET, path, &[("limit", "50"), ("offset", &off)], None)
+                .await?;
             if status != 200 {
                 return Err(contact_error(status, &bytes));
             }
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| BrevoError::Decode { field: e.to_string() })?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() })?;
             let page: Vec<(i64, String)> = v[field]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|l| Some((l["id"].as_i64()?, l["name"].as_str().unwrap_or_default().to_owned())))
+                .filter_map(|l| {
+                    Some((l["id"].as_i64()?, l["name"].as_str().unwrap_or_default().to_owned()))
+                })
                 .collect();
             let n = page.len();
             items.extend(page);
@@ -415,24 +540,36 @@ impl BrevoApi {
 
     /// Creates a contact folder; returns its id.
     pub async fn create_folder(&self, name: &str) -> Result<i64, BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/folders", &[], Some(&json!({"name": name}))).await?;
+        let (status, bytes) = self
+            .call(reqwest::Method::POST, "/v3/contacts/folders", &[], Some(&json!({"name": name})))
+            .await?;
         created_id(status, &bytes)
     }
 
     /// Creates a contact list in a folder (Brevo requires one); returns its id.
     pub async fn create_list(&self, name: &str, folder_id: i64) -> Result<i64, BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/contacts/lists", &[], Some(&json!({"name": name, "folderId": folder_id}))).await?;
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::POST,
+                "/v3/contacts/lists",
+                &[],
+                Some(&json!({"name": name, "folderId": folder_id})),
+            )
+            .await?;
         created_id(status, &bytes)
     }
 
     pub async fn attributes(&self) -> Result<Vec<Attribute>, BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::GET, "/v3/contacts/attributes", &[], None).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::GET, "/v3/contacts/attributes", &[], None).await?;
         #[derive(Deserialize)]
         struct Body {
             attributes: Vec<Attribute>,
         }
         match status {
-            200 => serde_json::from_slice::<Body>(&bytes).map(|b| b.attributes).map_err(|e| BrevoError::Decode { field: e.to_string() }),
+            200 => serde_json::from_slice::<Body>(&bytes)
+                .map(|b| b.attributes)
+                .map_err(|e| BrevoError::Decode { field: e.to_string() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
@@ -440,46 +577,88 @@ impl BrevoApi {
     /// Creates a `normal` attribute of `kind` (text, float, date, boolean).
     pub async fn create_attribute(&self, name: &str, kind: &str) -> Result<(), BrevoError> {
         let path = format!("/v3/contacts/attributes/normal/{}", urlencode(&name.to_uppercase()));
-        let (status, bytes) = self.call(reqwest::Method::POST, &path, &[], Some(&json!({"type": kind}))).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::POST, &path, &[], Some(&json!({"type": kind}))).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
     }
 
     /// Creates a company; returns its id (a string in Brevo).
-    pub async fn create_company(&self, name: &str, attributes: &Map<String, Value>) -> Result<String, BrevoError> {
+    pub async fn create_company(
+        &self,
+        name: &str,
+        attributes: &Map<String, Value>,
+    ) -> Result<String, BrevoError> {
         let body = json!({"name": name, "attributes": attributes});
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
         match status {
-            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).ok_or(BrevoError::Decode { field: "id".into() }),
+            200..=299 => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned))
+                .ok_or(BrevoError::Decode { field: "id".into() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
 
     /// Creates a company already linked to these contacts; returns its id.
-    pub async fn create_company_linked(&self, name: &str, contact_ids: &[i64]) -> Result<String, BrevoError> {
+    pub async fn create_company_linked(
+        &self,
+        name: &str,
+        contact_ids: &[i64],
+    ) -> Result<String, BrevoError> {
         let body = json!({"name": name, "linkedContactsIds": contact_ids});
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::POST, "/v3/companies", &[], Some(&body)).await?;
         match status {
-            200..=299 => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).ok_or(BrevoError::Decode { field: "id".into() }),
+            200..=299 => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned))
+                .ok_or(BrevoError::Decode { field: "id".into() }),
             _ => Err(contact_error(status, &bytes)),
         }
     }
 
     /// Renames a company (`PATCH /v3/companies/{id}` without links, which would replace them).
     pub async fn rename_company(&self, company_id: &str, name: &str) -> Result<(), BrevoError> {
-        let (status, bytes) = self.call(reqwest::Method::PATCH, &format!("/v3/companies/{company_id}"), &[], Some(&json!({"name": name}))).await?;
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v3/companies/{company_id}"),
+                &[],
+                Some(&json!({"name": name})),
+            )
+            .await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
     }
 
-    pub async fn link_company(&self, company_id: &str, link: &[i64], unlink: &[i64]) -> Result<(), BrevoError> {
+    pub async fn link_company(
+        &self,
+        company_id: &str,
+        link: &[i64],
+        unlink: &[i64],
+    ) -> Result<(), BrevoError> {
         let body = json!({"linkContactIds": link, "unlinkContactIds": unlink});
-        let (status, bytes) = self.call(reqwest::Method::PATCH, &format!("/v3/companies/link-unlink/{company_id}"), &[], Some(&body)).await?;
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v3/companies/link-unlink/{company_id}"),
+                &[],
+                Some(&body),
+            )
+            .await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
     }
 
     /// A custom event on a contact (automations start from these).
-    pub async fn track_event(&self, name: &str, email: &str, properties: &Map<String, Value>) -> Result<(), BrevoError> {
+    pub async fn track_event(
+        &self,
+        name: &str,
+        email: &str,
+        properties: &Map<String, Value>,
+    ) -> Result<(), BrevoError> {
         let body = json!({"event_name": name, "identifiers": {"email_id": email}, "event_properties": properties});
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/events", &[], Some(&body)).await?;
+        let (status, bytes) =
+            self.call(reqwest::Method::POST, "/v3/events", &[], Some(&body)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(contact_error(status, &bytes)) }
     }
 }
@@ -487,19 +666,26 @@ impl BrevoApi {
 impl BrevoApi {
     /// Several events in one call (`/events/batch`): `(event name, email, properties)` each.
     /// Returns the events Brevo refused (a 207 partial success), by index, with its message.
-    pub async fn track_events(&self, events: &[(String, String, Map<String, Value>)]) -> Result<Vec<(usize, String)>, BrevoError> {
+    pub async fn track_events(
+        &self,
+        events: &[(String, String, Map<String, Value>)],
+    ) -> Result<Vec<(usize, String)>, BrevoError> {
         let body: Vec<Value> = events
             .iter()
             .map(|(name, email, props)| json!({"event_name": name, "identifiers": {"email_id": email}, "event_properties": props}))
             .collect();
-        let (status, bytes) = self.call(reqwest::Method::POST, "/v3/events/batch", &[], Some(&Value::Array(body))).await?;
+        let (status, bytes) = self
+            .call(reqwest::Method::POST, "/v3/events/batch", &[], Some(&Value::Array(body)))
+            .await?;
         match status {
             207 => {
                 let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
                 let mut refused = Vec::new();
                 for e in v["errors"].as_array().into_iter().flatten() {
                     let message = e["message"].as_str().unwrap_or("refused").to_owned();
-                    for i in e["eventIndex"].as_array().into_iter().flatten().filter_map(Value::as_u64) {
+                    for i in
+                        e["eventIndex"].as_array().into_iter().flatten().filter_map(Value::as_u64)
+                    {
                         refused.push((i as usize, message.clone()));
                     }
                 }
@@ -524,7 +710,10 @@ fn created_id(status: u16, bytes: &[u8]) -> Result<i64, BrevoError> {
             .ok_or_else(|| BrevoError::Decode { field: "id".into() }),
         _ => {
             let e = parse_error(bytes);
-            Err(BrevoError::Rejected { status, message: if e.message.is_empty() { e.code } else { e.message } })
+            Err(BrevoError::Rejected {
+                status,
+                message: if e.message.is_empty() { e.code } else { e.message },
+            })
         }
     }
 }
@@ -543,12 +732,17 @@ fn contact_error(status: u16, bytes: &[u8]) -> BrevoError {
         BrevoError::UnknownContact
     } else if lower.contains("invalid phone number") {
         BrevoError::InvalidPhone
-    } else if duplicates.iter().any(|d| d.eq_ignore_ascii_case("sms")) || (e.code == "duplicate_parameter" && lower.contains("sms")) {
+    } else if duplicates.iter().any(|d| d.eq_ignore_ascii_case("sms"))
+        || (e.code == "duplicate_parameter" && lower.contains("sms"))
+    {
         BrevoError::SmsTaken
     } else if e.code == "duplicate_parameter" || !duplicates.is_empty() {
         BrevoError::Duplicate { identifiers: duplicates }
     } else {
-        BrevoError::Rejected { status, message: if e.message.is_empty() { e.code } else { e.message } }
+        BrevoError::Rejected {
+            status,
+            message: if e.message.is_empty() { e.code } else { e.message },
+        }
     }
 }
 
@@ -562,7 +756,6 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-
 /// A contact of [`BrevoApi::import_json`]: its email, and its attributes as JSON objects.
 pub struct ImportContact<'a> {
     pub email: &'a str,
@@ -571,7 +764,10 @@ pub struct ImportContact<'a> {
 
 /// The body of `/contacts/import` for `contacts`, written straight from their JSON texts.
 fn import_body(contacts: &[ImportContact<'_>], list_ids: &[i64]) -> Vec<u8> {
-    let size: usize = contacts.iter().map(|c| c.email.len() + c.attributes.iter().map(|a| a.len()).sum::<usize>() + 40).sum();
+    let size: usize = contacts
+        .iter()
+        .map(|c| c.email.len() + c.attributes.iter().map(|a| a.len()).sum::<usize>() + 40)
+        .sum();
     let mut body = Vec::with_capacity(size + 160);
     body.extend_from_slice(b"{\"jsonBody\":[");
     for (i, c) in contacts.iter().enumerate() {
@@ -584,7 +780,12 @@ fn import_body(contacts: &[ImportContact<'_>], list_ids: &[i64]) -> Vec<u8> {
         body.extend_from_slice(b",\"attributes\":{");
         let mut first = true;
         for object in c.attributes {
-            let inner = object.trim().strip_prefix('{').and_then(|o| o.strip_suffix('}')).unwrap_or_default().trim();
+            let inner = object
+                .trim()
+                .strip_prefix('{')
+                .and_then(|o| o.strip_suffix('}'))
+                .unwrap_or_default()
+                .trim();
             if inner.is_empty() {
                 continue;
             }
@@ -616,14 +817,18 @@ mod tests {
 
     #[test]
     fn an_import_body_from_json_texts_is_the_body_of_the_same_contacts_as_values() {
-        let own = serde_json::to_string(&json!({"FIRSTNAME": "Zoë \"Z\"", "SMS": "+4915112345678", "TAGS": ["a", "b"]})).unwrap();
+        let own = serde_json::to_string(
+            &json!({"FIRSTNAME": "Zoë \"Z\"", "SMS": "+4915112345678", "TAGS": ["a", "b"]}),
+        )
+        .unwrap();
         let derived = serde_json::to_string(&json!({"COMPANY": "Acme", "WON_DEALS": 2})).unwrap();
         let contacts = [
             ImportContact { email: "zoe@example.com", attributes: [&own, &derived] },
             ImportContact { email: "a\\b@example.com", attributes: ["{}", &derived] },
             ImportContact { email: "c@example.com", attributes: ["{}", "{}"] },
         ];
-        let body: Value = serde_json::from_slice(&import_body(&contacts, &[3, 7])).expect("valid JSON");
+        let body: Value =
+            serde_json::from_slice(&import_body(&contacts, &[3, 7])).expect("valid JSON");
         let mut zoe = serde_json::from_str::<Map<String, Value>>(&own).unwrap();
         zoe.extend(serde_json::from_str::<Map<String, Value>>(&derived).unwrap());
         let expected = json!({

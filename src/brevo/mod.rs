@@ -87,10 +87,13 @@ impl BrevoClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(60);
-        let body = res.bytes().await.map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
-        let message = || serde_json::from_slice::<ErrorBody>(&body).map(|b| b.message).unwrap_or_default();
+        let body =
+            res.bytes().await.map_err(|e| BrevoError::Transient(crate::pipedrive::short(&e)))?;
+        let message =
+            || serde_json::from_slice::<ErrorBody>(&body).map(|b| b.message).unwrap_or_default();
         match status {
-            200 => serde_json::from_slice(&body).map_err(|e| BrevoError::Decode { field: crate::pipedrive::field_of(&e) }),
+            200 => serde_json::from_slice(&body)
+                .map_err(|e| BrevoError::Decode { field: crate::pipedrive::field_of(&e) }),
             401 => Err(BrevoError::BadKey(message())),
             429 => Err(BrevoError::RateLimited { reset_secs: reset }),
             500..=599 => Err(BrevoError::Transient(format!("status {status}"))),

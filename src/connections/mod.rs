@@ -89,7 +89,9 @@ pub async fn connect_brevo(
     member.require_manage()?;
     let trimmed = Secret::new(api_key.expose().trim());
     if trimmed.expose().is_empty() {
-        return Err(ConnectError::Refused("Paste your Brevo API key (it starts with xkeysib-).".into()));
+        return Err(ConnectError::Refused(
+            "Paste your Brevo API key (it starts with xkeysib-).".into(),
+        ));
     }
     let client = BrevoClient::new(&providers.brevo_api);
     let account = client.account(&trimmed).await.map_err(|e| match e {
@@ -106,8 +108,20 @@ pub async fn connect_brevo(
         Some(company) => format!("{company} ({})", account.email),
         None => account.email,
     };
-    upsert(pool, key, member, Provider::Brevo, "api_key", &providers.brevo_api, &label, &trimmed, None, None, providers.sandbox)
-        .await?;
+    upsert(
+        pool,
+        key,
+        member,
+        Provider::Brevo,
+        "api_key",
+        &providers.brevo_api,
+        &label,
+        &trimmed,
+        None,
+        None,
+        providers.sandbox,
+    )
+    .await?;
     tracing::info!("brevo connected");
     one(pool, member, Provider::Brevo).await
 }
@@ -122,9 +136,13 @@ pub async fn connect_pipedrive_oauth(
     tokens: Tokens,
 ) -> Result<ConnectionInfo, ConnectError> {
     member.require_manage()?;
-    let me = pipedrive::users_me(&pipedrive::http_client(), &tokens.api_domain, Auth::Bearer(&tokens.access))
-        .await
-        .map_err(pipedrive_error)?;
+    let me = pipedrive::users_me(
+        &pipedrive::http_client(),
+        &tokens.api_domain,
+        Auth::Bearer(&tokens.access),
+    )
+    .await
+    .map_err(pipedrive_error)?;
     let label = format!("{} ({})", me.company_name, me.company_domain);
     upsert(
         pool,
@@ -157,12 +175,29 @@ pub async fn connect_pipedrive_token(
     member.require_manage()?;
     let token = Secret::new(token.expose().trim());
     if token.expose().is_empty() {
-        return Err(ConnectError::Refused("Paste your Pipedrive API token (Settings → Personal preferences → API).".into()));
+        return Err(ConnectError::Refused(
+            "Paste your Pipedrive API token (Settings → Personal preferences → API).".into(),
+        ));
     }
     let base = providers.pipedrive_company_url(company_domain).map_err(ConnectError::Refused)?;
-    let me = pipedrive::users_me(&pipedrive::http_client(), &base, Auth::ApiToken(&token)).await.map_err(pipedrive_error)?;
+    let me = pipedrive::users_me(&pipedrive::http_client(), &base, Auth::ApiToken(&token))
+        .await
+        .map_err(pipedrive_error)?;
     let label = format!("{} ({})", me.company_name, me.company_domain);
-    upsert(pool, key, member, Provider::Pipedrive, "api_token", &base, &label, &token, None, None, providers.sandbox).await?;
+    upsert(
+        pool,
+        key,
+        member,
+        Provider::Pipedrive,
+        "api_token",
+        &base,
+        &label,
+        &token,
+        None,
+        None,
+        providers.sandbox,
+    )
+    .await?;
     tracing::info!("pipedrive connected by API token");
     one(pool, member, Provider::Pipedrive).await
 }
@@ -178,24 +213,27 @@ pub async fn disconnect(
     provider: Provider,
 ) -> Result<(), ConnectError> {
     member.require_manage()?;
-    let row: Option<(String, Option<Vec<u8>>)> =
-        sqlx::query_as("select auth_kind, refresh_secret from connections where tenant_id = $1 and provider = $2")
-            .bind(member.tenant_id)
-            .bind(provider.as_str())
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+        "select auth_kind, refresh_secret from connections where tenant_id = $1 and provider = $2",
+    )
+    .bind(member.tenant_id)
+    .bind(provider.as_str())
+    .fetch_optional(pool)
+    .await?;
     if let Some((kind, Some(sealed))) = &row
         && kind == "oauth"
     {
         match key.open(member.tenant_id, SEAL_REFRESH, sealed) {
-            Ok(refresh) => match providers.pipedrive_oauth().map(|o| async move { o.revoke(&refresh).await }) {
-                Ok(fut) => {
-                    if let Err(e) = fut.await {
-                        tracing::warn!(error = %e, "revoking the Pipedrive grant failed; deleting the tokens anyway");
+            Ok(refresh) => {
+                match providers.pipedrive_oauth().map(|o| async move { o.revoke(&refresh).await }) {
+                    Ok(fut) => {
+                        if let Err(e) = fut.await {
+                            tracing::warn!(error = %e, "revoking the Pipedrive grant failed; deleting the tokens anyway");
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "no OAuth client to revoke with"),
                 }
-                Err(e) => tracing::warn!(error = %e, "no OAuth client to revoke with"),
-            },
+            }
             Err(e) => tracing::warn!(error = %e, "stored refresh token does not open"),
         }
     }
@@ -219,12 +257,18 @@ fn pipedrive_error(e: PipedriveError) -> ConnectError {
 
 pub fn oauth_error(e: OAuthError) -> ConnectError {
     match e {
-        OAuthError::Refused(m) => ConnectError::Refused(format!("Pipedrive did not accept the authorization ({m}). Please connect again.")),
+        OAuthError::Refused(m) => ConnectError::Refused(format!(
+            "Pipedrive did not accept the authorization ({m}). Please connect again."
+        )),
         other => ConnectError::Unavailable(format!("{other}. Try again shortly.")),
     }
 }
 
-async fn one(pool: &PgPool, member: &Member, provider: Provider) -> Result<ConnectionInfo, ConnectError> {
+async fn one(
+    pool: &PgPool,
+    member: &Member,
+    provider: Provider,
+) -> Result<ConnectionInfo, ConnectError> {
     Ok(sqlx::query_as(
         "select provider, auth_kind, status, api_base, account_label, secret_last4, is_sandbox,
                 last_checked_at, last_error, daily_token_budget
@@ -283,10 +327,14 @@ async fn upsert(
 }
 
 /// What a connection Pipedrive no longer accepts says to its company.
-const REAUTHORIZE: &str = "Pipedrive no longer accepts this authorization. Connect Pipedrive again.";
+const REAUTHORIZE: &str =
+    "Pipedrive no longer accepts this authorization. Connect Pipedrive again.";
 
 /// Marks the connection and holds the tenant's jobs until the user connects again.
-pub async fn mark_needs_reauthorization(pool: &PgPool, tenant: crate::domain::TenantId) -> Result<(), sqlx::Error> {
+pub async fn mark_needs_reauthorization(
+    pool: &PgPool,
+    tenant: crate::domain::TenantId,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "update connections set status = 'needs_reauthorization', last_error = $2, updated_at = now()
@@ -329,7 +377,12 @@ const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
 
 impl OAuthCredentials {
     /// Loads the tenant's OAuth connection; `None` if it has none (or an API-token one).
-    pub async fn load(pool: &PgPool, key: &SecretKey, providers: &Providers, member: &Member) -> Result<Option<(Self, String)>, ConnectError> {
+    pub async fn load(
+        pool: &PgPool,
+        key: &SecretKey,
+        providers: &Providers,
+        member: &Member,
+    ) -> Result<Option<(Self, String)>, ConnectError> {
         let row: Option<StoredOAuth> = sqlx::query_as(
             "select secret, refresh_secret, access_expires_at, api_base from connections
              where tenant_id = $1 and provider = 'pipedrive' and auth_kind = 'oauth'",
@@ -338,9 +391,21 @@ impl OAuthCredentials {
         .fetch_optional(pool)
         .await?;
         let Some((secret, Some(refresh), expires, base)) = row else { return Ok(None) };
-        let open = |b: &[u8], purpose| key.open(member.tenant_id, purpose, b).map_err(|e| ConnectError::Refused(e.to_string()));
-        let state = (open(&secret, SEAL_SECRET)?, open(&refresh, SEAL_REFRESH)?, expires.unwrap_or(OffsetDateTime::UNIX_EPOCH));
-        let creds = Self { pool: pool.clone(), key: key.clone(), tenant: member.tenant_id, providers: providers.clone(), state: tokio::sync::Mutex::new(state) };
+        let open = |b: &[u8], purpose| {
+            key.open(member.tenant_id, purpose, b).map_err(|e| ConnectError::Refused(e.to_string()))
+        };
+        let state = (
+            open(&secret, SEAL_SECRET)?,
+            open(&refresh, SEAL_REFRESH)?,
+            expires.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        );
+        let creds = Self {
+            pool: pool.clone(),
+            key: key.clone(),
+            tenant: member.tenant_id,
+            providers: providers.clone(),
+            state: tokio::sync::Mutex::new(state),
+        };
         Ok(Some((creds, base)))
     }
 
@@ -350,10 +415,19 @@ impl OAuthCredentials {
     /// tokens are taken as they are. Otherwise Pipedrive is asked, and the answer is stored only
     /// if the row still holds the refresh token it started from, so an old grant's refresh, or
     /// its refusal, never touches a newer connection.
-    async fn refresh_locked(&self, state: &mut (Secret, Secret, OffsetDateTime)) -> Result<(), PipedriveError> {
-        let db = |e: sqlx::Error| PipedriveError::Transient(format!("the connection could not be read or stored: {e}"));
+    async fn refresh_locked(
+        &self,
+        state: &mut (Secret, Secret, OffsetDateTime),
+    ) -> Result<(), PipedriveError> {
+        let db = |e: sqlx::Error| {
+            PipedriveError::Transient(format!("the connection could not be read or stored: {e}"))
+        };
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 11))").bind(self.tenant).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 11))")
+            .bind(self.tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let row: Option<RefreshRow> = sqlx::query_as(
             "select secret, refresh_secret, access_expires_at, status from connections
              where tenant_id = $1 and provider = 'pipedrive' and auth_kind = 'oauth'",
@@ -363,20 +437,39 @@ impl OAuthCredentials {
         .await
         .map_err(db)?;
         // Disconnected, or connected by API token since: this grant is gone.
-        let Some(RefreshRow { secret: sealed, refresh_secret: Some(sealed_refresh), access_expires_at: expires, status }) = row else {
+        let Some(RefreshRow {
+            secret: sealed,
+            refresh_secret: Some(sealed_refresh),
+            access_expires_at: expires,
+            status,
+        }) = row
+        else {
             return Err(PipedriveError::Unauthorized);
         };
-        let open = |b: &[u8], purpose| self.key.open(self.tenant, purpose, b).map_err(|e| PipedriveError::Transient(e.to_string()));
+        let open = |b: &[u8], purpose| {
+            self.key
+                .open(self.tenant, purpose, b)
+                .map_err(|e| PipedriveError::Transient(e.to_string()))
+        };
         let stored_refresh = open(&sealed_refresh, SEAL_REFRESH)?;
-        if stored_refresh.expose() != state.1.expose() || open(&sealed, SEAL_SECRET)?.expose() != state.0.expose() {
+        if stored_refresh.expose() != state.1.expose()
+            || open(&sealed, SEAL_SECRET)?.expose() != state.0.expose()
+        {
             // Refreshed elsewhere, or reconnected: take those tokens.
-            *state = (open(&sealed, SEAL_SECRET)?, stored_refresh, expires.unwrap_or(OffsetDateTime::UNIX_EPOCH));
+            *state = (
+                open(&sealed, SEAL_SECRET)?,
+                stored_refresh,
+                expires.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            );
             return if status == "connected" { Ok(()) } else { Err(PipedriveError::Unauthorized) };
         }
         if status != "connected" {
             return Err(PipedriveError::Unauthorized);
         }
-        let oauth = self.providers.pipedrive_oauth().map_err(|e| PipedriveError::Transient(e.to_string()))?;
+        let oauth = self
+            .providers
+            .pipedrive_oauth()
+            .map_err(|e| PipedriveError::Transient(e.to_string()))?;
         match oauth.refresh(&state.1).await {
             Ok(tokens) => {
                 let stored = sqlx::query(
@@ -398,7 +491,9 @@ impl OAuthCredentials {
                 if stored.rows_affected() == 0 {
                     // The user reconnected while Pipedrive answered: the newer connection wins.
                     tracing::info!(tenant_id = %self.tenant, "Pipedrive was reconnected during a refresh; the new connection is kept");
-                    return Err(PipedriveError::Transient("Pipedrive was reconnected meanwhile; try again".into()));
+                    return Err(PipedriveError::Transient(
+                        "Pipedrive was reconnected meanwhile; try again".into(),
+                    ));
                 }
                 tracing::info!(tenant_id = %self.tenant, "Pipedrive access token refreshed");
                 *state = (tokens.access, tokens.refresh, tokens.expires_at);
@@ -417,7 +512,9 @@ impl OAuthCredentials {
                 .await
                 .map_err(db)?;
                 if marked.rows_affected() == 1 {
-                    crate::queue::hold(&mut *tx, self.tenant, HOLD_PIPEDRIVE_REAUTH).await.map_err(db)?;
+                    crate::queue::hold(&mut *tx, self.tenant, HOLD_PIPEDRIVE_REAUTH)
+                        .await
+                        .map_err(db)?;
                 }
                 tx.commit().await.map_err(db)?;
                 Err(PipedriveError::Unauthorized)
@@ -428,7 +525,10 @@ impl OAuthCredentials {
 }
 
 impl pipedrive::client::Credentials for OAuthCredentials {
-    fn current(&self) -> futures_util::future::BoxFuture<'_, Result<pipedrive::client::AuthHeader, PipedriveError>> {
+    fn current(
+        &self,
+    ) -> futures_util::future::BoxFuture<'_, Result<pipedrive::client::AuthHeader, PipedriveError>>
+    {
         Box::pin(async move {
             let mut state = self.state.lock().await;
             if state.2 - REFRESH_MARGIN <= OffsetDateTime::now_utc() {
@@ -438,7 +538,11 @@ impl pipedrive::client::Credentials for OAuthCredentials {
         })
     }
 
-    fn refresh<'a>(&'a self, refused: &'a pipedrive::client::AuthHeader) -> futures_util::future::BoxFuture<'a, Result<pipedrive::client::AuthHeader, PipedriveError>> {
+    fn refresh<'a>(
+        &'a self,
+        refused: &'a pipedrive::client::AuthHeader,
+    ) -> futures_util::future::BoxFuture<'a, Result<pipedrive::client::AuthHeader, PipedriveError>>
+    {
         Box::pin(async move {
             let mut state = self.state.lock().await;
             // Another task may have refreshed while this one waited for the lock.
@@ -474,18 +578,30 @@ pub async fn pipedrive_client(
             None => return Ok(None),
         }
     } else {
-        let token = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
+        let token = key
+            .open(member.tenant_id, SEAL_SECRET, &secret)
+            .map_err(|e| ConnectError::Refused(e.to_string()))?;
         Arc::new(pipedrive::client::StaticToken(token))
     };
     let limiter = registry.limiter(&member.tenant_id.to_string());
     let budget = registry.budget_with(&base, daily.map(|d| d.max(1) as u64));
-    let retry = pipedrive::client::RetrySettings { base_delay: registry.retry_base(), ..Default::default() };
-    Ok(Some(pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget).with_retry(retry)))
+    let retry = pipedrive::client::RetrySettings {
+        base_delay: registry.retry_base(),
+        ..Default::default()
+    };
+    Ok(Some(
+        pipedrive::client::PipedriveClient::new(&base, credentials, limiter, budget)
+            .with_retry(retry),
+    ))
 }
 
 /// Sets (or, with `None`, clears) the company's own daily Pipedrive token budget: 30,000 × plan
 /// multiplier × seats.
-pub async fn set_daily_budget(pool: &PgPool, member: &Member, budget: Option<u64>) -> Result<(), ConnectError> {
+pub async fn set_daily_budget(
+    pool: &PgPool,
+    member: &Member,
+    budget: Option<u64>,
+) -> Result<(), ConnectError> {
     member.require_manage()?;
     if let Some(b) = budget
         && !(1_000..=100_000_000).contains(&b)
@@ -504,8 +620,16 @@ pub async fn set_daily_budget(pool: &PgPool, member: &Member, budget: Option<u64
 }
 
 /// The Pipedrive API base of the tenant's connection, if any.
-pub async fn pipedrive_api_base(pool: &PgPool, tenant: crate::domain::TenantId) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("select api_base from connections where tenant_id = $1 and provider = 'pipedrive'").bind(tenant).fetch_optional(pool).await
+pub async fn pipedrive_api_base(
+    pool: &PgPool,
+    tenant: crate::domain::TenantId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select api_base from connections where tenant_id = $1 and provider = 'pipedrive'",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
 }
 
 /// An API client for the tenant's Brevo key, sharing the process's limiters for that key with
@@ -522,7 +646,12 @@ pub async fn brevo_api(
             .fetch_optional(pool)
             .await?;
     let Some((secret, base)) = row else { return Ok(None) };
-    let api_key = key.open(member.tenant_id, SEAL_SECRET, &secret).map_err(|e| ConnectError::Refused(e.to_string()))?;
+    let api_key = key
+        .open(member.tenant_id, SEAL_SECRET, &secret)
+        .map_err(|e| ConnectError::Refused(e.to_string()))?;
     let limits = registry.brevo(&member.tenant_id.to_string());
-    Ok(Some(crate::brevo::api::BrevoApi::new(&base, api_key, limits).with_backoff_base(registry.retry_base())))
+    Ok(Some(
+        crate::brevo::api::BrevoApi::new(&base, api_key, limits)
+            .with_backoff_base(registry.retry_base()),
+    ))
 }

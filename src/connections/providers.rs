@@ -59,7 +59,10 @@ mod tests {
         let mut p = Providers::sandbox("http://127.0.0.1:3000");
         assert_eq!(p.pipedrive_company_url("anything").unwrap(), "http://127.0.0.1:4010");
         p.pipedrive_api = "https://{company_domain}.pipedrive.com".into();
-        assert_eq!(p.pipedrive_company_url(" Acme.pipedrive.com ").unwrap(), "https://acme.pipedrive.com");
+        assert_eq!(
+            p.pipedrive_company_url(" Acme.pipedrive.com ").unwrap(),
+            "https://acme.pipedrive.com"
+        );
         assert_eq!(p.pipedrive_company_url("acme-eu").unwrap(), "https://acme-eu.pipedrive.com");
         assert!(p.pipedrive_company_url("evil.com/x?").is_err());
         assert!(p.pipedrive_company_url("").is_err());

@@ -23,9 +23,7 @@ impl Email {
                 .rsplit_once('@')
                 .is_some_and(|(_, domain)| domain.contains('.') && !domain.ends_with('.'));
         if !valid {
-            return Err(ParseError(format!(
-                "\"{trimmed}\" is not a valid email address."
-            )));
+            return Err(ParseError(format!("\"{trimmed}\" is not a valid email address.")));
         }
         Ok(Self(trimmed.to_lowercase()))
     }
@@ -59,7 +57,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "   ", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "ann@example."] {
+        for bad in [
+            "",
+            "   ",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "ann@example.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -19,9 +19,14 @@ pub enum CatalogError {
 }
 
 /// Every item of a Pipedrive v2 list (short lists: fields, pipelines, stages).
-pub async fn all<T: serde::de::DeserializeOwned + Send + 'static>(p: &PipedriveClient, path: &str) -> Result<Vec<T>, PipedriveError> {
+pub async fn all<T: serde::de::DeserializeOwned + Send + 'static>(
+    p: &PipedriveClient,
+    path: &str,
+) -> Result<Vec<T>, PipedriveError> {
     p.list::<T>(path, ListQuery::default())
-        .map_ok(|page| futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>)))
+        .map_ok(|page| {
+            futures_util::stream::iter(page.items.into_iter().map(Ok::<_, PipedriveError>))
+        })
         .try_flatten()
         .try_collect()
         .await
@@ -32,12 +37,19 @@ pub fn custom_fields(fields: &[Field]) -> Vec<FieldInfo> {
     fields
         .iter()
         .filter(|f| f.is_custom_field)
-        .map(|f| FieldInfo { key: f.field_code.clone(), label: f.field_name.clone(), field_type: f.field_type.clone() })
+        .map(|f| FieldInfo {
+            key: f.field_code.clone(),
+            label: f.field_name.clone(),
+            field_type: f.field_type.clone(),
+        })
         .collect()
 }
 
 pub fn attribute_infos(attributes: Vec<crate::brevo::api::Attribute>) -> Vec<AttributeInfo> {
-    attributes.into_iter().map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) }).collect()
+    attributes
+        .into_iter()
+        .map(|a| AttributeInfo { name: a.name, kind: a.kind.unwrap_or_else(|| "text".into()) })
+        .collect()
 }
 
 pub async fn load(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalog, CatalogError> {
@@ -62,16 +74,23 @@ pub struct Named {
     pub lists: Vec<(i64, String)>,
 }
 
-pub async fn load_named(pipedrive: &PipedriveClient, brevo: &BrevoApi) -> Result<Named, CatalogError> {
+pub async fn load_named(
+    pipedrive: &PipedriveClient,
+    brevo: &BrevoApi,
+) -> Result<Named, CatalogError> {
     let fields: Vec<Field> = all(pipedrive, "/api/v2/personFields").await?;
     let pipelines: Vec<Pipeline> = all(pipedrive, "/api/v2/pipelines").await?;
     let stages: Vec<Stage> = all(pipedrive, "/api/v2/stages").await?;
     let attributes = brevo.attributes().await?;
     let lists = brevo.lists().await?;
-    let pipeline = |id: u64| pipelines.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
+    let pipeline =
+        |id: u64| pipelines.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
     Ok(Named {
         fields: custom_fields(&fields),
-        stages: stages.iter().map(|s| (s.id, format!("{} → {}", pipeline(s.pipeline_id), s.name))).collect(),
+        stages: stages
+            .iter()
+            .map(|s| (s.id, format!("{} → {}", pipeline(s.pipeline_id), s.name)))
+            .collect(),
         attributes: attribute_infos(attributes),
         lists,
     })

@@ -88,9 +88,14 @@ pub enum FormsError {
 }
 
 /// The tenant's mapping in force and its version, if one is saved.
-async fn saved_config(pool: &PgPool, member: &Member) -> Result<Option<(i32, MappingConfig)>, FormsError> {
+async fn saved_config(
+    pool: &PgPool,
+    member: &Member,
+) -> Result<Option<(i32, MappingConfig)>, FormsError> {
     match store::current(pool, member).await? {
-        Some((version, yaml)) => MappingConfig::from_yaml(&yaml).map(|c| Some((version, c))).map_err(|e| FormsError::Unreadable(e.message)),
+        Some((version, yaml)) => MappingConfig::from_yaml(&yaml)
+            .map(|c| Some((version, c)))
+            .map_err(|e| FormsError::Unreadable(e.message)),
         None => Ok(None),
     }
 }
@@ -100,7 +105,13 @@ fn seed() -> MappingConfig {
 }
 
 /// The forms of the tenant's mapping, read against its connected accounts.
-pub async fn load(pool: &PgPool, key: &SecretKey, providers: &Providers, limits: &Registry, member: &Member) -> Result<Shown, FormsError> {
+pub async fn load(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    limits: &Registry,
+    member: &Member,
+) -> Result<Shown, FormsError> {
     let saved = saved_config(pool, member).await?;
     let pd = connections::pipedrive_client(pool, key, providers, member, limits).await?;
     let brevo = connections::brevo_api(pool, key, member, limits).await?;
@@ -113,7 +124,9 @@ pub async fn load(pool: &PgPool, key: &SecretKey, providers: &Providers, limits:
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "reading the catalog for the forms failed");
-            return Ok(Shown::Unavailable(format!("Your accounts could not be read right now ({e}). Try again shortly; the YAML below works meanwhile.")));
+            return Ok(Shown::Unavailable(format!(
+                "Your accounts could not be read right now ({e}). Try again shortly; the YAML below works meanwhile."
+            )));
         }
     };
     Ok(Shown::Ready(match saved {
@@ -136,14 +149,20 @@ pub fn first_forms(named: catalog::Named) -> Forms {
 /// The forms of `config` in the terms of the tenant's accounts (pure).
 pub fn forms(config: &MappingConfig, named: catalog::Named) -> Forms {
     let cat = validate::Catalog { person_fields: named.fields.clone(), ..Default::default() };
-    let mut paths: Vec<(String, String)> = BUILT_IN.iter().map(|(p, l)| ((*p).to_owned(), (*l).to_owned())).collect();
-    paths.extend(named.fields.iter().map(|f| (format!("custom_fields.{}", f.key), format!("{} (custom, {})", f.label, f.field_type))));
+    let mut paths: Vec<(String, String)> =
+        BUILT_IN.iter().map(|(p, l)| ((*p).to_owned(), (*l).to_owned())).collect();
+    paths.extend(named.fields.iter().map(|f| {
+        (format!("custom_fields.{}", f.key), format!("{} (custom, {})", f.label, f.field_type))
+    }));
     let person = config
         .person_mapping
         .iter()
         .filter(|(path, _)| path.as_str() != KEY_PATH)
         .map(|(path, attribute)| {
-            let path = match path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&cat, n)) {
+            let path = match path
+                .strip_prefix("custom_fields.")
+                .and_then(|n| validate::custom_field(&cat, n))
+            {
                 Some(f) => format!("custom_fields.{}", f.key),
                 None => path.clone(),
             };
@@ -151,15 +170,34 @@ pub fn forms(config: &MappingConfig, named: catalog::Named) -> Forms {
         })
         .collect();
     let list_of = |key: &StageKey| config.deal_stage_mapping.get(key).copied();
-    let mut stages: Vec<StageRow> =
-        named.stages.iter().map(|(id, label)| StageRow { key: id.to_string(), label: label.clone(), list: list_of(&StageKey::Stage(*id)) }).collect();
-    stages.push(StageRow { key: "won".into(), label: "Won (any pipeline)".into(), list: list_of(&StageKey::Won) });
-    stages.push(StageRow { key: "lost".into(), label: "Lost (any pipeline)".into(), list: list_of(&StageKey::Lost) });
+    let mut stages: Vec<StageRow> = named
+        .stages
+        .iter()
+        .map(|(id, label)| StageRow {
+            key: id.to_string(),
+            label: label.clone(),
+            list: list_of(&StageKey::Stage(*id)),
+        })
+        .collect();
+    stages.push(StageRow {
+        key: "won".into(),
+        label: "Won (any pipeline)".into(),
+        list: list_of(&StageKey::Won),
+    });
+    stages.push(StageRow {
+        key: "lost".into(),
+        label: "Lost (any pipeline)".into(),
+        list: list_of(&StageKey::Lost),
+    });
     Forms {
         lists: config.connectors.pipedrive.lists,
         person,
         stages,
-        choices: Choices { paths, attributes: named.attributes.into_iter().map(|a| (a.name, a.kind)).collect(), lists: named.lists },
+        choices: Choices {
+            paths,
+            attributes: named.attributes.into_iter().map(|a| (a.name, a.kind)).collect(),
+            lists: named.lists,
+        },
         version: None,
     }
 }
@@ -204,13 +242,25 @@ pub fn edit(submitted: &Submitted) -> Result<FormEdit, Vec<Placed>> {
     for (i, (path, attribute)) in submitted.person.iter().enumerate() {
         let (path, attribute) = (path.trim(), attribute.trim().to_uppercase());
         if path == KEY_PATH {
-            problems.push(placed(Place::Person(i), "The email is the contact's key: it is mapped once, in the first row."));
+            problems.push(placed(
+                Place::Person(i),
+                "The email is the contact's key: it is mapped once, in the first row.",
+            ));
         } else if attribute.is_empty() {
-            problems.push(placed(Place::Person(i), "Choose a Brevo attribute for this field, or remove the row."));
+            problems.push(placed(
+                Place::Person(i),
+                "Choose a Brevo attribute for this field, or remove the row.",
+            ));
         } else if attribute == "EMAIL" {
-            problems.push(placed(Place::Person(i), "EMAIL is the contact's key: choose another attribute."));
+            problems.push(placed(
+                Place::Person(i),
+                "EMAIL is the contact's key: choose another attribute.",
+            ));
         } else if submitted.person[..i].iter().any(|(p, _)| p.trim() == path) {
-            problems.push(placed(Place::Person(i), "This field is mapped in a row above already: keep one of them."));
+            problems.push(placed(
+                Place::Person(i),
+                "This field is mapped in a row above already: keep one of them.",
+            ));
         } else {
             person.push((path.to_owned(), attribute));
         }
@@ -219,10 +269,16 @@ pub fn edit(submitted: &Submitted) -> Result<FormEdit, Vec<Placed>> {
     for (key, list) in &submitted.stages {
         match StageKey::parse(key) {
             Some(stage) => stages.extend(list.map(|l| (stage, l))),
-            None => problems.push(placed(Place::Stage(key.clone()), format!("{key:?} is not a stage."))),
+            None => {
+                problems.push(placed(Place::Stage(key.clone()), format!("{key:?} is not a stage.")))
+            }
         }
     }
-    if problems.is_empty() { Ok(FormEdit { lists: submitted.lists, person_mapping: person, deal_stage_mapping: stages }) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(FormEdit { lists: submitted.lists, person_mapping: person, deal_stage_mapping: stages })
+    } else {
+        Err(problems)
+    }
 }
 
 /// Places a problem of the whole mapping's check (its `at` is a YAML path) on the form's row.
@@ -259,7 +315,14 @@ pub enum FormSaveError {
 
 /// Saves the mapping in force (or the seed's rest, for a first mapping) with what the forms
 /// submitted, as a new version, checked as a YAML save is.
-pub async fn save(pool: &PgPool, key: &SecretKey, providers: &Providers, limits: &Registry, member: &Member, submitted: Submitted) -> Result<FormSaved, FormSaveError> {
+pub async fn save(
+    pool: &PgPool,
+    key: &SecretKey,
+    providers: &Providers,
+    limits: &Registry,
+    member: &Member,
+    submitted: Submitted,
+) -> Result<FormSaved, FormSaveError> {
     member.require_manage().map_err(|e| FormSaveError::Save(e.into()))?;
     let edit = edit(&submitted).map_err(FormSaveError::Refused)?;
     let config = match saved_config(pool, member).await {
@@ -268,11 +331,27 @@ pub async fn save(pool: &PgPool, key: &SecretKey, providers: &Providers, limits:
         Err(FormsError::Database(e)) => return Err(FormSaveError::Save(SaveError::Database(e))),
         Err(other) => return Err(FormSaveError::Save(SaveError::Unreadable(other.to_string()))),
     };
-    match store::save_checked(pool, key, providers, limits, member, &config.with_form(edit).to_yaml()).await {
-        Ok(Saved { version, warnings }) => Ok(FormSaved { version, warnings: warnings.iter().map(|w| place(w, &submitted)).collect() }),
-        Err(SaveError::Invalid(problems)) => {
-            Err(FormSaveError::Refused(problems.iter().filter(|p| p.severity == Severity::Error).map(|p| place(p, &submitted)).collect()))
-        }
+    match store::save_checked(
+        pool,
+        key,
+        providers,
+        limits,
+        member,
+        &config.with_form(edit).to_yaml(),
+    )
+    .await
+    {
+        Ok(Saved { version, warnings }) => Ok(FormSaved {
+            version,
+            warnings: warnings.iter().map(|w| place(w, &submitted)).collect(),
+        }),
+        Err(SaveError::Invalid(problems)) => Err(FormSaveError::Refused(
+            problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(|p| place(p, &submitted))
+                .collect(),
+        )),
         Err(other) => Err(FormSaveError::Save(other)),
     }
 }
@@ -284,7 +363,11 @@ mod tests {
 
     fn named() -> catalog::Named {
         catalog::Named {
-            fields: vec![FieldInfo { key: "9f1c2a".into(), label: "Lead source".into(), field_type: "enum".into() }],
+            fields: vec![FieldInfo {
+                key: "9f1c2a".into(),
+                label: "Lead source".into(),
+                field_type: "enum".into(),
+            }],
             stages: vec![(1, "Sales → Qualified".into()), (7, "Sales → Demo".into())],
             attributes: vec![AttributeInfo { name: "LEAD_SOURCE".into(), kind: "text".into() }],
             lists: vec![(61, "Qualified leads".into())],
@@ -298,13 +381,24 @@ mod tests {
         let config = seed();
         let f = forms(&config, named());
         assert_eq!(f.lists, config.connectors.pipedrive.lists);
-        assert!(f.person.contains(&("custom_fields.9f1c2a".to_owned(), "LEAD_SOURCE".to_owned())), "{:?}", f.person);
+        assert!(
+            f.person.contains(&("custom_fields.9f1c2a".to_owned(), "LEAD_SOURCE".to_owned())),
+            "{:?}",
+            f.person
+        );
         assert_eq!(f.person.len(), config.person_mapping.len() - 1, "all but the key row");
         assert!(f.person.iter().all(|(p, _)| p != KEY_PATH));
-        let stages: Vec<(&str, Option<i64>)> = f.stages.iter().map(|s| (s.key.as_str(), s.list)).collect();
-        assert_eq!(stages, vec![("1", Some(61)), ("7", None), ("won", Some(63)), ("lost", Some(64))]);
+        let stages: Vec<(&str, Option<i64>)> =
+            f.stages.iter().map(|s| (s.key.as_str(), s.list)).collect();
+        assert_eq!(
+            stages,
+            vec![("1", Some(61)), ("7", None), ("won", Some(63)), ("lost", Some(64))]
+        );
         assert_eq!(f.choices.paths.len(), BUILT_IN.len() + 1);
-        assert_eq!(f.choices.paths.last().unwrap(), &("custom_fields.9f1c2a".to_owned(), "Lead source (custom, enum)".to_owned()));
+        assert_eq!(
+            f.choices.paths.last().unwrap(),
+            &("custom_fields.9f1c2a".to_owned(), "Lead source (custom, enum)".to_owned())
+        );
         assert_eq!(f.choices.attributes, vec![("LEAD_SOURCE".to_owned(), "text".to_owned())]);
     }
 
@@ -317,7 +411,10 @@ mod tests {
         assert_eq!(f.stages.len(), 4);
         assert!(f.person.contains(&("custom_fields.9f1c2a".to_owned(), "LEAD_SOURCE".to_owned())));
         let without_field = first_forms(catalog::Named { fields: vec![], ..named() });
-        assert!(without_field.person.iter().all(|(p, _)| !p.starts_with("custom_fields.")), "a field the account lacks is left out");
+        assert!(
+            without_field.person.iter().all(|(p, _)| !p.starts_with("custom_fields.")),
+            "a field the account lacks is left out"
+        );
         assert_eq!(without_field.person.len(), 10);
     }
 
@@ -333,17 +430,28 @@ mod tests {
             stages: f.stages.iter().map(|s| (s.key.clone(), s.list)).collect(),
         };
         let config = seed().with_form(edit(&submitted).unwrap());
-        assert_eq!(config.person_mapping.get_index(0), Some((&"email".to_owned(), &"email".to_owned())), "the key row comes first");
+        assert_eq!(
+            config.person_mapping.get_index(0),
+            Some((&"email".to_owned(), &"email".to_owned())),
+            "the key row comes first"
+        );
         let catalog = Catalog {
             person_fields: named().fields,
             stage_ids: vec![1, 7],
             attributes: vec![AttributeInfo { name: "LEAD_SOURCE".into(), kind: "text".into() }],
             list_ids: vec![61],
         };
-        let errors: Vec<Problem> = check(&config, Some(&catalog)).into_iter().filter(|p| p.severity == Severity::Error).collect();
+        let errors: Vec<Problem> = check(&config, Some(&catalog))
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .collect();
         assert_eq!(errors, vec![]);
         assert!(config.deal_stage_mapping.is_empty(), "stages left at none save as none");
-        assert_eq!(config.connectors.pipedrive.lists, Lists::default(), "lists left at none save as none");
+        assert_eq!(
+            config.connectors.pipedrive.lists,
+            Lists::default(),
+            "lists left at none save as none"
+        );
     }
 
     #[test]
@@ -361,16 +469,36 @@ mod tests {
         };
         let problems = edit(&submitted).unwrap_err();
         let places: Vec<&Place> = problems.iter().map(|p| &p.place).collect();
-        assert_eq!(places, vec![&Place::Person(1), &Place::Person(2), &Place::Person(3), &Place::Person(4), &Place::Stage("later".into())]);
-        let ok = Submitted { person: vec![("name".into(), " fullname ".into())], stages: vec![("won".into(), Some(3))], ..submitted };
+        assert_eq!(
+            places,
+            vec![
+                &Place::Person(1),
+                &Place::Person(2),
+                &Place::Person(3),
+                &Place::Person(4),
+                &Place::Stage("later".into())
+            ]
+        );
+        let ok = Submitted {
+            person: vec![("name".into(), " fullname ".into())],
+            stages: vec![("won".into(), Some(3))],
+            ..submitted
+        };
         let e = edit(&ok).unwrap();
         assert_eq!(e.person_mapping, vec![("name".to_owned(), "FULLNAME".to_owned())]);
         assert_eq!(e.deal_stage_mapping, vec![(StageKey::Won, 3)]);
 
-        let check_problem = |at: &str| Problem { severity: Severity::Error, at: at.into(), message: "m".into() };
-        assert_eq!(place(&check_problem("connectors.pipedrive.lists.customers"), &ok).place, Place::List(ListRole::Customers));
+        let check_problem =
+            |at: &str| Problem { severity: Severity::Error, at: at.into(), message: "m".into() };
+        assert_eq!(
+            place(&check_problem("connectors.pipedrive.lists.customers"), &ok).place,
+            Place::List(ListRole::Customers)
+        );
         assert_eq!(place(&check_problem("person_mapping.name"), &ok).place, Place::Person(0));
-        assert_eq!(place(&check_problem("deal_stage_mapping.won"), &ok).place, Place::Stage("won".into()));
+        assert_eq!(
+            place(&check_problem("deal_stage_mapping.won"), &ok).place,
+            Place::Stage("won".into())
+        );
         let other = place(&check_problem("webhooks[0]"), &ok);
         assert_eq!((other.place, other.message.as_str()), (Place::Mapping, "webhooks[0]: m"));
     }

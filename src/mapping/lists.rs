@@ -27,7 +27,8 @@ pub enum ListRole {
 }
 
 impl ListRole {
-    pub const ALL: [ListRole; 4] = [ListRole::AllContacts, ListRole::QualifiedLeads, ListRole::Customers, ListRole::Churned];
+    pub const ALL: [ListRole; 4] =
+        [ListRole::AllContacts, ListRole::QualifiedLeads, ListRole::Customers, ListRole::Churned];
 
     /// The key the YAML and the forms use (`connectors.pipedrive.lists.<key>`).
     pub fn key(self) -> &'static str {
@@ -92,11 +93,20 @@ impl From<BrevoError> for ListError {
     fn from(e: BrevoError) -> Self {
         ListError::Brevo(match e {
             BrevoError::RateLimited { reset_secs } => {
-                format!("Brevo's rate limit for lists was reached: try again in {}.", wait_words(reset_secs))
+                format!(
+                    "Brevo's rate limit for lists was reached: try again in {}.",
+                    wait_words(reset_secs)
+                )
             }
-            BrevoError::BadKey(_) => "Brevo refused the API key: paste a valid one on the Connections page.".into(),
-            BrevoError::Transient(_) => "Brevo could not be reached just now: try again in a moment.".into(),
-            BrevoError::Rejected { message, .. } if !message.is_empty() => format!("Brevo refused the list: {message}"),
+            BrevoError::BadKey(_) => {
+                "Brevo refused the API key: paste a valid one on the Connections page.".into()
+            }
+            BrevoError::Transient(_) => {
+                "Brevo could not be reached just now: try again in a moment.".into()
+            }
+            BrevoError::Rejected { message, .. } if !message.is_empty() => {
+                format!("Brevo refused the list: {message}")
+            }
             other => format!("Brevo refused the list ({other})."),
         })
     }
@@ -130,9 +140,16 @@ struct Maker {
 }
 
 impl Maker {
-    async fn new(pool: &PgPool, key: &SecretKey, limits: &Registry, member: &Member) -> Result<Self, ListError> {
+    async fn new(
+        pool: &PgPool,
+        key: &SecretKey,
+        limits: &Registry,
+        member: &Member,
+    ) -> Result<Self, ListError> {
         member.require_manage()?;
-        let brevo = connections::brevo_api(pool, key, member, limits).await?.ok_or(ListError::NotConnected)?;
+        let brevo = connections::brevo_api(pool, key, member, limits)
+            .await?
+            .ok_or(ListError::NotConnected)?;
         let lists = brevo.lists().await?;
         Ok(Self { brevo, lists, folder: None })
     }
@@ -142,7 +159,13 @@ impl Maker {
         if let Some(id) = self.folder {
             return Ok(id);
         }
-        let found = self.brevo.folders().await?.into_iter().find(|(_, n)| n.trim().eq_ignore_ascii_case(FOLDER)).map(|(id, _)| id);
+        let found = self
+            .brevo
+            .folders()
+            .await?
+            .into_iter()
+            .find(|(_, n)| n.trim().eq_ignore_ascii_case(FOLDER))
+            .map(|(id, _)| id);
         let id = match found {
             Some(id) => id,
             None => self.brevo.create_folder(FOLDER).await?,
@@ -153,7 +176,9 @@ impl Maker {
 
     async fn make(&mut self, name: &str) -> Result<MadeList, ListError> {
         let name = parse_name(name)?;
-        if let Some((id, existing)) = self.lists.iter().find(|(_, n)| n.trim().eq_ignore_ascii_case(&name)) {
+        if let Some((id, existing)) =
+            self.lists.iter().find(|(_, n)| n.trim().eq_ignore_ascii_case(&name))
+        {
             return Ok(MadeList { id: *id, name: existing.clone(), existed: true });
         }
         let folder = self.folder().await?;
@@ -166,7 +191,13 @@ impl Maker {
 
 /// Makes a list named `name` in the tenant's Brevo account (or takes the one of that name).
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
-pub async fn create(pool: &PgPool, key: &SecretKey, limits: &Registry, member: &Member, name: &str) -> Result<MadeList, ListError> {
+pub async fn create(
+    pool: &PgPool,
+    key: &SecretKey,
+    limits: &Registry,
+    member: &Member,
+    name: &str,
+) -> Result<MadeList, ListError> {
     parse_name(name)?;
     Maker::new(pool, key, limits, member).await?.make(name).await
 }
@@ -174,7 +205,12 @@ pub async fn create(pool: &PgPool, key: &SecretKey, limits: &Registry, member: &
 /// The suggested lists, one per role, in [`ListRole::ALL`]'s order: made where Brevo has none of
 /// the default name.
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
-pub async fn suggested(pool: &PgPool, key: &SecretKey, limits: &Registry, member: &Member) -> Result<Vec<(ListRole, MadeList)>, ListError> {
+pub async fn suggested(
+    pool: &PgPool,
+    key: &SecretKey,
+    limits: &Registry,
+    member: &Member,
+) -> Result<Vec<(ListRole, MadeList)>, ListError> {
     let mut maker = Maker::new(pool, key, limits, member).await?;
     let mut made = Vec::new();
     for role in ListRole::ALL {
@@ -199,8 +235,12 @@ mod tests {
     #[test]
     fn brevo_errors_in_words() {
         let e: ListError = BrevoError::RateLimited { reset_secs: 1800 }.into();
-        assert_eq!(e.to_string(), "Brevo's rate limit for lists was reached: try again in 30 minutes.");
-        let e: ListError = BrevoError::Rejected { status: 400, message: "List name already exists".into() }.into();
+        assert_eq!(
+            e.to_string(),
+            "Brevo's rate limit for lists was reached: try again in 30 minutes."
+        );
+        let e: ListError =
+            BrevoError::Rejected { status: 400, message: "List name already exists".into() }.into();
         assert_eq!(e.to_string(), "Brevo refused the list: List name already exists");
     }
 }

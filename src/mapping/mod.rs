@@ -62,7 +62,12 @@ pub enum DeletedPersons {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { default_country: None, deleted_persons: DeletedPersons::Unlink, backfill_event_days: 0, create_missing_attributes: true }
+        Self {
+            default_country: None,
+            deleted_persons: DeletedPersons::Unlink,
+            backfill_event_days: 0,
+            create_missing_attributes: true,
+        }
     }
 }
 
@@ -163,7 +168,10 @@ mod stage_keys {
 
     use super::StageKey;
 
-    pub fn serialize<S: Serializer>(map: &IndexMap<StageKey, i64>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        map: &IndexMap<StageKey, i64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(map.len()))?;
         for (k, v) in map {
@@ -176,7 +184,9 @@ mod stage_keys {
         m.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<StageKey, i64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<IndexMap<StageKey, i64>, D::Error> {
         let raw: IndexMap<Value, i64> = IndexMap::deserialize(d)?;
         let mut out = IndexMap::new();
         for (k, v) in raw {
@@ -187,7 +197,11 @@ mod stage_keys {
                 Value::String(s) => s.trim().parse().ok().map(StageKey::Stage),
                 _ => None,
             };
-            let key = key.ok_or_else(|| D::Error::custom(format!("deal_stage_mapping: {k:?} is not a stage id, \"won\" or \"lost\"")))?;
+            let key = key.ok_or_else(|| {
+                D::Error::custom(format!(
+                    "deal_stage_mapping: {k:?} is not a stage id, \"won\" or \"lost\""
+                ))
+            })?;
             if out.insert(key, v).is_some() {
                 return Err(D::Error::custom(format!("deal_stage_mapping: {k:?} is mapped twice")));
             }
@@ -306,15 +320,32 @@ mod tests {
         let c = MappingConfig::from_yaml(SEED).unwrap();
         let edit = FormEdit {
             lists: Lists { all_contacts: Some(2), ..Default::default() },
-            person_mapping: vec![("email".into(), "email".into()), ("name".into(), " FULLNAME ".into()), ("phone".into(), "".into())],
-            deal_stage_mapping: vec![(StageKey::parse("7").unwrap(), 3), (StageKey::parse("Won").unwrap(), 4)],
+            person_mapping: vec![
+                ("email".into(), "email".into()),
+                ("name".into(), " FULLNAME ".into()),
+                ("phone".into(), "".into()),
+            ],
+            deal_stage_mapping: vec![
+                (StageKey::parse("7").unwrap(), 3),
+                (StageKey::parse("Won").unwrap(), 4),
+            ],
         };
         let out = c.clone().with_form(edit);
         assert_eq!(out.connectors.pipedrive.lists.all_contacts, Some(2));
         assert_eq!(out.connectors.pipedrive.lists.customers, None);
         assert_eq!(out.person_mapping.len(), 2, "the empty row is dropped");
-        let upper = c.clone().with_form(FormEdit { person_mapping: vec![("email".into(), "EMAIL".into()), ("name".into(), "FULLNAME".into())], ..Default::default() });
-        assert_eq!(upper.person_mapping.get_index(0), Some((&"email".to_owned(), &"email".to_owned())), "the key row is never re-encoded");
+        let upper = c.clone().with_form(FormEdit {
+            person_mapping: vec![
+                ("email".into(), "EMAIL".into()),
+                ("name".into(), "FULLNAME".into()),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(
+            upper.person_mapping.get_index(0),
+            Some((&"email".to_owned(), &"email".to_owned())),
+            "the key row is never re-encoded"
+        );
         assert_eq!(out.person_mapping["name"], "FULLNAME");
         assert_eq!(out.deal_stage_mapping[&StageKey::Stage(7)], 3);
         assert_eq!(out.deal_stage_mapping[&StageKey::Won], 4);
@@ -324,12 +355,18 @@ mod tests {
 
     #[test]
     fn mistakes_say_where() {
-        let e = MappingConfig::from_yaml("connectors:\n  pipedrive:\n    lists: { customers: many }\n").unwrap_err();
+        let e =
+            MappingConfig::from_yaml("connectors:\n  pipedrive:\n    lists: { customers: many }\n")
+                .unwrap_err();
         assert_eq!(e.line, Some(3));
         assert!(e.message.starts_with("line 3:"), "{}", e.message);
-        let e = MappingConfig::from_yaml("connectors: { pipedrive: {} }\npersn_mapping: {}\n").unwrap_err();
+        let e = MappingConfig::from_yaml("connectors: { pipedrive: {} }\npersn_mapping: {}\n")
+            .unwrap_err();
         assert!(e.message.contains("persn_mapping"), "unknown keys are named: {}", e.message);
-        let e = MappingConfig::from_yaml("connectors: { pipedrive: {} }\ndeal_stage_mapping: { later: 3 }\n").unwrap_err();
+        let e = MappingConfig::from_yaml(
+            "connectors: { pipedrive: {} }\ndeal_stage_mapping: { later: 3 }\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("not a stage id"), "{}", e.message);
     }
 }

@@ -41,17 +41,26 @@ pub struct VersionInfo {
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
 /// Saves a new version if the YAML reads and has no mistakes; with a catalog, its references are
 /// checked against the tenant's real fields, stages, attributes and lists too.
-pub async fn save(pool: &PgPool, member: &Member, yaml: &str, catalog: Option<&Catalog>) -> Result<Saved, SaveError> {
+pub async fn save(
+    pool: &PgPool,
+    member: &Member,
+    yaml: &str,
+    catalog: Option<&Catalog>,
+) -> Result<Saved, SaveError> {
     member.require_manage()?;
     let config = MappingConfig::from_yaml(yaml).map_err(|e| SaveError::Unreadable(e.message))?;
     let problems = check(&config, catalog);
-    let (errors, warnings): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.severity == Severity::Error);
+    let (errors, warnings): (Vec<Problem>, Vec<Problem>) =
+        problems.into_iter().partition(|p| p.severity == Severity::Error);
     if !errors.is_empty() {
         return Err(SaveError::Invalid(errors));
     }
     let mut tx = pool.begin().await?;
     // Serialises saves of one tenant, so versions count up without gaps or clashes.
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 7))").bind(member.tenant_id).execute(&mut *tx).await?;
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind(member.tenant_id)
+        .execute(&mut *tx)
+        .await?;
     let version: i32 = sqlx::query_scalar(
         "insert into mapping_versions (tenant_id, version, yaml, created_by)
          values ($1, coalesce((select max(version) from mapping_versions where tenant_id = $1), 0) + 1, $2, $3)
@@ -81,10 +90,14 @@ pub async fn save_checked(
     member.require_manage()?;
     MappingConfig::from_yaml(yaml).map_err(|e| SaveError::Unreadable(e.message))?;
     let connect = |e: crate::connections::ConnectError| SaveError::Catalog(e.to_string());
-    let pipedrive = crate::connections::pipedrive_client(pool, key, providers, member, limits).await.map_err(connect)?;
+    let pipedrive = crate::connections::pipedrive_client(pool, key, providers, member, limits)
+        .await
+        .map_err(connect)?;
     let brevo = crate::connections::brevo_api(pool, key, member, limits).await.map_err(connect)?;
     let catalog = match (pipedrive, brevo) {
-        (Some(p), Some(b)) => Some(super::catalog::load(&p, &b).await.map_err(|e| SaveError::Catalog(e.to_string()))?),
+        (Some(p), Some(b)) => Some(
+            super::catalog::load(&p, &b).await.map_err(|e| SaveError::Catalog(e.to_string()))?,
+        ),
         _ => None,
     };
     save(pool, member, yaml, catalog.as_ref()).await

@@ -61,13 +61,18 @@ pub fn counts(deals: &[DealFacts]) -> Counts {
 /// The primary email if it is valid, else the first valid one.
 pub fn primary_email(emails: &[Labeled]) -> Option<Email> {
     let valid = |l: &&Labeled| Email::parse(&l.value).ok();
-    emails.iter().filter(|l| l.primary).find_map(|l| valid(&l)).or_else(|| emails.iter().find_map(|l| valid(&l)))
+    emails
+        .iter()
+        .filter(|l| l.primary)
+        .find_map(|l| valid(&l))
+        .or_else(|| emails.iter().find_map(|l| valid(&l)))
 }
 
 /// E.164 (`+3725550100`), reading national numbers with the tenant's default country.
 pub fn e164(raw: &str, default_country: Option<phonenumber::country::Id>) -> Option<String> {
     let number = phonenumber::parse(default_country, raw.trim()).ok()?;
-    phonenumber::is_valid(&number).then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    phonenumber::is_valid(&number)
+        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 /// A custom field's value as Brevo should hold it: option ids become labels, monetary values
@@ -92,8 +97,14 @@ pub fn field_value(field_type: &str, options: &[(String, String)], v: &Value) ->
         ("monetary", Value::Object(o)) => o.get("value").filter(|x| x.is_number()).cloned(),
         ("monetary" | "double", Value::Number(_)) => Some(v.clone()),
         ("double", Value::String(s)) => s.parse::<f64>().ok().map(|n| json!(n)),
-        ("address", Value::Object(o)) => o.get("formatted_address").or(o.get("value")).filter(|x| x.is_string()).cloned(),
-        ("date", Value::String(s)) => time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok().map(|_| v.clone()),
+        ("address", Value::Object(o)) => {
+            o.get("formatted_address").or(o.get("value")).filter(|x| x.is_string()).cloned()
+        }
+        ("date", Value::String(s)) => {
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .ok()
+                .map(|_| v.clone())
+        }
         (_, Value::String(s)) if !s.is_empty() => Some(v.clone()),
         (_, Value::Number(_) | Value::Bool(_)) => Some(v.clone()),
         _ => None,
@@ -127,7 +138,15 @@ pub fn contact(
 
 /// Paths whose value comes from other records (the organization, the deals), not the person.
 pub fn is_derived(path: &str) -> bool {
-    matches!(path, "org_id.name" | "won_deals_count" | "lost_deals_count" | "open_deals_count" | "closed_deals_count" | "total_revenue")
+    matches!(
+        path,
+        "org_id.name"
+            | "won_deals_count"
+            | "lost_deals_count"
+            | "open_deals_count"
+            | "closed_deals_count"
+            | "total_revenue"
+    )
 }
 
 /// The attributes that come from the person alone: kept by the sync engine so a change of a deal
@@ -152,7 +171,12 @@ pub fn own_attributes(
             "first_name" => person.first_name.clone().map(Value::String),
             "last_name" => person.last_name.clone().map(Value::String),
             "phone" => {
-                let raw = person.phones.iter().find(|p| p.primary).or(person.phones.first()).map(|p| p.value.clone());
+                let raw = person
+                    .phones
+                    .iter()
+                    .find(|p| p.primary)
+                    .or(person.phones.first())
+                    .map(|p| p.value.clone());
                 match raw {
                     Some(raw) => match e164(&raw, default_country) {
                         Some(n) => Some(json!(n)),
@@ -164,7 +188,10 @@ pub fn own_attributes(
                     None => None,
                 }
             }
-            other => match other.strip_prefix("custom_fields.").and_then(|name| custom_field(catalog, name)) {
+            other => match other
+                .strip_prefix("custom_fields.")
+                .and_then(|name| custom_field(catalog, name))
+            {
                 Some(f) => match person.custom_fields.get(&f.key) {
                     None | Some(Value::Null) => None,
                     Some(raw) => {
@@ -209,7 +236,11 @@ pub fn derived(mapping: &MappingConfig, org_name: Option<&str>, c: &Counts) -> M
 /// The Brevo lists a synced person belongs in: all contacts; the list of each open deal's stage;
 /// the won / lost lists of closed deals; customers (a won deal); churned (lost deals, nothing open
 /// or won); qualified leads (a Pipedrive lead, the nurture list).
-pub fn lists(mapping: &MappingConfig, deals: &[DealFacts], has_lead: bool) -> std::collections::BTreeSet<i64> {
+pub fn lists(
+    mapping: &MappingConfig,
+    deals: &[DealFacts],
+    has_lead: bool,
+) -> std::collections::BTreeSet<i64> {
     use super::StageKey;
     let l = &mapping.connectors.pipedrive.lists;
     let stages = &mapping.deal_stage_mapping;
@@ -241,7 +272,8 @@ pub fn lists(mapping: &MappingConfig, deals: &[DealFacts], has_lead: bool) -> st
 /// Every list this mapping manages: a person leaves those it no longer belongs in, and no other.
 pub fn managed_lists(mapping: &MappingConfig) -> std::collections::BTreeSet<i64> {
     let l = &mapping.connectors.pipedrive.lists;
-    let mut out: std::collections::BTreeSet<i64> = [l.all_contacts, l.qualified_leads, l.customers, l.churned].into_iter().flatten().collect();
+    let mut out: std::collections::BTreeSet<i64> =
+        [l.all_contacts, l.qualified_leads, l.customers, l.churned].into_iter().flatten().collect();
     out.extend(mapping.deal_stage_mapping.values().copied());
     out
 }
@@ -261,8 +293,14 @@ mod tests {
 
     #[test]
     fn the_primary_valid_email_wins() {
-        assert_eq!(primary_email(&[labeled("a@x.com", false), labeled("b@x.com", true)]).unwrap().as_str(), "b@x.com");
-        assert_eq!(primary_email(&[labeled("broken", true), labeled("C@X.com", false)]).unwrap().as_str(), "c@x.com");
+        assert_eq!(
+            primary_email(&[labeled("a@x.com", false), labeled("b@x.com", true)]).unwrap().as_str(),
+            "b@x.com"
+        );
+        assert_eq!(
+            primary_email(&[labeled("broken", true), labeled("C@X.com", false)]).unwrap().as_str(),
+            "c@x.com"
+        );
         assert!(primary_email(&[labeled("nope", true)]).is_none());
         assert!(primary_email(&[]).is_none());
     }
@@ -278,13 +316,29 @@ mod tests {
 
     #[test]
     fn field_values_by_type() {
-        let opts = vec![("101".to_owned(), "Website".to_owned()), ("102".to_owned(), "Referral".to_owned())];
+        let opts = vec![
+            ("101".to_owned(), "Website".to_owned()),
+            ("102".to_owned(), "Referral".to_owned()),
+        ];
         assert_eq!(field_value("enum", &opts, &json!(102)), Some(json!("Referral")));
-        assert_eq!(field_value("enum", &opts, &json!("101")), Some(json!("Website")), "v1 ids are strings");
-        assert_eq!(field_value("enum", &opts, &json!({"id": 101, "label": "Website"})), Some(json!("Website")));
+        assert_eq!(
+            field_value("enum", &opts, &json!("101")),
+            Some(json!("Website")),
+            "v1 ids are strings"
+        );
+        assert_eq!(
+            field_value("enum", &opts, &json!({"id": 101, "label": "Website"})),
+            Some(json!("Website"))
+        );
         assert_eq!(field_value("set", &opts, &json!([101, 102])), Some(json!("Website, Referral")));
-        assert_eq!(field_value("monetary", &[], &json!({"value": 1500, "currency": "EUR"})), Some(json!(1500)));
-        assert_eq!(field_value("address", &[], &json!({"value": "Narva mnt 5", "locality": "Tallinn"})), Some(json!("Narva mnt 5")));
+        assert_eq!(
+            field_value("monetary", &[], &json!({"value": 1500, "currency": "EUR"})),
+            Some(json!(1500))
+        );
+        assert_eq!(
+            field_value("address", &[], &json!({"value": "Narva mnt 5", "locality": "Tallinn"})),
+            Some(json!("Narva mnt 5"))
+        );
         assert_eq!(field_value("date", &[], &json!("1980-02-29")), Some(json!("1980-02-29")));
         assert_eq!(field_value("date", &[], &json!("1981-02-29")), None);
         assert_eq!(field_value("enum", &opts, &json!(999)), None);
@@ -299,7 +353,10 @@ mod tests {
             DealFacts { status: "lost".into(), value: 99.0, stage_id: Some(3) },
             DealFacts { status: "open".into(), value: 10.0, stage_id: Some(4) },
         ];
-        assert_eq!(counts(&deals), Counts { open: 1, won: 2, lost: 1, closed: 3, total_revenue: 1250.5 });
+        assert_eq!(
+            counts(&deals),
+            Counts { open: 1, won: 2, lost: 1, closed: 3, total_revenue: 1250.5 }
+        );
     }
 
     #[test]
@@ -307,10 +364,15 @@ mod tests {
         let mapping = MappingConfig::from_yaml(include_str!("seed.yaml")).unwrap();
         let key = "a".repeat(40);
         let catalog = Catalog {
-            person_fields: vec![FieldInfo { key: key.clone(), label: "Lead source".into(), field_type: "enum".into() }],
+            person_fields: vec![FieldInfo {
+                key: key.clone(),
+                label: "Lead source".into(),
+                field_type: "enum".into(),
+            }],
             ..Default::default()
         };
-        let options = FieldOptions::from([(key.clone(), vec![("7".to_owned(), "Trade fair".to_owned())])]);
+        let options =
+            FieldOptions::from([(key.clone(), vec![("7".to_owned(), "Trade fair".to_owned())])]);
         let p = person(json!({
             "id": 1, "name": "Ann Lee", "first_name": "Ann", "last_name": "Lee",
             "emails": [{"value": "ann@acme.test", "primary": true}],
@@ -322,33 +384,64 @@ mod tests {
         let out = contact(&p, Some("Acme"), &deals, &mapping, &catalog, &options, ee).unwrap();
         assert_eq!(out.email.as_str(), "ann@acme.test");
         let a = &out.attributes;
-        assert_eq!((a["FULLNAME"].clone(), a["FIRSTNAME"].clone(), a["COMPANY"].clone()), (json!("Ann Lee"), json!("Ann"), json!("Acme")));
+        assert_eq!(
+            (a["FULLNAME"].clone(), a["FIRSTNAME"].clone(), a["COMPANY"].clone()),
+            (json!("Ann Lee"), json!("Ann"), json!("Acme"))
+        );
         assert_eq!(a["SMS"], "+37255550100");
-        assert_eq!((a["WON_DEALS"].clone(), a["CLOSED_DEALS"].clone(), a["LTV"].clone()), (json!(1), json!(1), json!(500.0)));
+        assert_eq!(
+            (a["WON_DEALS"].clone(), a["CLOSED_DEALS"].clone(), a["LTV"].clone()),
+            (json!(1), json!(1), json!(500.0))
+        );
         assert_eq!(a["LEAD_SOURCE"], "Trade fair");
         assert!(out.issues.is_empty());
 
         // A bad phone is reported and left out; the contact still goes.
-        let bad = person(json!({"id": 2, "name": "Bob", "emails": [{"value": "bob@acme.test"}], "phones": [{"value": "555-0100"}], "update_time": null}));
+        let bad = person(
+            json!({"id": 2, "name": "Bob", "emails": [{"value": "bob@acme.test"}], "phones": [{"value": "555-0100"}], "update_time": null}),
+        );
         let out = contact(&bad, None, &[], &mapping, &catalog, &options, ee).unwrap();
         assert!(!out.attributes.contains_key("SMS"));
         assert_eq!(out.issues, vec![Issue::InvalidPhone("555-0100".into())]);
         // No valid email: skipped, with the reason.
         let none = person(json!({"id": 3, "name": "Cid", "emails": [], "update_time": null}));
-        assert_eq!(contact(&none, None, &[], &mapping, &catalog, &options, ee).unwrap_err(), Skip::NoValidEmail);
+        assert_eq!(
+            contact(&none, None, &[], &mapping, &catalog, &options, ee).unwrap_err(),
+            Skip::NoValidEmail
+        );
     }
 
     #[test]
     fn lists_follow_the_deals() {
         let mapping = MappingConfig::from_yaml(include_str!("seed.yaml")).unwrap();
-        let deal = |status: &str, stage| DealFacts { status: status.into(), value: 1.0, stage_id: Some(stage) };
+        let deal = |status: &str, stage| DealFacts {
+            status: status.into(),
+            value: 1.0,
+            stage_id: Some(stage),
+        };
         let set = |v: &[i64]| v.iter().copied().collect::<std::collections::BTreeSet<i64>>();
         assert_eq!(lists(&mapping, &[], false), set(&[60]));
         assert_eq!(lists(&mapping, &[deal("open", 1)], false), set(&[60, 61]));
-        assert_eq!(lists(&mapping, &[deal("open", 3)], true), set(&[60, 61, 62]), "stage 3 → 62, a lead → qualified leads 61");
-        assert_eq!(lists(&mapping, &[deal("won", 1)], false), set(&[60, 62, 63]), "won list and customers");
-        assert_eq!(lists(&mapping, &[deal("lost", 1)], false), set(&[60, 63, 64]), "lost list and churned");
-        assert_eq!(lists(&mapping, &[deal("lost", 1), deal("open", 9)], false), set(&[60, 64]), "an open deal is not churned; stage 9 is unmapped");
+        assert_eq!(
+            lists(&mapping, &[deal("open", 3)], true),
+            set(&[60, 61, 62]),
+            "stage 3 → 62, a lead → qualified leads 61"
+        );
+        assert_eq!(
+            lists(&mapping, &[deal("won", 1)], false),
+            set(&[60, 62, 63]),
+            "won list and customers"
+        );
+        assert_eq!(
+            lists(&mapping, &[deal("lost", 1)], false),
+            set(&[60, 63, 64]),
+            "lost list and churned"
+        );
+        assert_eq!(
+            lists(&mapping, &[deal("lost", 1), deal("open", 9)], false),
+            set(&[60, 64]),
+            "an open deal is not churned; stage 9 is unmapped"
+        );
         assert_eq!(managed_lists(&mapping), set(&[60, 61, 62, 63, 64]));
     }
 }

@@ -8,11 +8,26 @@ use super::{MappingConfig, StageKey};
 
 /// Paths of a Pipedrive person that map without a custom field.
 pub const PERSON_PATHS: &[&str] = &[
-    "email", "name", "first_name", "last_name", "phone", "org_id.name",
-    "won_deals_count", "lost_deals_count", "open_deals_count", "closed_deals_count", "total_revenue",
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "phone",
+    "org_id.name",
+    "won_deals_count",
+    "lost_deals_count",
+    "open_deals_count",
+    "closed_deals_count",
+    "total_revenue",
 ];
 
-const NUMERIC_PATHS: &[&str] = &["won_deals_count", "lost_deals_count", "open_deals_count", "closed_deals_count", "total_revenue"];
+const NUMERIC_PATHS: &[&str] = &[
+    "won_deals_count",
+    "lost_deals_count",
+    "open_deals_count",
+    "closed_deals_count",
+    "total_revenue",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldInfo {
@@ -58,11 +73,12 @@ fn error(at: String, message: String) -> Problem {
 
 /// The custom field a `custom_fields.<key or label>` path names.
 pub fn custom_field<'a>(catalog: &'a Catalog, name: &str) -> Option<&'a FieldInfo> {
-    catalog
-        .person_fields
-        .iter()
-        .find(|f| f.key == name)
-        .or_else(|| catalog.person_fields.iter().find(|f| f.label.eq_ignore_ascii_case(name) || slug(&f.label) == slug(name)))
+    catalog.person_fields.iter().find(|f| f.key == name).or_else(|| {
+        catalog
+            .person_fields
+            .iter()
+            .find(|f| f.label.eq_ignore_ascii_case(name) || slug(&f.label) == slug(name))
+    })
 }
 
 fn slug(s: &str) -> String {
@@ -84,7 +100,8 @@ pub fn expected_kind(path: &str, field: Option<&FieldInfo>) -> Option<&'static s
 
 fn valid_attribute(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> {
@@ -92,7 +109,10 @@ pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> 
     let mut targets: HashMap<&str, &str> = HashMap::new();
 
     if config.person_mapping.get("email").map(String::as_str) != Some("email") {
-        problems.push(error("person_mapping.email".into(), "Map `email: email`: the email is the key of every Brevo contact.".into()));
+        problems.push(error(
+            "person_mapping.email".into(),
+            "Map `email: email`: the email is the key of every Brevo contact.".into(),
+        ));
     }
     for (path, attribute) in &config.person_mapping {
         let at = format!("person_mapping.{path}");
@@ -121,7 +141,12 @@ pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> 
             continue;
         }
         if let Some(first) = targets.insert(attribute.as_str(), path.as_str()) {
-            problems.push(error(at.clone(), format!("{attribute} is already the target of {first}: each attribute takes one value.")));
+            problems.push(error(
+                at.clone(),
+                format!(
+                    "{attribute} is already the target of {first}: each attribute takes one value."
+                ),
+            ));
             continue;
         }
         if let Some(c) = catalog {
@@ -183,20 +208,42 @@ pub fn check(config: &MappingConfig, catalog: Option<&Catalog>) -> Vec<Problem> 
     if let Some(country) = &config.options.default_country
         && config.options.country().is_none()
     {
-        problems.push(error("options.default_country".into(), format!("{country:?} is not a country code: use two letters such as EE, DE or US.")));
+        problems.push(error(
+            "options.default_country".into(),
+            format!("{country:?} is not a country code: use two letters such as EE, DE or US."),
+        ));
     }
 
     for (i, rule) in config.webhooks.iter().enumerate() {
         let at = format!("webhooks[{i}]");
         if !["added", "updated", "deleted", "merged"].contains(&rule.event_action.as_str()) {
-            problems.push(error(at.clone(), format!("event_action {:?} is not one of added, updated, deleted, merged.", rule.event_action)));
+            problems.push(error(
+                at.clone(),
+                format!(
+                    "event_action {:?} is not one of added, updated, deleted, merged.",
+                    rule.event_action
+                ),
+            ));
         }
-        if !["person", "deal", "organization", "activity", "lead"].contains(&rule.event_object.as_str()) {
-            problems.push(error(at.clone(), format!("event_object {:?} is not one of person, deal, organization, activity, lead.", rule.event_object)));
+        if !["person", "deal", "organization", "activity", "lead"]
+            .contains(&rule.event_object.as_str())
+        {
+            problems.push(error(
+                at.clone(),
+                format!(
+                    "event_object {:?} is not one of person, deal, organization, activity, lead.",
+                    rule.event_object
+                ),
+            ));
         }
-        let name_ok = !rule.brevo_event.is_empty() && rule.brevo_event.len() <= 255 && rule.brevo_event.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let name_ok = !rule.brevo_event.is_empty()
+            && rule.brevo_event.len() <= 255
+            && rule.brevo_event.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !name_ok {
-            problems.push(error(at, format!("brevo_event {:?}: 1 to 255 letters, digits, _ or -.", rule.brevo_event)));
+            problems.push(error(
+                at,
+                format!("brevo_event {:?}: 1 to 255 letters, digits, _ or -.", rule.brevo_event),
+            ));
         }
     }
     problems
@@ -213,12 +260,20 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog {
-            person_fields: vec![FieldInfo { key: "a".repeat(40), label: "Lead source".into(), field_type: "enum".into() }],
+            person_fields: vec![FieldInfo {
+                key: "a".repeat(40),
+                label: "Lead source".into(),
+                field_type: "enum".into(),
+            }],
             stage_ids: vec![1, 2, 3, 4],
             attributes: ["FIRSTNAME", "LASTNAME", "SMS", "COMPANY", "FULLNAME", "LEAD_SOURCE"]
                 .iter()
                 .map(|n| AttributeInfo { name: (*n).into(), kind: "text".into() })
-                .chain(["WON_DEALS", "LOST_DEALS", "OPEN_DEALS", "CLOSED_DEALS", "LTV"].iter().map(|n| AttributeInfo { name: (*n).into(), kind: "float".into() }))
+                .chain(
+                    ["WON_DEALS", "LOST_DEALS", "OPEN_DEALS", "CLOSED_DEALS", "LTV"]
+                        .iter()
+                        .map(|n| AttributeInfo { name: (*n).into(), kind: "float".into() }),
+                )
                 .collect(),
             list_ids: vec![60, 61, 62, 63, 64],
         }
@@ -227,7 +282,11 @@ mod tests {
     #[test]
     fn the_seed_is_consistent_and_fits_a_matching_account() {
         assert_eq!(check(&seed(), None), vec![]);
-        assert_eq!(check(&seed(), Some(&catalog())), vec![], "custom_fields.lead_source finds the label \"Lead source\"");
+        assert_eq!(
+            check(&seed(), Some(&catalog())),
+            vec![],
+            "custom_fields.lead_source finds the label \"Lead source\""
+        );
     }
 
     #[test]
@@ -243,13 +302,24 @@ mod tests {
         let mut cat = catalog();
         cat.attributes.retain(|a| a.name != "LTV");
         let problems = check(&c, Some(&cat));
-        let find = |at: &str| problems.iter().find(|p| p.at == at).unwrap_or_else(|| panic!("no problem at {at}: {problems:#?}"));
-        assert!(find("person_mapping.custom_fields.budget").message.contains("no person custom field"));
+        let find = |at: &str| {
+            problems
+                .iter()
+                .find(|p| p.at == at)
+                .unwrap_or_else(|| panic!("no problem at {at}: {problems:#?}"))
+        };
+        assert!(
+            find("person_mapping.custom_fields.budget").message.contains("no person custom field")
+        );
         assert!(find("person_mapping.nickname").message.starts_with("Unknown Pipedrive path"));
         assert!(find("person_mapping.first_name").message.contains("already the target of name"));
         assert!(find("person_mapping.last_name").message.contains("not a Brevo attribute name"));
         assert!(find("deal_stage_mapping.99").message.contains("no stage 99"));
-        assert!(problems.iter().any(|p| p.at == "deal_stage_mapping.99" && p.message.contains("no list 65")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.at == "deal_stage_mapping.99" && p.message.contains("no list 65"))
+        );
         assert!(find("webhooks[0]").message.contains("event_action"));
         let ltv = find("person_mapping.total_revenue");
         assert_eq!(ltv.severity, Severity::Warning);
@@ -265,7 +335,11 @@ mod tests {
         c.person_mapping.insert("total_revenue".into(), "FIRSTNAME".into());
         c.person_mapping.shift_remove("first_name");
         let problems = check(&c, Some(&catalog()));
-        assert!(problems.iter().any(|p| p.message == "FIRSTNAME is a Brevo text attribute, but total_revenue gives a float value."), "{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.message
+                == "FIRSTNAME is a Brevo text attribute, but total_revenue gives a float value."),
+            "{problems:#?}"
+        );
         let mut c = seed();
         c.person_mapping.insert("email".into(), "EMAIL".into());
         assert!(check(&c, None).iter().any(|p| p.at == "person_mapping.email"));

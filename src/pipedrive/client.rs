@@ -20,7 +20,10 @@ pub trait Credentials: Send + Sync {
     /// The header to send now (`x-api-token` or a bearer token).
     fn current(&self) -> futures_util::future::BoxFuture<'_, Result<AuthHeader, PipedriveError>>;
     /// Called once after a 401 with what was refused; returns new credentials or `Unauthorized`.
-    fn refresh<'a>(&'a self, refused: &'a AuthHeader) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>>;
+    fn refresh<'a>(
+        &'a self,
+        refused: &'a AuthHeader,
+    ) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>>;
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -36,7 +39,10 @@ impl Credentials for StaticToken {
     fn current(&self) -> futures_util::future::BoxFuture<'_, Result<AuthHeader, PipedriveError>> {
         Box::pin(async move { Ok(AuthHeader::ApiToken(self.0.clone())) })
     }
-    fn refresh<'a>(&'a self, _: &'a AuthHeader) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>> {
+    fn refresh<'a>(
+        &'a self,
+        _: &'a AuthHeader,
+    ) -> futures_util::future::BoxFuture<'a, Result<AuthHeader, PipedriveError>> {
         Box::pin(async { Err(PipedriveError::Unauthorized) })
     }
 }
@@ -101,7 +107,12 @@ struct Additional {
 impl PipedriveClient {
     /// `base` is the company's API base (`api_domain`); `limiter` and `budget` are shared by every
     /// client of the same token and company in this process.
-    pub fn new(base: &str, credentials: Arc<dyn Credentials>, limiter: Arc<TokenLimiter>, budget: Arc<Budget>) -> Self {
+    pub fn new(
+        base: &str,
+        credentials: Arc<dyn Credentials>,
+        limiter: Arc<TokenLimiter>,
+        budget: Arc<Budget>,
+    ) -> Self {
         Self {
             http: super::http_client(),
             base: base.trim_end_matches('/').to_owned(),
@@ -130,17 +141,35 @@ impl PipedriveClient {
     }
 
     /// A GET with its token cost; the body on success.
-    pub async fn get(&self, path: &str, query: &[(String, String)], cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        cost: u32,
+    ) -> Result<bytes::Bytes, PipedriveError> {
         self.request(reqwest::Method::GET, path, query, None, cost).await
     }
 
     /// A write (POST, PUT, PATCH, DELETE) with a JSON body and its token cost.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>, cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        cost: u32,
+    ) -> Result<bytes::Bytes, PipedriveError> {
         self.request(method, path, &[], body, cost).await
     }
 
     #[tracing::instrument(skip_all, fields(%method, path))]
-    async fn request(&self, method: reqwest::Method, path: &str, query: &[(String, String)], body: Option<&serde_json::Value>, cost: u32) -> Result<bytes::Bytes, PipedriveError> {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&serde_json::Value>,
+        cost: u32,
+    ) -> Result<bytes::Bytes, PipedriveError> {
         let search = path.contains("itemSearch") || path.ends_with("/search");
         let mut auth = self.credentials.current().await?;
         let mut refreshed = false;
@@ -148,9 +177,12 @@ impl PipedriveClient {
         let mut limited = 0;
         loop {
             let slots = self.limiter.acquire(search).await;
-            self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(|BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at })?;
+            self.budget.charge(cost, self.priority, OffsetDateTime::now_utc()).map_err(
+                |BudgetExhausted { renews_at }| PipedriveError::BudgetExhausted { renews_at },
+            )?;
             self.spent.fetch_add(u64::from(cost), std::sync::atomic::Ordering::Relaxed);
-            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(query);
+            let mut req =
+                self.http.request(method.clone(), format!("{}{path}", self.base)).query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -174,15 +206,26 @@ impl PipedriveClient {
                 }
             };
             let status = res.status().as_u16();
-            let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
             // (A search's answer reports the search limit.)
             if let Some(limit) = header("x-ratelimit-limit").filter(|_| !search) {
                 self.limiter.adapt(limit as u32);
             }
             let reset = header("x-ratelimit-reset").unwrap_or(2);
-            let html = res.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/html"));
+            let html = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("text/html"));
             match status {
-                200..=299 => return res.bytes().await.map_err(|e| PipedriveError::Transient(short(&e))),
+                200..=299 => {
+                    return res.bytes().await.map_err(|e| PipedriveError::Transient(short(&e)));
+                }
                 401 if !refreshed => {
                     refreshed = true;
                     auth = self.credentials.refresh(&auth).await?;
@@ -226,10 +269,17 @@ impl PipedriveClient {
     }
 
     /// One page's body, and the cursor of the next page (read without decoding the records).
-    async fn page_body(&self, path: &str, q: &ListQuery, cursor: Option<&str>) -> Result<(bytes::Bytes, Option<String>), PipedriveError> {
-        let mut query: Vec<(String, String)> = vec![("limit".into(), q.limit.unwrap_or(500).to_string())];
+    async fn page_body(
+        &self,
+        path: &str,
+        q: &ListQuery,
+        cursor: Option<&str>,
+    ) -> Result<(bytes::Bytes, Option<String>), PipedriveError> {
+        let mut query: Vec<(String, String)> =
+            vec![("limit".into(), q.limit.unwrap_or(500).to_string())];
         if let Some(since) = q.updated_since {
-            let text = since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let text =
+                since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             query.push(("updated_since".into(), text));
         }
         if q.sort_by_update_time {
@@ -240,12 +290,17 @@ impl PipedriveClient {
             query.push(("cursor".into(), c.to_owned()));
         }
         let body = self.get(path, &query, list_cost(path)).await?;
-        let list: ListBody<serde::de::IgnoredAny> = serde_json::from_slice(&body).map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })?;
+        let list: ListBody<serde::de::IgnoredAny> = serde_json::from_slice(&body)
+            .map_err(|e| PipedriveError::Decode { field: super::field_of(&e) })?;
         Ok((body, list.additional_data.and_then(|a| a.next_cursor)))
     }
 
     /// Every page of a v2 list (`/api/v2/persons`, ...), one at a time.
-    pub fn list<T: DeserializeOwned + Send + 'static>(&self, path: &str, query: ListQuery) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
+    pub fn list<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: ListQuery,
+    ) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
         self.list_from(path, query, None)
     }
 
@@ -261,7 +316,8 @@ impl PipedriveClient {
         query: ListQuery,
         cursor: Option<String>,
     ) -> impl Stream<Item = Result<Page<T>, PipedriveError>> + Send + 'static {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<(bytes::Bytes, Option<String>), PipedriveError>>(2);
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<(bytes::Bytes, Option<String>), PipedriveError>>(2);
         let (client, path) = (self.clone(), path.to_owned());
         let fetcher = tokio::spawn(async move {
             let mut cursor = Some(cursor);
@@ -289,7 +345,13 @@ impl PipedriveClient {
             // A page is up to half a megabyte of JSON: decoded on a blocking thread, so the
             // runtime's workers stay free for the requests on their way.
             let page = match rx.recv().await? {
-                Ok(fetched) => tokio::task::spawn_blocking(move || decode(fetched)).await.unwrap_or_else(|e| Err(PipedriveError::Transient(format!("decoding a page was interrupted: {e}")))),
+                Ok(fetched) => {
+                    tokio::task::spawn_blocking(move || decode(fetched)).await.unwrap_or_else(|e| {
+                        Err(PipedriveError::Transient(format!(
+                            "decoding a page was interrupted: {e}"
+                        )))
+                    })
+                }
                 Err(e) => Err(e),
             };
             let more = page.is_ok().then_some((rx, fetching));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::rate::{Slot, SlidingWindow};
+use crate::rate::{SlidingWindow, Slot};
 
 pub const WINDOW: Duration = Duration::from_secs(2);
 /// itemSearch and the other search endpoints: 10 per 2 s on every plan.
@@ -76,7 +76,11 @@ impl TokenLimiter {
         }
         let before = self.per_window.swap(reported, Ordering::Relaxed);
         if reported != before {
-            tracing::info!(from = before, to = reported, "adapting to Pipedrive's reported burst limit");
+            tracing::info!(
+                from = before,
+                to = reported,
+                "adapting to Pipedrive's reported burst limit"
+            );
             self.window.set_max(usable(reported));
         }
     }
@@ -106,7 +110,11 @@ pub struct Budget {
 impl Budget {
     /// `reserve_share` of the budget (e.g. 0.1) is kept for real-time (webhook-driven) work.
     pub fn new(daily: u64, reserve_share: f64) -> Self {
-        Self { daily: daily.into(), reserve_share: reserve_share.clamp(0.0, 0.9), state: Mutex::new((0, 0)) }
+        Self {
+            daily: daily.into(),
+            reserve_share: reserve_share.clamp(0.0, 0.9),
+            state: Mutex::new((0, 0)),
+        }
     }
 
     pub fn daily(&self) -> u64 {
@@ -134,7 +142,12 @@ impl Budget {
     }
 
     /// Charges `cost` tokens, or says when the budget renews.
-    pub fn charge(&self, cost: u32, priority: Priority, now: OffsetDateTime) -> Result<(), BudgetExhausted> {
+    pub fn charge(
+        &self,
+        cost: u32,
+        priority: Priority,
+        now: OffsetDateTime,
+    ) -> Result<(), BudgetExhausted> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.0 != day(now) {
             *state = (day(now), 0);
@@ -145,7 +158,8 @@ impl Budget {
             Priority::Realtime => daily,
         };
         if state.1 + u64::from(cost) > limit {
-            let renews_at = OffsetDateTime::from_unix_timestamp((day(now) + 1) * 86_400).unwrap_or(now);
+            let renews_at =
+                OffsetDateTime::from_unix_timestamp((day(now) + 1) * 86_400).unwrap_or(now);
             return Err(BudgetExhausted { renews_at });
         }
         state.1 += u64::from(cost);
@@ -244,14 +258,18 @@ impl Registry {
 
     pub fn limiter(&self, connection: &str) -> Arc<TokenLimiter> {
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(TokenLimiter::new(self.default_burst))).clone()
+        map.entry(connection.to_owned())
+            .or_insert_with(|| Arc::new(TokenLimiter::new(self.default_burst)))
+            .clone()
     }
 
     /// Brevo's limits for one key (at the documented rates unless set), shared by every worker.
     pub fn brevo(&self, connection: &str) -> Arc<crate::brevo::api::BrevoLimits> {
         let (per_second, per_hour) = self.brevo_rates;
         let mut map = self.brevo.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(connection.to_owned()).or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::new(per_second, per_hour))).clone()
+        map.entry(connection.to_owned())
+            .or_insert_with(|| Arc::new(crate::brevo::api::BrevoLimits::new(per_second, per_hour)))
+            .clone()
     }
 
     /// The company's budget, at its own daily amount when it has one.
@@ -263,7 +281,9 @@ impl Registry {
 
     pub fn budget(&self, company: &str) -> Arc<Budget> {
         let mut map = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(company.to_owned()).or_insert_with(|| Arc::new(Budget::new(self.daily_budget, self.reserve_share))).clone()
+        map.entry(company.to_owned())
+            .or_insert_with(|| Arc::new(Budget::new(self.daily_budget, self.reserve_share)))
+            .clone()
     }
 }
 
@@ -278,7 +298,11 @@ mod registry_tests {
         assert!(!Arc::ptr_eq(&r.limiter("tenant-a"), &r.limiter("tenant-b")));
         let now = OffsetDateTime::now_utc();
         r.budget("https://acme.pipedrive.com").charge(500, Priority::Background, now).unwrap();
-        assert_eq!(r.budget("https://acme.pipedrive.com").spent_today(now), 500, "one budget per company");
+        assert_eq!(
+            r.budget("https://acme.pipedrive.com").spent_today(now),
+            500,
+            "one budget per company"
+        );
         assert_eq!(r.budget("https://other.pipedrive.com").spent_today(now), 0);
     }
 }

@@ -74,7 +74,11 @@ pub fn http_client() -> reqwest::Client {
 
 /// `GET {api_base}/api/v1/users/me`.
 #[tracing::instrument(skip_all)]
-pub async fn users_me(http: &reqwest::Client, api_base: &str, auth: Auth<'_>) -> Result<Me, PipedriveError> {
+pub async fn users_me(
+    http: &reqwest::Client,
+    api_base: &str,
+    auth: Auth<'_>,
+) -> Result<Me, PipedriveError> {
     let req = http.get(format!("{}/api/v1/users/me", api_base.trim_end_matches('/')));
     let req = match auth {
         Auth::ApiToken(t) => req.header("x-api-token", t.expose()),
@@ -82,16 +86,25 @@ pub async fn users_me(http: &reqwest::Client, api_base: &str, auth: Auth<'_>) ->
     };
     let res = req.send().await.map_err(|e| PipedriveError::Transient(short(&e)))?;
     let status = res.status().as_u16();
-    let reset = res.headers().get("x-ratelimit-reset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(2);
+    let reset = res
+        .headers()
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let body = res.bytes().await.map_err(|e| PipedriveError::Transient(short(&e)))?;
     match status {
-        200 => serde_json::from_slice::<Envelope<Me>>(&body).map(|e| e.data).map_err(|e| PipedriveError::Decode { field: field_of(&e) }),
+        200 => serde_json::from_slice::<Envelope<Me>>(&body)
+            .map(|e| e.data)
+            .map_err(|e| PipedriveError::Decode { field: field_of(&e) }),
         401 => Err(PipedriveError::Unauthorized),
         429 => Err(PipedriveError::RateLimited { reset_secs: reset }),
         500..=599 => Err(PipedriveError::Transient(format!("status {status}"))),
         _ => Err(PipedriveError::Rejected {
             status,
-            message: serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_default(),
+            message: serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_default(),
         }),
     }
 }

@@ -1,11 +1,14 @@
 //! Pipedrive OAuth 2.0 with the `oauth2` crate: client credentials by HTTP Basic, the extra
 //! `api_domain` field of the token answer, refresh, and revocation (pipedrive-api.md §2.2).
 
-use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, RedirectUrl, RefreshToken, StandardRevocableToken, StandardTokenResponse,
-    TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, RedirectUrl, RefreshToken,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -152,11 +155,13 @@ fn tokens(answer: TokenAnswer, previous_refresh: Option<&Secret>) -> Result<Toke
     })
 }
 
-fn classify<RE: std::error::Error + 'static>(e: oauth2::RequestTokenError<RE, BasicErrorResponse>) -> OAuthError {
+fn classify<RE: std::error::Error + 'static>(
+    e: oauth2::RequestTokenError<RE, BasicErrorResponse>,
+) -> OAuthError {
     match e {
-        oauth2::RequestTokenError::ServerResponse(r) => {
-            OAuthError::Refused(r.error_description().cloned().unwrap_or_else(|| r.error().to_string()))
-        }
+        oauth2::RequestTokenError::ServerResponse(r) => OAuthError::Refused(
+            r.error_description().cloned().unwrap_or_else(|| r.error().to_string()),
+        ),
         other => OAuthError::Transient(other.to_string()),
     }
 }

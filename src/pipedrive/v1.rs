@@ -81,12 +81,19 @@ impl PipedriveClient {
     }
 
     pub async fn delete_webhook(&self, id: u64) -> Result<(), PipedriveError> {
-        self.send(reqwest::Method::DELETE, &format!("/api/v1/webhooks/{id}"), None, 6).await.map(|_| ())
+        self.send(reqwest::Method::DELETE, &format!("/api/v1/webhooks/{id}"), None, 6)
+            .await
+            .map(|_| ())
     }
 
     /// One page of leads (v1 offset pagination); the next `start`, if any.
-    pub async fn leads(&self, start: u64, limit: u64) -> Result<(Vec<Lead>, Option<u64>), PipedriveError> {
-        let query = [("start".to_owned(), start.to_string()), ("limit".to_owned(), limit.to_string())];
+    pub async fn leads(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<(Vec<Lead>, Option<u64>), PipedriveError> {
+        let query =
+            [("start".to_owned(), start.to_string()), ("limit".to_owned(), limit.to_string())];
         let body = self.get("/api/v1/leads", &query, 20).await?;
         let page: Envelope<Vec<Lead>> = decode(&body)?;
         // `GET /leads` documents the pagination directly in additional_data; tolerate nesting.
@@ -99,7 +106,12 @@ impl PipedriveClient {
     }
 
     /// Changes since `since` (`YYYY-MM-DD HH:MM:SS`, UTC), at most a month back (§8).
-    pub async fn recents(&self, since: &str, items: &str, start: u64) -> Result<(Vec<Recent>, Option<u64>), PipedriveError> {
+    pub async fn recents(
+        &self,
+        since: &str,
+        items: &str,
+        start: u64,
+    ) -> Result<(Vec<Recent>, Option<u64>), PipedriveError> {
         let query = [
             ("since_timestamp".to_owned(), since.to_owned()),
             ("items".to_owned(), items.to_owned()),
@@ -108,14 +120,22 @@ impl PipedriveClient {
         ];
         let body = self.get("/api/v1/recents", &query, 20).await?;
         let page: Envelope<Vec<Option<Recent>>> = decode(&body)?;
-        let next = page.additional_data.as_ref().and_then(|a| a["pagination"]["next_start"].as_u64());
+        let next =
+            page.additional_data.as_ref().and_then(|a| a["pagination"]["next_start"].as_u64());
         // Entries with null data occur (deleted items): skipped.
         Ok((page.data.into_iter().flatten().collect(), next))
     }
 
     /// Merges person `id` into `into` (the one that stays).
     pub async fn merge_persons(&self, id: u64, into: u64) -> Result<Value, PipedriveError> {
-        let bytes = self.send(reqwest::Method::PUT, &format!("/api/v1/persons/{id}/merge"), Some(&json!({"merge_with_id": into})), 40).await?;
+        let bytes = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/persons/{id}/merge"),
+                Some(&json!({"merge_with_id": into})),
+                40,
+            )
+            .await?;
         Ok(decode::<Value>(&bytes)?.data)
     }
 }

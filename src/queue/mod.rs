@@ -45,7 +45,15 @@ pub struct NewJob {
 
 impl NewJob {
     pub fn new(kind: impl Into<String>, payload: Value) -> Self {
-        Self { kind: kind.into(), tenant_id: None, payload, dedupe_key: None, concurrency_key: None, run_at: None, max_attempts: 10 }
+        Self {
+            kind: kind.into(),
+            tenant_id: None,
+            payload,
+            dedupe_key: None,
+            concurrency_key: None,
+            run_at: None,
+            max_attempts: 10,
+        }
     }
 
     pub fn tenant(mut self, tenant: TenantId) -> Self {
@@ -88,7 +96,10 @@ pub struct Job {
 
 /// Enqueues a job; `None` when a queued or running job has the same dedupe key. Takes any
 /// executor, so a job can be enqueued in the transaction of the change that causes it.
-pub async fn enqueue<'e>(db: impl PgExecutor<'e>, job: &NewJob) -> Result<Option<i64>, sqlx::Error> {
+pub async fn enqueue<'e>(
+    db: impl PgExecutor<'e>,
+    job: &NewJob,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "insert into jobs (kind, tenant_id, payload, dedupe_key, concurrency_key, run_at, max_attempts)
          values ($1, $2, $3, $4, $5, coalesce($6, now()), $7)
@@ -110,7 +121,11 @@ pub async fn enqueue<'e>(db: impl PgExecutor<'e>, job: &NewJob) -> Result<Option
 /// (its worker died). A job whose lease expired on its last attempt is dead instead: a job that
 /// kills its process must not loop forever. Jobs whose concurrency key is held by a running job
 /// are skipped in the query itself, so a busy key never hides the jobs of other keys.
-pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option<Job>, sqlx::Error> {
+pub async fn claim(
+    pool: &PgPool,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<Job>, sqlx::Error> {
     bury_abandoned(pool).await?;
     // A few rounds, in case another claimer takes a key between our query and our lock.
     for _ in 0..3 {
@@ -137,10 +152,11 @@ pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Option
             if let Some(key) = &key {
                 // Serialises claimers of one key until commit, so the check below sees any
                 // running job another claimer just committed.
-                let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let locked: bool =
+                    sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
                 if !locked {
                     continue;
                 }
@@ -193,7 +209,12 @@ async fn bury_abandoned(pool: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 /// Renews the lease; `false` when the job is no longer this owner's (lease lost).
-pub async fn heartbeat(pool: &PgPool, id: i64, owner: &str, lease: Duration) -> Result<bool, sqlx::Error> {
+pub async fn heartbeat(
+    pool: &PgPool,
+    id: i64,
+    owner: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "update jobs set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
          where id = $1 and lease_owner = $2 and state = 'running'",
@@ -226,7 +247,13 @@ pub fn backoff(attempt: i32) -> Duration {
 }
 
 /// A failed attempt: retried after a backoff while attempts remain, else dead.
-pub async fn fail(pool: &PgPool, job: &Job, owner: &str, error: &str, retryable: bool) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    pool: &PgPool,
+    job: &Job,
+    owner: &str,
+    error: &str,
+    retryable: bool,
+) -> Result<bool, sqlx::Error> {
     let dead = !retryable || job.attempts >= job.max_attempts;
     let delay = backoff(job.attempts);
     let done = sqlx::query(
@@ -247,7 +274,12 @@ pub async fn fail(pool: &PgPool, job: &Job, owner: &str, error: &str, retryable:
 }
 
 /// Puts the job back for later without spending an attempt (rate limits, budget waits).
-pub async fn snooze(pool: &PgPool, id: i64, owner: &str, delay: Duration) -> Result<bool, sqlx::Error> {
+pub async fn snooze(
+    pool: &PgPool,
+    id: i64,
+    owner: &str,
+    delay: Duration,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "update jobs set state = 'queued', attempts = greatest(attempts - 1, 0),
                 run_at = now() + make_interval(secs => $3), lease_owner = null, lease_expires_at = null, updated_at = now()
@@ -269,16 +301,22 @@ pub async fn prune(pool: &PgPool, age: Duration) -> Result<(u64, u64), sqlx::Err
         .execute(pool)
         .await?
         .rows_affected();
-    let ticks = sqlx::query("delete from schedule_ticks where created_at < now() - make_interval(secs => $1)")
-        .bind(age.as_secs_f64())
-        .execute(pool)
-        .await?
-        .rows_affected();
+    let ticks = sqlx::query(
+        "delete from schedule_ticks where created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(age.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected();
     Ok((jobs, ticks))
 }
 
 /// Holds a tenant's jobs (they stay queued, unclaimed) until [`release`] with the same reason.
-pub async fn hold<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn hold<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("insert into job_holds (tenant_id, reason) values ($1, $2) on conflict do nothing")
         .bind(tenant)
         .bind(reason)
@@ -287,7 +325,11 @@ pub async fn hold<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -
         .map(|_| ())
 }
 
-pub async fn release<'e>(db: impl PgExecutor<'e>, tenant: TenantId, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn release<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("delete from job_holds where tenant_id = $1 and reason = $2")
         .bind(tenant)
         .bind(reason)

@@ -55,7 +55,12 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { concurrency: 4, lease: Duration::from_secs(30), poll_interval: Duration::from_millis(500), shutdown_grace: Duration::from_secs(20) }
+        Self {
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(20),
+        }
     }
 }
 
@@ -101,25 +106,41 @@ impl Worker {
         self.run_one(rx).await
     }
 
-    async fn run_one(&self, mut shutdown: watch::Receiver<bool>) -> Result<Option<(Job, Outcome)>, sqlx::Error> {
+    async fn run_one(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<(Job, Outcome)>, sqlx::Error> {
         let Some(job) = claim(&self.pool, &self.owner, self.settings.lease).await? else {
             return Ok(None);
         };
-        let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
+        let span =
+            tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
         self.execute(job, &mut shutdown).instrument(span).await.map(Some)
     }
 
-    async fn execute(&self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(Job, Outcome), sqlx::Error> {
+    async fn execute(
+        &self,
+        job: Job,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(Job, Outcome), sqlx::Error> {
         let Some(handler) = self.handlers.get(&job.kind).cloned() else {
             tracing::error!("no handler for this kind of job");
-            fail(&self.pool, &job, &self.owner, &format!("no handler for jobs of kind {:?}", job.kind), false).await?;
+            fail(
+                &self.pool,
+                &job,
+                &self.owner,
+                &format!("no handler for jobs of kind {:?}", job.kind),
+                false,
+            )
+            .await?;
             return Ok((job, Outcome::Dead));
         };
 
         // The heartbeat renews the lease; if it finds the lease gone, the job is abandoned.
         let (lost_tx, mut lost_rx) = watch::channel(false);
         let beat = {
-            let (pool, owner, lease, id) = (self.pool.clone(), self.owner.clone(), self.settings.lease, job.id);
+            let (pool, owner, lease, id) =
+                (self.pool.clone(), self.owner.clone(), self.settings.lease, job.id);
             AbortOnDrop(tokio::spawn(async move {
                 let mut every = tokio::time::interval(lease / 3);
                 every.tick().await;
@@ -138,9 +159,11 @@ impl Worker {
         };
         let grace = self.settings.shutdown_grace;
         // A panic fails the attempt with its message, like an error; the worker goes on.
-        let run = AssertUnwindSafe(async { handler.run(&job).await })
-            .catch_unwind()
-            .map(|r| r.unwrap_or_else(|panic| Err(JobError::Retryable(format!("the job panicked: {}", panic_message(&*panic))))));
+        let run = AssertUnwindSafe(async { handler.run(&job).await }).catch_unwind().map(|r| {
+            r.unwrap_or_else(|panic| {
+                Err(JobError::Retryable(format!("the job panicked: {}", panic_message(&*panic))))
+            })
+        });
         let result = tokio::select! {
             r = run => Some(r),
             _ = async { lost_rx.wait_for(|lost| *lost).await.map(|_| ()) } => None,
@@ -162,10 +185,18 @@ impl Worker {
                 Outcome::LeaseLost
             }
             Some(Ok(())) => {
-                if complete(&self.pool, job.id, &self.owner).await? { Outcome::Succeeded } else { Outcome::LeaseLost }
+                if complete(&self.pool, job.id, &self.owner).await? {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::LeaseLost
+                }
             }
             Some(Err(JobError::Snooze(delay))) => {
-                if snooze(&self.pool, job.id, &self.owner, delay).await? { Outcome::Snoozed } else { Outcome::LeaseLost }
+                if snooze(&self.pool, job.id, &self.owner, delay).await? {
+                    Outcome::Snoozed
+                } else {
+                    Outcome::LeaseLost
+                }
             }
             Some(Err(e)) => {
                 let retryable = matches!(e, JobError::Retryable(_));
@@ -191,9 +222,15 @@ impl Worker {
             tasks.push(tokio::spawn(async move {
                 while !*stop.borrow() {
                     // A panic outside a handler (the queue's own code) must not end this worker.
-                    let next = AssertUnwindSafe(worker.run_one(stop.clone())).catch_unwind().await.map(|r| r.map(|ran| ran.is_some()));
+                    let next = AssertUnwindSafe(worker.run_one(stop.clone()))
+                        .catch_unwind()
+                        .await
+                        .map(|r| r.map(|ran| ran.is_some()));
                     match next.unwrap_or_else(|panic| {
-                        tracing::error!(panic = panic_message(&*panic), "a worker panicked outside a job; it goes on");
+                        tracing::error!(
+                            panic = panic_message(&*panic),
+                            "a worker panicked outside a job; it goes on"
+                        );
                         Ok(true)
                     }) {
                         Ok(true) => {}
@@ -220,5 +257,9 @@ impl Worker {
 
 /// The text a panic was raised with.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

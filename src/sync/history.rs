@@ -38,19 +38,23 @@ const RUN_COLUMNS: &str = "r.id, r.mode, r.trigger, r.status, r.phase, r.steps_d
 
 /// The latest runs, newest first.
 pub async fn runs(pool: &PgPool, member: &Member, limit: i64) -> Result<Vec<RunInfo>, sqlx::Error> {
-    sqlx::query_as(&format!("select {RUN_COLUMNS} from sync_runs r where r.tenant_id = $1 order by r.id desc limit $2"))
-        .bind(member.tenant_id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&format!(
+        "select {RUN_COLUMNS} from sync_runs r where r.tenant_id = $1 order by r.id desc limit $2"
+    ))
+    .bind(member.tenant_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn run(pool: &PgPool, member: &Member, id: i64) -> Result<Option<RunInfo>, sqlx::Error> {
-    sqlx::query_as(&format!("select {RUN_COLUMNS} from sync_runs r where r.tenant_id = $1 and r.id = $2"))
-        .bind(member.tenant_id)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "select {RUN_COLUMNS} from sync_runs r where r.tenant_id = $1 and r.id = $2"
+    ))
+    .bind(member.tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Whether a sync job is queued or running for the tenant (the buttons say so).
@@ -74,7 +78,12 @@ pub struct RecordError {
 }
 
 /// Unresolved record errors (of one run, or all), newest first.
-pub async fn errors(pool: &PgPool, member: &Member, run: Option<i64>, limit: i64) -> Result<Vec<RecordError>, sqlx::Error> {
+pub async fn errors(
+    pool: &PgPool,
+    member: &Member,
+    run: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RecordError>, sqlx::Error> {
     sqlx::query_as(
         "select id, run_id, entity, pipedrive_id, reason, payload, status, created_at from record_errors
          where tenant_id = $1 and status <> 'resolved' and ($2::bigint is null or run_id = $2)

@@ -54,11 +54,17 @@ pub struct EntityCounts {
 pub type Counts = BTreeMap<String, EntityCounts>;
 
 /// Queues a sync for the member's tenant; `false` when one is already queued.
-pub async fn request(pool: &PgPool, member: &Member, full_resync: bool) -> Result<bool, AccessError> {
+pub async fn request(
+    pool: &PgPool,
+    member: &Member,
+    full_resync: bool,
+) -> Result<bool, AccessError> {
     member.require_manage()?;
     let t = member.tenant_id;
     let kind = if full_resync { JOB_FULL_RESYNC } else { JOB_SYNC };
-    let job = schedule::job(kind, t, json!({"trigger": "manual", "requested_by": member.user_id})).dedupe(format!("{kind}:{t}")).attempts(20);
+    let job = schedule::job(kind, t, json!({"trigger": "manual", "requested_by": member.user_id}))
+        .dedupe(format!("{kind}:{t}"))
+        .attempts(20);
     Ok(queue::enqueue(pool, &job).await?.is_some())
 }
 
@@ -81,7 +87,11 @@ impl Handler for SyncHandler {
 }
 
 /// Retries failed records: one (`error_id`), or every open one of the tenant; `false` if none.
-pub async fn retry(pool: &PgPool, member: &Member, error_id: Option<i64>) -> Result<bool, AccessError> {
+pub async fn retry(
+    pool: &PgPool,
+    member: &Member,
+    error_id: Option<i64>,
+) -> Result<bool, AccessError> {
     member.require_manage()?;
     let t = member.tenant_id;
     let mut tx = pool.begin().await?;
@@ -102,11 +112,16 @@ pub async fn retry(pool: &PgPool, member: &Member, error_id: Option<i64>) -> Res
         "update record_links l set content_hash = null from unnest($2::text[]) as i(id)
          where l.tenant_id = $1 and l.entity = 'person' and l.pipedrive_id = i.id",
     )
-        .bind(t)
-        .bind(&persons)
-        .execute(&mut *tx)
-        .await?;
-    let job = schedule::job(JOB_SYNC, t, json!({"trigger": "retry", "requested_by": member.user_id, "persons": persons})).attempts(20);
+    .bind(t)
+    .bind(&persons)
+    .execute(&mut *tx)
+    .await?;
+    let job = schedule::job(
+        JOB_SYNC,
+        t,
+        json!({"trigger": "retry", "requested_by": member.user_id, "persons": persons}),
+    )
+    .attempts(20);
     queue::enqueue(&mut *tx, &job).await?;
     tx.commit().await?;
     Ok(true)

@@ -40,5 +40,11 @@ pub async fn incremental_sync_jobs(pool: &PgPool) -> Result<Vec<NewJob>, sqlx::E
     )
     .fetch_all(pool)
     .await?;
-    Ok(tenants.into_iter().map(|t| job(JOB_SYNC, t, serde_json::json!({"trigger": "schedule"})).dedupe(format!("{JOB_SYNC}:{t}"))).collect())
+    Ok(tenants
+        .into_iter()
+        .map(|t| {
+            job(JOB_SYNC, t, serde_json::json!({"trigger": "schedule"}))
+                .dedupe(format!("{JOB_SYNC}:{t}"))
+        })
+        .collect())
 }

@@ -36,7 +36,11 @@ pub async fn relaxed_commit(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Err
     sqlx::query("set local synchronous_commit = off").execute(tx).await.map(|_| ())
 }
 
-pub async fn upsert_links<'e>(db: impl PgExecutor<'e>, tenant: TenantId, links: &[Link]) -> Result<(), sqlx::Error> {
+pub async fn upsert_links<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    links: &[Link],
+) -> Result<(), sqlx::Error> {
     upsert_link_columns(db, tenant, &LinkColumns::from(links)).await
 }
 
@@ -94,7 +98,11 @@ impl From<&[Link]> for LinkColumns {
 
 /// [`upsert_links`] of links already in columns (a backfill writes its persons' links straight
 /// from their rows' texts).
-pub async fn upsert_link_columns<'e>(db: impl PgExecutor<'e>, tenant: TenantId, c: &LinkColumns) -> Result<(), sqlx::Error> {
+pub async fn upsert_link_columns<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    c: &LinkColumns,
+) -> Result<(), sqlx::Error> {
     if c.is_empty() {
         return Ok(());
     }
@@ -131,7 +139,12 @@ pub async fn upsert_link_columns<'e>(db: impl PgExecutor<'e>, tenant: TenantId, 
 const LINK_COLUMNS: &str = "l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l.person_id, l.org_id, encode(l.content_hash, 'hex') as content_hash, l.facts";
 
 /// The links of these records, by Pipedrive id.
-pub async fn links(pool: &PgPool, tenant: TenantId, entity: &str, ids: &[String]) -> Result<HashMap<String, Link>, sqlx::Error> {
+pub async fn links(
+    pool: &PgPool,
+    tenant: TenantId,
+    entity: &str,
+    ids: &[String],
+) -> Result<HashMap<String, Link>, sqlx::Error> {
     let rows: Vec<Link> = sqlx::query_as(&format!(
         "select {LINK_COLUMNS} from unnest($3::text[]) as i(id)
          cross join lateral (select * from record_links r where r.tenant_id = $1 and r.entity = $2 and r.pipedrive_id = i.id limit 1) as l"
@@ -150,8 +163,15 @@ pub async fn links(pool: &PgPool, tenant: TenantId, entity: &str, ids: &[String]
 /// index (`between` the lowest and the highest) replaces a descent per person, which was most of
 /// the database's work per page; the links of persons in the range but not asked for are left
 /// out here. Scattered ids (an incremental run) are looked up one by one.
-pub async fn links_of_persons(pool: &PgPool, tenant: TenantId, entity: &str, persons: &[i64]) -> Result<Vec<Link>, sqlx::Error> {
-    let (Some(&lo), Some(&hi)) = (persons.iter().min(), persons.iter().max()) else { return Ok(Vec::new()) };
+pub async fn links_of_persons(
+    pool: &PgPool,
+    tenant: TenantId,
+    entity: &str,
+    persons: &[i64],
+) -> Result<Vec<Link>, sqlx::Error> {
+    let (Some(&lo), Some(&hi)) = (persons.iter().min(), persons.iter().max()) else {
+        return Ok(Vec::new());
+    };
     if dense(lo, hi, persons.len()) {
         let wanted: HashSet<i64> = persons.iter().copied().collect();
         let rows: Vec<Link> = sqlx::query_as(&format!(
@@ -163,7 +183,10 @@ pub async fn links_of_persons(pool: &PgPool, tenant: TenantId, entity: &str, per
         .bind(hi)
         .fetch_all(pool)
         .await?;
-        return Ok(rows.into_iter().filter(|l| l.person_id.is_some_and(|p| wanted.contains(&p))).collect());
+        return Ok(rows
+            .into_iter()
+            .filter(|l| l.person_id.is_some_and(|p| wanted.contains(&p)))
+            .collect());
     }
     sqlx::query_as(&format!(
         "select {LINK_COLUMNS} from unnest($3::bigint[]) as i(id) join record_links l on l.tenant_id = $1 and l.entity = $2 and l.person_id = i.id"
@@ -183,7 +206,11 @@ fn dense(lo: i64, hi: i64, count: usize) -> bool {
 }
 
 /// The persons linked to these contact emails.
-pub async fn persons_by_email(pool: &PgPool, tenant: TenantId, emails: &[String]) -> Result<HashMap<String, String>, sqlx::Error> {
+pub async fn persons_by_email(
+    pool: &PgPool,
+    tenant: TenantId,
+    emails: &[String],
+) -> Result<HashMap<String, String>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "select l.brevo_ref, l.pipedrive_id from unnest($2::text[]) as i(email)
          cross join lateral (select r.brevo_ref, r.pipedrive_id from record_links r
@@ -207,11 +234,21 @@ pub async fn analyze_links(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Whether the tenant has any link of this entity.
 pub async fn has_links(pool: &PgPool, tenant: TenantId, entity: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from record_links where tenant_id = $1 and entity = $2)").bind(tenant).bind(entity).fetch_one(pool).await
+    sqlx::query_scalar(
+        "select exists (select 1 from record_links where tenant_id = $1 and entity = $2)",
+    )
+    .bind(tenant)
+    .bind(entity)
+    .fetch_one(pool)
+    .await
 }
 
 /// Person ids of an organization's synced persons.
-pub async fn persons_of_org(pool: &PgPool, tenant: TenantId, org: i64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn persons_of_org(
+    pool: &PgPool,
+    tenant: TenantId,
+    org: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select pipedrive_id::bigint from record_links where tenant_id = $1 and entity = 'person' and org_id = $2")
         .bind(tenant)
         .bind(org)
@@ -219,14 +256,21 @@ pub async fn persons_of_org(pool: &PgPool, tenant: TenantId, org: i64) -> Result
         .await
 }
 
-pub async fn delete_link<'e>(db: impl PgExecutor<'e>, tenant: TenantId, entity: &str, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from record_links where tenant_id = $1 and entity = $2 and pipedrive_id = $3")
-        .bind(tenant)
-        .bind(entity)
-        .bind(id)
-        .execute(db)
-        .await
-        .map(|_| ())
+pub async fn delete_link<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    entity: &str,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "delete from record_links where tenant_id = $1 and entity = $2 and pipedrive_id = $3",
+    )
+    .bind(tenant)
+    .bind(entity)
+    .bind(id)
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 /// Organizations whose Brevo company is missing or out of date.
@@ -235,7 +279,11 @@ const STALE_COMPANIES: &str = "l.tenant_id = $1 and l.entity = 'organization'
 
 /// The organizations [`companies_to_write`] will take next, should they have synced contacts by
 /// then (a backfill creates their contacts early, to learn their ids).
-pub async fn next_companies(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn next_companies(
+    pool: &PgPool,
+    tenant: TenantId,
+    limit: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(&format!("select l.pipedrive_id::bigint from record_links l where {STALE_COMPANIES} order by l.pipedrive_id::bigint limit $2"))
         .bind(tenant)
         .bind(limit)
@@ -246,7 +294,11 @@ pub async fn next_companies(pool: &PgPool, tenant: TenantId, limit: i64) -> Resu
 /// The first `limit` organizations with synced contacts whose Brevo company is missing or out of
 /// date, and how many such organizations there are. (Both look at every organization, 35 ms
 /// each for 20,000 of them: asked for at once, on two connections.)
-pub async fn companies_to_write(pool: &PgPool, tenant: TenantId, limit: i64) -> Result<(Vec<Link>, i64), sqlx::Error> {
+pub async fn companies_to_write(
+    pool: &PgPool,
+    tenant: TenantId,
+    limit: i64,
+) -> Result<(Vec<Link>, i64), sqlx::Error> {
     let stale = format!(
         "{STALE_COMPANIES}
          and exists (select 1 from record_links p where p.tenant_id = $1 and p.entity = 'person' and p.org_id = l.pipedrive_id::bigint)"
@@ -270,16 +322,29 @@ pub struct Checkpoint {
     pub since: Option<OffsetDateTime>,
 }
 
-pub async fn checkpoints(pool: &PgPool, tenant: TenantId) -> Result<HashMap<String, Checkpoint>, sqlx::Error> {
+pub async fn checkpoints(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<HashMap<String, Checkpoint>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, bool, Option<OffsetDateTime>)> =
         sqlx::query_as("select entity, backfill_cursor, backfill_done, since from sync_checkpoints where tenant_id = $1")
             .bind(tenant)
             .fetch_all(pool)
             .await?;
-    Ok(rows.into_iter().map(|(e, backfill_cursor, backfill_done, since)| (e, Checkpoint { backfill_cursor, backfill_done, since })).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(e, backfill_cursor, backfill_done, since)| {
+            (e, Checkpoint { backfill_cursor, backfill_done, since })
+        })
+        .collect())
 }
 
-pub async fn save_checkpoint<'e>(db: impl PgExecutor<'e>, tenant: TenantId, entity: &str, c: &Checkpoint) -> Result<(), sqlx::Error> {
+pub async fn save_checkpoint<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    entity: &str,
+    c: &Checkpoint,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into sync_checkpoints (tenant_id, entity, backfill_cursor, backfill_done, since, updated_at)
          values ($1, $2, $3, $4, $5, now())
@@ -300,7 +365,10 @@ pub async fn save_checkpoint<'e>(db: impl PgExecutor<'e>, tenant: TenantId, enti
 /// written again.
 pub async fn reset_for_full_resync(pool: &PgPool, tenant: TenantId) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("delete from sync_checkpoints where tenant_id = $1").bind(tenant).execute(&mut *tx).await?;
+    sqlx::query("delete from sync_checkpoints where tenant_id = $1")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("update record_links set content_hash = null where tenant_id = $1 and entity in ('person', 'organization')")
         .bind(tenant)
         .execute(&mut *tx)
@@ -320,7 +388,11 @@ pub struct RunRow {
 }
 
 /// Whether this job already has a run it continues (it waited, or its worker died).
-pub async fn has_open_run(pool: &PgPool, tenant: TenantId, job_id: i64) -> Result<bool, sqlx::Error> {
+pub async fn has_open_run(
+    pool: &PgPool,
+    tenant: TenantId,
+    job_id: i64,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select exists (select 1 from sync_runs where tenant_id = $1 and job_id = $2 and status in ('running', 'waiting'))")
         .bind(tenant)
         .bind(job_id)
@@ -391,7 +463,12 @@ pub async fn progress(pool: &PgPool, run: i64, p: &Progress) -> Result<(), sqlx:
 }
 
 /// Ends a run (`succeeded`, `failed`), or marks it `waiting` (it continues later).
-pub async fn set_status(pool: &PgPool, run: i64, status: &str, message: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn set_status(
+    pool: &PgPool,
+    run: i64,
+    status: &str,
+    message: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update sync_runs set status = $2, message = $3, updated_at = now(),
                 finished_at = case when $2 in ('succeeded', 'failed') then now() else null end,
@@ -421,8 +498,23 @@ pub async fn tokens_spent_today(pool: &PgPool, api_base: &str) -> Result<i64, sq
 
 // --- record errors -----------------------------------------------------------------------------
 
-pub async fn record_error(pool: &PgPool, tenant: TenantId, run: i64, entity: &str, id: &str, reason: &str, payload: &Value) -> Result<(), sqlx::Error> {
-    record_errors(pool, tenant, run, entity, &[RecordError { id: id.to_owned(), reason: reason.to_owned(), payload: payload.clone() }]).await
+pub async fn record_error(
+    pool: &PgPool,
+    tenant: TenantId,
+    run: i64,
+    entity: &str,
+    id: &str,
+    reason: &str,
+    payload: &Value,
+) -> Result<(), sqlx::Error> {
+    record_errors(
+        pool,
+        tenant,
+        run,
+        entity,
+        &[RecordError { id: id.to_owned(), reason: reason.to_owned(), payload: payload.clone() }],
+    )
+    .await
 }
 
 /// A record that could not be synced, as written to `record_errors`.
@@ -435,7 +527,13 @@ pub struct RecordError {
 
 /// Records errors in one statement (a backfill page can have hundreds). A record named twice
 /// keeps its last error.
-pub async fn record_errors(pool: &PgPool, tenant: TenantId, run: i64, entity: &str, errors: &[RecordError]) -> Result<(), sqlx::Error> {
+pub async fn record_errors(
+    pool: &PgPool,
+    tenant: TenantId,
+    run: i64,
+    entity: &str,
+    errors: &[RecordError],
+) -> Result<(), sqlx::Error> {
     let mut last: HashMap<&str, &RecordError> = HashMap::new();
     for e in errors {
         last.insert(&e.id, e);
@@ -443,7 +541,8 @@ pub async fn record_errors(pool: &PgPool, tenant: TenantId, run: i64, entity: &s
     if last.is_empty() {
         return Ok(());
     }
-    let (ids, (reasons, payloads)): (Vec<&str>, (Vec<&str>, Vec<&Value>)) = last.values().map(|e| (e.id.as_str(), (e.reason.as_str(), &e.payload))).unzip();
+    let (ids, (reasons, payloads)): (Vec<&str>, (Vec<&str>, Vec<&Value>)) =
+        last.values().map(|e| (e.id.as_str(), (e.reason.as_str(), &e.payload))).unzip();
     sqlx::query(
         "insert into record_errors (tenant_id, run_id, entity, pipedrive_id, reason, payload)
          select $1, $2, $3, e.id, e.reason, e.payload from unnest($4::text[], $5::text[], $6::jsonb[]) as e(id, reason, payload)
@@ -463,7 +562,12 @@ pub async fn record_errors(pool: &PgPool, tenant: TenantId, run: i64, entity: &s
 }
 
 /// The records went through: their open errors are resolved.
-pub async fn resolve_errors(pool: &PgPool, tenant: TenantId, entity: &str, ids: &[String]) -> Result<(), sqlx::Error> {
+pub async fn resolve_errors(
+    pool: &PgPool,
+    tenant: TenantId,
+    entity: &str,
+    ids: &[String],
+) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -489,7 +593,10 @@ pub async fn resolve_errors(pool: &PgPool, tenant: TenantId, entity: &str, ids: 
 /// Imports an earlier version of the engine saved and nobody confirmed: id, process, target lists
 /// (`None`: saved before imports recorded them) and rows. This version keeps its imports in
 /// memory until Brevo confirms them (the checkpoints wait for them), and only reads these.
-pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64, i64, Option<Vec<i64>>, Value)>, sqlx::Error> {
+pub async fn pending_imports(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Vec<(i64, i64, Option<Vec<i64>>, Value)>, sqlx::Error> {
     sqlx::query_as("select id, process_id, list_ids, rows from sync_imports where tenant_id = $1 and recorded is null order by id")
         .bind(tenant)
         .fetch_all(pool)
@@ -499,7 +606,14 @@ pub async fn pending_imports(pool: &PgPool, tenant: TenantId) -> Result<Vec<(i64
 /// Records the links of an import Brevo has accepted and not yet confirmed, with a note of whose
 /// they are, in one transaction committed without waiting for the disk; returns the note's id
 /// (deleted by [`delete_import`] once Brevo confirms, or with the links by [`undo_links_ahead`]).
-pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, process_id: i64, persons: &[i64], links: &LinkColumns) -> Result<i64, sqlx::Error> {
+pub async fn record_links_ahead(
+    pool: &PgPool,
+    tenant: TenantId,
+    run: i64,
+    process_id: i64,
+    persons: &[i64],
+    links: &LinkColumns,
+) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     relaxed_commit(&mut tx).await?;
     upsert_link_columns(&mut *tx, tenant, links).await?;
@@ -520,7 +634,11 @@ pub async fn record_links_ahead(pool: &PgPool, tenant: TenantId, run: i64, proce
 /// take every row): deleted with their notes, so that their persons are written again. `note`:
 /// only that one; `None`: every note of the tenant (a run starting after one that stopped).
 /// Returns how many links went.
-pub async fn undo_links_ahead(pool: &PgPool, tenant: TenantId, note: Option<i64>) -> Result<u64, sqlx::Error> {
+pub async fn undo_links_ahead(
+    pool: &PgPool,
+    tenant: TenantId,
+    note: Option<i64>,
+) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let notes: Vec<(i64, Vec<i64>)> = sqlx::query_as(
         "delete from sync_imports where tenant_id = $1 and recorded is not null and ($2::bigint is null or id = $2) returning id, recorded",
@@ -529,7 +647,8 @@ pub async fn undo_links_ahead(pool: &PgPool, tenant: TenantId, note: Option<i64>
     .bind(note)
     .fetch_all(&mut *tx)
     .await?;
-    let persons: Vec<String> = notes.into_iter().flat_map(|(_, persons)| persons).map(|p| p.to_string()).collect();
+    let persons: Vec<String> =
+        notes.into_iter().flat_map(|(_, persons)| persons).map(|p| p.to_string()).collect();
     let deleted = sqlx::query("delete from record_links where tenant_id = $1 and entity = 'person' and pipedrive_id = any($2)")
         .bind(tenant)
         .bind(&persons)
@@ -540,8 +659,17 @@ pub async fn undo_links_ahead(pool: &PgPool, tenant: TenantId, note: Option<i64>
     Ok(deleted)
 }
 
-pub async fn delete_import<'e>(db: impl PgExecutor<'e>, tenant: TenantId, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from sync_imports where tenant_id = $1 and id = $2").bind(tenant).bind(id).execute(db).await.map(|_| ())
+pub async fn delete_import<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: TenantId,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from sync_imports where tenant_id = $1 and id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

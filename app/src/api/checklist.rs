@@ -50,23 +50,25 @@ mod server {
     }
 
     pub async fn load(tenant_id: String) -> Result<ChecklistView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let c = checklist::checklist(&state.pool, &member).await?;
-            Ok(ChecklistView {
-                pipedrive: connection(c.pipedrive),
-                brevo: connection(c.brevo),
-                mapping: if c.mapping.is_some() { StepState::Done } else { StepState::Todo },
-                mapping_version: c.mapping,
-                first_sync: match c.first_sync {
-                    FirstSync::NotStarted => StepState::Todo,
-                    FirstSync::Underway => StepState::Underway,
-                    FirstSync::Failed => StepState::Attention,
-                    FirstSync::Succeeded => StepState::Done,
-                },
-                done: c.done(),
-            })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let c = checklist::checklist(&state.pool, &member).await?;
+                Ok(ChecklistView {
+                    pipedrive: connection(c.pipedrive),
+                    brevo: connection(c.brevo),
+                    mapping: if c.mapping.is_some() { StepState::Done } else { StepState::Todo },
+                    mapping_version: c.mapping,
+                    first_sync: match c.first_sync {
+                        FirstSync::NotStarted => StepState::Todo,
+                        FirstSync::Underway => StepState::Underway,
+                        FirstSync::Failed => StepState::Attention,
+                        FirstSync::Succeeded => StepState::Done,
+                    },
+                    done: c.done(),
+                })
+            }
+            .await,
+        )
     }
 }

@@ -34,12 +34,19 @@ pub async fn load_connections(tenant_id: String) -> Result<ConnectionsView, AppE
 }
 
 #[server(endpoint = "save_brevo_key")]
-pub async fn save_brevo_key(tenant_id: String, api_key: String) -> Result<ConnectionView, AppError> {
+pub async fn save_brevo_key(
+    tenant_id: String,
+    api_key: String,
+) -> Result<ConnectionView, AppError> {
     server::save_brevo_key(tenant_id, api_key).await
 }
 
 #[server(endpoint = "connect_pipedrive_token")]
-pub async fn connect_pipedrive_token(tenant_id: String, api_token: String, company_domain: String) -> Result<ConnectionView, AppError> {
+pub async fn connect_pipedrive_token(
+    tenant_id: String,
+    api_token: String,
+    company_domain: String,
+) -> Result<ConnectionView, AppError> {
     server::connect_pipedrive_token(tenant_id, api_token, company_domain).await
 }
 
@@ -71,7 +78,10 @@ mod server {
             account_label: c.account_label.clone(),
             last4: c.secret_last4.clone(),
             is_sandbox: c.is_sandbox,
-            last_checked: c.last_checked_at.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok()),
+            last_checked: c
+                .last_checked_at
+                .and_then(|t| t.replace_nanosecond(0).ok())
+                .and_then(|t| t.format(&Rfc3339).ok()),
             last_error: c.last_error.clone(),
             daily_token_budget: c.daily_token_budget,
         }
@@ -92,63 +102,110 @@ mod server {
     }
 
     pub async fn load(tenant_id: String) -> Result<ConnectionsView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let list = connections::list(&state.pool, &member).await?;
-            let find = |p: &str| list.iter().find(|c| c.provider == p).map(view);
-            Ok(ConnectionsView { pipedrive: find("pipedrive"), brevo: find("brevo"), sandbox: state.providers.sandbox })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let list = connections::list(&state.pool, &member).await?;
+                let find = |p: &str| list.iter().find(|c| c.provider == p).map(view);
+                Ok(ConnectionsView {
+                    pipedrive: find("pipedrive"),
+                    brevo: find("brevo"),
+                    sandbox: state.providers.sandbox,
+                })
+            }
+            .await,
+        )
     }
 
-    pub async fn save_brevo_key(tenant_id: String, api_key: String) -> Result<ConnectionView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let info = connections::connect_brevo(&state.pool, &state.secret_key, &state.providers, &member, Secret::new(api_key)).await?;
-            Ok(view(&info))
-        }
-        .await)
+    pub async fn save_brevo_key(
+        tenant_id: String,
+        api_key: String,
+    ) -> Result<ConnectionView, AppError> {
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let info = connections::connect_brevo(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &member,
+                    Secret::new(api_key),
+                )
+                .await?;
+                Ok(view(&info))
+            }
+            .await,
+        )
     }
 
-    pub async fn connect_pipedrive_token(tenant_id: String, api_token: String, company_domain: String) -> Result<ConnectionView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let info = connections::connect_pipedrive_token(
-                &state.pool, &state.secret_key, &state.providers, &member, Secret::new(api_token), &company_domain,
-            )
-            .await?;
-            Ok(view(&info))
-        }
-        .await)
+    pub async fn connect_pipedrive_token(
+        tenant_id: String,
+        api_token: String,
+        company_domain: String,
+    ) -> Result<ConnectionView, AppError> {
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let info = connections::connect_pipedrive_token(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &member,
+                    Secret::new(api_token),
+                    &company_domain,
+                )
+                .await?;
+                Ok(view(&info))
+            }
+            .await,
+        )
     }
 
     pub async fn disconnect(tenant_id: String, provider: String) -> Result<(), AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let provider = match provider.as_str() {
-                "pipedrive" => Provider::Pipedrive,
-                "brevo" => Provider::Brevo,
-                _ => return Err(AppError::Invalid("Unknown connection.".into())),
-            };
-            Ok(connections::disconnect(&state.pool, &state.secret_key, &state.providers, &member, provider).await?)
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let provider = match provider.as_str() {
+                    "pipedrive" => Provider::Pipedrive,
+                    "brevo" => Provider::Brevo,
+                    _ => return Err(AppError::Invalid("Unknown connection.".into())),
+                };
+                Ok(connections::disconnect(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &member,
+                    provider,
+                )
+                .await?)
+            }
+            .await,
+        )
     }
 
     pub async fn set_budget(tenant_id: String, budget: String) -> Result<String, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let cleaned: String = budget.chars().filter(|c| !c.is_whitespace() && *c != ',' && *c != '_').collect();
-            let value = match cleaned.as_str() {
-                "" => None,
-                text => Some(text.parse::<u64>().map_err(|_| AppError::Invalid("Write the budget as a whole number of tokens, e.g. 60000.".into()))?),
-            };
-            connections::set_daily_budget(&state.pool, &member, value).await?;
-            Ok(match value {
-                Some(v) => format!("Daily token budget set to {v}."),
-                None => "Daily token budget back to the server's default.".to_owned(),
-            })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let cleaned: String = budget
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && *c != ',' && *c != '_')
+                    .collect();
+                let value = match cleaned.as_str() {
+                    "" => None,
+                    text => Some(text.parse::<u64>().map_err(|_| {
+                        AppError::Invalid(
+                            "Write the budget as a whole number of tokens, e.g. 60000.".into(),
+                        )
+                    })?),
+                };
+                connections::set_daily_budget(&state.pool, &member, value).await?;
+                Ok(match value {
+                    Some(v) => format!("Daily token budget set to {v}."),
+                    None => "Daily token budget back to the server's default.".to_owned(),
+                })
+            }
+            .await,
+        )
     }
 }

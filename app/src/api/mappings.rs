@@ -124,7 +124,10 @@ pub async fn mapping_forms(tenant_id: String) -> Result<MappingFormsView, AppErr
 }
 
 #[server(endpoint = "save_mapping_forms", input = leptos::server_fn::codec::Json)]
-pub async fn save_mapping_forms(tenant_id: String, data: MappingFormData) -> Result<FormsSaveOutcome, AppError> {
+pub async fn save_mapping_forms(
+    tenant_id: String,
+    data: MappingFormData,
+) -> Result<FormsSaveOutcome, AppError> {
     server::save_forms(tenant_id, data).await
 }
 
@@ -159,8 +162,9 @@ mod server {
     use pipebridge::mapping::{Lists, forms};
 
     use super::{
-        FormChoices, FormPlace, FormProblem, FormsSaveOutcome, MadeListView, MappingFormData, MappingFormsView, MappingVersionView, MappingView, PersonRow,
-        SavedMapping, StageRow, SuggestedListsView,
+        FormChoices, FormPlace, FormProblem, FormsSaveOutcome, MadeListView, MappingFormData,
+        MappingFormsView, MappingVersionView, MappingView, PersonRow, SavedMapping, StageRow,
+        SuggestedListsView,
     };
     use crate::api::server::{self as s, respond};
     use crate::error::AppError;
@@ -171,11 +175,17 @@ mod server {
                 SaveError::Access(a) => a.into(),
                 SaveError::Unreadable(m) => AppError::Invalid(m),
                 SaveError::Invalid(problems) => AppError::Invalid(
-                    problems.iter().map(|p| format!("{}: {}", p.at, p.message)).collect::<Vec<_>>().join("\n"),
+                    problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.at, p.message))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                 ),
                 SaveError::Catalog(m) => {
                     tracing::warn!(message = %m, "reading the catalog failed");
-                    AppError::Unavailable(format!("The mapping could not be checked against your accounts ({m}). Try again shortly."))
+                    AppError::Unavailable(format!(
+                        "The mapping could not be checked against your accounts ({m}). Try again shortly."
+                    ))
                 }
                 SaveError::Database(e) => e.into(),
             }
@@ -183,29 +193,54 @@ mod server {
     }
 
     pub async fn load(tenant_id: String) -> Result<MappingView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let current = store::current(&state.pool, &member).await?;
-            let versions = store::versions(&state.pool, &member)
-                .await?
-                .into_iter()
-                .map(|v| MappingVersionView { version: v.version, saved_at: v.created_at.format(&Rfc3339).unwrap_or_default(), author: v.author })
-                .collect();
-            Ok(match current {
-                Some((version, yaml)) => MappingView { yaml, version: Some(version), versions },
-                None => MappingView { yaml: store::SEED_YAML.to_owned(), version: None, versions },
-            })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let current = store::current(&state.pool, &member).await?;
+                let versions = store::versions(&state.pool, &member)
+                    .await?
+                    .into_iter()
+                    .map(|v| MappingVersionView {
+                        version: v.version,
+                        saved_at: v.created_at.format(&Rfc3339).unwrap_or_default(),
+                        author: v.author,
+                    })
+                    .collect();
+                Ok(match current {
+                    Some((version, yaml)) => MappingView { yaml, version: Some(version), versions },
+                    None => {
+                        MappingView { yaml: store::SEED_YAML.to_owned(), version: None, versions }
+                    }
+                })
+            }
+            .await,
+        )
     }
 
     pub async fn save(tenant_id: String, yaml: String) -> Result<SavedMapping, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let saved = store::save_checked(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, &yaml).await?;
-            Ok(SavedMapping { version: saved.version, warnings: saved.warnings.iter().map(|p| format!("{}: {}", p.at, p.message)).collect() })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let saved = store::save_checked(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &state.limits,
+                    &member,
+                    &yaml,
+                )
+                .await?;
+                Ok(SavedMapping {
+                    version: saved.version,
+                    warnings: saved
+                        .warnings
+                        .iter()
+                        .map(|p| format!("{}: {}", p.at, p.message))
+                        .collect(),
+                })
+            }
+            .await,
+        )
     }
 
     impl From<forms::FormsError> for AppError {
@@ -219,19 +254,33 @@ mod server {
     }
 
     pub async fn forms(tenant_id: String) -> Result<MappingFormsView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let shown = forms::load(&state.pool, &state.secret_key, &state.providers, &state.limits, &member).await?;
-            Ok(view(shown))
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let shown = forms::load(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &state.limits,
+                    &member,
+                )
+                .await?;
+                Ok(view(shown))
+            }
+            .await,
+        )
     }
 
     fn view(shown: forms::Shown) -> MappingFormsView {
         let f = match shown {
             forms::Shown::Ready(f) => f,
             forms::Shown::Unavailable(why) => {
-                return MappingFormsView { unavailable: Some(why), data: MappingFormData::default(), choices: FormChoices::default(), version: None };
+                return MappingFormsView {
+                    unavailable: Some(why),
+                    data: MappingFormData::default(),
+                    choices: FormChoices::default(),
+                    version: None,
+                };
             }
         };
         MappingFormsView {
@@ -241,10 +290,22 @@ mod server {
                 qualified_leads: f.lists.qualified_leads,
                 customers: f.lists.customers,
                 churned: f.lists.churned,
-                person: f.person.into_iter().map(|(path, attribute)| PersonRow { path, attribute }).collect(),
-                stages: f.stages.into_iter().map(|r| StageRow { key: r.key, label: r.label, list: r.list }).collect(),
+                person: f
+                    .person
+                    .into_iter()
+                    .map(|(path, attribute)| PersonRow { path, attribute })
+                    .collect(),
+                stages: f
+                    .stages
+                    .into_iter()
+                    .map(|r| StageRow { key: r.key, label: r.label, list: r.list })
+                    .collect(),
             },
-            choices: FormChoices { paths: f.choices.paths, attributes: f.choices.attributes, lists: f.choices.lists },
+            choices: FormChoices {
+                paths: f.choices.paths,
+                attributes: f.choices.attributes,
+                lists: f.choices.lists,
+            },
             version: f.version,
         }
     }
@@ -259,21 +320,45 @@ mod server {
         FormProblem { place, message: p.message }
     }
 
-    pub async fn save_forms(tenant_id: String, data: MappingFormData) -> Result<FormsSaveOutcome, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let submitted = forms::Submitted {
-                lists: Lists { all_contacts: data.all_contacts, qualified_leads: data.qualified_leads, customers: data.customers, churned: data.churned },
-                person: data.person.into_iter().map(|r| (r.path, r.attribute)).collect(),
-                stages: data.stages.into_iter().map(|r| (r.key, r.list)).collect(),
-            };
-            match forms::save(&state.pool, &state.secret_key, &state.providers, &state.limits, &member, submitted).await {
-                Ok(saved) => Ok(FormsSaveOutcome::Saved(SavedMapping { version: saved.version, warnings: saved.warnings.into_iter().map(|w| w.message).collect() })),
-                Err(forms::FormSaveError::Refused(problems)) => Ok(FormsSaveOutcome::Refused(problems.into_iter().map(problem).collect())),
-                Err(forms::FormSaveError::Save(e)) => Err(e.into()),
+    pub async fn save_forms(
+        tenant_id: String,
+        data: MappingFormData,
+    ) -> Result<FormsSaveOutcome, AppError> {
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let submitted = forms::Submitted {
+                    lists: Lists {
+                        all_contacts: data.all_contacts,
+                        qualified_leads: data.qualified_leads,
+                        customers: data.customers,
+                        churned: data.churned,
+                    },
+                    person: data.person.into_iter().map(|r| (r.path, r.attribute)).collect(),
+                    stages: data.stages.into_iter().map(|r| (r.key, r.list)).collect(),
+                };
+                match forms::save(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.providers,
+                    &state.limits,
+                    &member,
+                    submitted,
+                )
+                .await
+                {
+                    Ok(saved) => Ok(FormsSaveOutcome::Saved(SavedMapping {
+                        version: saved.version,
+                        warnings: saved.warnings.into_iter().map(|w| w.message).collect(),
+                    })),
+                    Err(forms::FormSaveError::Refused(problems)) => {
+                        Ok(FormsSaveOutcome::Refused(problems.into_iter().map(problem).collect()))
+                    }
+                    Err(forms::FormSaveError::Save(e)) => Err(e.into()),
+                }
             }
-        }
-        .await)
+            .await,
+        )
     }
 
     impl From<ListError> for AppError {
@@ -295,20 +380,35 @@ mod server {
     }
 
     pub async fn create_list(tenant_id: String, name: String) -> Result<MadeListView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            Ok(made(lists::create(&state.pool, &state.secret_key, &state.limits, &member, &name).await?))
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                Ok(made(
+                    lists::create(&state.pool, &state.secret_key, &state.limits, &member, &name)
+                        .await?,
+                ))
+            }
+            .await,
+        )
     }
 
     pub async fn suggested_lists(tenant_id: String) -> Result<SuggestedListsView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let mut by_role = lists::suggested(&state.pool, &state.secret_key, &state.limits, &member).await?.into_iter();
-            let mut next = || by_role.next().map(|(_, m)| made(m)).ok_or(AppError::Internal);
-            Ok(SuggestedListsView { all_contacts: next()?, qualified_leads: next()?, customers: next()?, churned: next()? })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let mut by_role =
+                    lists::suggested(&state.pool, &state.secret_key, &state.limits, &member)
+                        .await?
+                        .into_iter();
+                let mut next = || by_role.next().map(|(_, m)| made(m)).ok_or(AppError::Internal);
+                Ok(SuggestedListsView {
+                    all_contacts: next()?,
+                    qualified_leads: next()?,
+                    customers: next()?,
+                    churned: next()?,
+                })
+            }
+            .await,
+        )
     }
 }

@@ -6,11 +6,11 @@ mod auth;
 mod checklist;
 mod connections;
 mod mappings;
+#[cfg(feature = "ssr")]
+pub mod server;
 mod sync;
 mod team;
 mod tenant;
-#[cfg(feature = "ssr")]
-pub mod server;
 
 pub use auth::*;
 pub use checklist::*;

@@ -137,60 +137,75 @@ mod server {
     }
 
     pub async fn overview(tenant_id: String) -> Result<SyncStatusView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let runs = history::runs(&state.pool, &member, 30).await?;
-            let pending = history::sync_pending(&state.pool, &member).await?;
-            Ok(SyncStatusView { runs: runs.iter().map(view).collect(), pending, can_manage: member.role.can_manage() })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let runs = history::runs(&state.pool, &member, 30).await?;
+                let pending = history::sync_pending(&state.pool, &member).await?;
+                Ok(SyncStatusView {
+                    runs: runs.iter().map(view).collect(),
+                    pending,
+                    can_manage: member.role.can_manage(),
+                })
+            }
+            .await,
+        )
     }
 
     pub async fn start(tenant_id: String, full_resync: bool) -> Result<String, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let queued = sync::request(&state.pool, &member, full_resync).await?;
-            Ok(match (queued, full_resync) {
-                (true, true) => "Full resync queued: everything is read and written again.".to_owned(),
-                (true, false) => "Sync queued.".to_owned(),
-                (false, _) => "A sync is already queued; it starts shortly.".to_owned(),
-            })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let queued = sync::request(&state.pool, &member, full_resync).await?;
+                Ok(match (queued, full_resync) {
+                    (true, true) => {
+                        "Full resync queued: everything is read and written again.".to_owned()
+                    }
+                    (true, false) => "Sync queued.".to_owned(),
+                    (false, _) => "A sync is already queued; it starts shortly.".to_owned(),
+                })
+            }
+            .await,
+        )
     }
 
     pub async fn detail(tenant_id: String, run_id: i64) -> Result<RunDetailView, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let run = history::run(&state.pool, &member, run_id).await?.ok_or(AppError::NotFound)?;
-            let errors = history::errors(&state.pool, &member, Some(run_id), 500)
-                .await?
-                .into_iter()
-                .map(|e| RecordErrorView {
-                    id: e.id,
-                    run_id: e.run_id,
-                    entity: e.entity,
-                    pipedrive_id: e.pipedrive_id,
-                    reason: e.reason,
-                    payload: e.payload.map(|p| p.to_string()).unwrap_or_default(),
-                    status: e.status,
-                    at: e.created_at.format(&Rfc3339).unwrap_or_default(),
-                })
-                .collect();
-            Ok(RunDetailView { run: view(&run), errors, can_manage: member.role.can_manage() })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let run =
+                    history::run(&state.pool, &member, run_id).await?.ok_or(AppError::NotFound)?;
+                let errors = history::errors(&state.pool, &member, Some(run_id), 500)
+                    .await?
+                    .into_iter()
+                    .map(|e| RecordErrorView {
+                        id: e.id,
+                        run_id: e.run_id,
+                        entity: e.entity,
+                        pipedrive_id: e.pipedrive_id,
+                        reason: e.reason,
+                        payload: e.payload.map(|p| p.to_string()).unwrap_or_default(),
+                        status: e.status,
+                        at: e.created_at.format(&Rfc3339).unwrap_or_default(),
+                    })
+                    .collect();
+                Ok(RunDetailView { run: view(&run), errors, can_manage: member.role.can_manage() })
+            }
+            .await,
+        )
     }
 
     pub async fn retry(tenant_id: String, error_id: Option<i64>) -> Result<String, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            Ok(if sync::retry(&state.pool, &member, error_id).await? {
-                "Retry queued: the record(s) are written again in a moment.".to_owned()
-            } else {
-                "Nothing to retry.".to_owned()
-            })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                Ok(if sync::retry(&state.pool, &member, error_id).await? {
+                    "Retry queued: the record(s) are written again in a moment.".to_owned()
+                } else {
+                    "Nothing to retry.".to_owned()
+                })
+            }
+            .await,
+        )
     }
 }

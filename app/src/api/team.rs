@@ -11,12 +11,20 @@ pub async fn team_members(tenant_id: String) -> Result<Vec<MemberView>, AppError
 }
 
 #[server(endpoint = "add_team_member")]
-pub async fn add_team_member(tenant_id: String, email: String, role: String) -> Result<(), AppError> {
+pub async fn add_team_member(
+    tenant_id: String,
+    email: String,
+    role: String,
+) -> Result<(), AppError> {
     server::add_team_member(tenant_id, email, role).await
 }
 
 #[server(endpoint = "change_team_role")]
-pub async fn change_team_role(tenant_id: String, user_id: String, role: String) -> Result<(), AppError> {
+pub async fn change_team_role(
+    tenant_id: String,
+    user_id: String,
+    role: String,
+) -> Result<(), AppError> {
     server::change_team_role(tenant_id, user_id, role).await
 }
 
@@ -42,46 +50,62 @@ mod server {
     }
 
     pub async fn team_members(tenant_id: String) -> Result<Vec<MemberView>, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let rows = accounts::members(&state.pool, &member).await?;
-            Ok(rows
-                .into_iter()
-                .map(|m| MemberView {
-                    user_id: m.user_id.0,
-                    email: m.email,
-                    role: m.role.0.to_string(),
-                    is_you: m.user_id == member.user_id,
-                })
-                .collect())
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let rows = accounts::members(&state.pool, &member).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|m| MemberView {
+                        user_id: m.user_id.0,
+                        email: m.email,
+                        role: m.role.0.to_string(),
+                        is_you: m.user_id == member.user_id,
+                    })
+                    .collect())
+            }
+            .await,
+        )
     }
 
-    pub async fn add_team_member(tenant_id: String, email: String, role: String) -> Result<(), AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let email = Email::parse(&email)?;
-            let role: Role = role.parse()?;
-            Ok(accounts::add_member(&state.pool, &member, &email, role).await?)
-        }
-        .await)
+    pub async fn add_team_member(
+        tenant_id: String,
+        email: String,
+        role: String,
+    ) -> Result<(), AppError> {
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let email = Email::parse(&email)?;
+                let role: Role = role.parse()?;
+                Ok(accounts::add_member(&state.pool, &member, &email, role).await?)
+            }
+            .await,
+        )
     }
 
-    pub async fn change_team_role(tenant_id: String, user_id: String, role: String) -> Result<(), AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let role: Role = role.parse()?;
-            Ok(accounts::change_role(&state.pool, &member, parse_user(&user_id)?, role).await?)
-        }
-        .await)
+    pub async fn change_team_role(
+        tenant_id: String,
+        user_id: String,
+        role: String,
+    ) -> Result<(), AppError> {
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let role: Role = role.parse()?;
+                Ok(accounts::change_role(&state.pool, &member, parse_user(&user_id)?, role).await?)
+            }
+            .await,
+        )
     }
 
     pub async fn remove_team_member(tenant_id: String, user_id: String) -> Result<(), AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            Ok(accounts::remove_member(&state.pool, &member, parse_user(&user_id)?).await?)
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                Ok(accounts::remove_member(&state.pool, &member, parse_user(&user_id)?).await?)
+            }
+            .await,
+        )
     }
 }

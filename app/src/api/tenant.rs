@@ -39,41 +39,47 @@ mod server {
     }
 
     pub async fn load_tenant(tenant_id: String) -> Result<TenantPage, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let tenants = accounts::tenants_of(&state.pool, member.user_id).await?;
-            let tenant = tenants
-                .iter()
-                .find(|t| t.id == member.tenant_id)
-                .map(view)
-                .ok_or(AppError::NotFound)?;
-            let user_email = accounts::user_email(&state.pool, member.user_id)
-                .await?
-                .ok_or(AppError::Unauthenticated)?;
-            Ok(TenantPage { tenant, user_email, tenants: tenants.iter().map(view).collect() })
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let tenants = accounts::tenants_of(&state.pool, member.user_id).await?;
+                let tenant = tenants
+                    .iter()
+                    .find(|t| t.id == member.tenant_id)
+                    .map(view)
+                    .ok_or(AppError::NotFound)?;
+                let user_email = accounts::user_email(&state.pool, member.user_id)
+                    .await?
+                    .ok_or(AppError::Unauthenticated)?;
+                Ok(TenantPage { tenant, user_email, tenants: tenants.iter().map(view).collect() })
+            }
+            .await,
+        )
     }
 
     pub async fn rename_tenant(tenant_id: String, name: String) -> Result<String, AppError> {
-        respond(async {
-            let (state, member) = s::member(&tenant_id).await?;
-            let name = CompanyName::parse(&name)?;
-            accounts::rename_tenant(&state.pool, &member, &name).await?;
-            Ok(name.as_str().to_owned())
-        }
-        .await)
+        respond(
+            async {
+                let (state, member) = s::member(&tenant_id).await?;
+                let name = CompanyName::parse(&name)?;
+                accounts::rename_tenant(&state.pool, &member, &name).await?;
+                Ok(name.as_str().to_owned())
+            }
+            .await,
+        )
     }
 
     pub async fn create_tenant(name: String) -> Result<(), AppError> {
-        respond(async {
-            let state = s::state()?;
-            let user = s::current_user(&s::session().await?).await?;
-            let name = CompanyName::parse(&name)?;
-            let id = accounts::create_tenant(&state.pool, user, &name).await?;
-            s::redirect(&format!("/t/{id}"));
-            Ok(())
-        }
-        .await)
+        respond(
+            async {
+                let state = s::state()?;
+                let user = s::current_user(&s::session().await?).await?;
+                let name = CompanyName::parse(&name)?;
+                let id = accounts::create_tenant(&state.pool, user, &name).await?;
+                s::redirect(&format!("/t/{id}"));
+                Ok(())
+            }
+            .await,
+        )
     }
 }

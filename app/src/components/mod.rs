@@ -37,8 +37,12 @@ where
     F: Fn() -> Option<Result<T, AppError>> + Send + Sync + 'static,
 {
     move || match value() {
-        Some(Err(e)) => Some(view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any()),
-        Some(Ok(_)) => success.clone().map(|s| view! { <p class="notice ok" role="status">{s}</p> }.into_any()),
+        Some(Err(e)) => {
+            Some(view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any())
+        }
+        Some(Ok(_)) => {
+            success.clone().map(|s| view! { <p class="notice ok" role="status">{s}</p> }.into_any())
+        }
         None => None,
     }
 }

@@ -26,7 +26,9 @@ pub fn Time(#[prop(into)] at: String) -> impl IntoView {
 /// `2026-12-08 00:14 UTC` from `2026-12-08T00:14:33.564546Z`; the text itself if it is not one.
 pub fn utc_text(at: &str) -> String {
     match (at.get(0..10), at.get(11..16)) {
-        (Some(date), Some(hm)) if at.as_bytes().get(10) == Some(&b'T') => format!("{date} {hm} UTC"),
+        (Some(date), Some(hm)) if at.as_bytes().get(10) == Some(&b'T') => {
+            format!("{date} {hm} UTC")
+        }
         _ => at.to_owned(),
     }
 }

@@ -6,7 +6,10 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::tenant::use_tenant;
-use crate::api::{SetPipedriveBudget, ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, load_connections};
+use crate::api::{
+    ConnectPipedriveToken, ConnectionView, Disconnect, SaveBrevoKey, SetPipedriveBudget,
+    load_connections,
+};
 use crate::components::{ActionMessage, FormResult, Time};
 
 #[component]
@@ -87,10 +90,19 @@ pub fn ConnectionsPage() -> impl IntoView {
 fn oauth_outcome(result: Option<&str>, reason: Option<&str>) -> Option<(bool, &'static str)> {
     Some(match (result?, reason) {
         ("connected", _) => (true, "Pipedrive connected."),
-        ("denied", _) => (false, "Pipedrive was not connected: access was not allowed on Pipedrive's page."),
-        ("failed", Some("refused")) => (false, "Pipedrive did not accept the authorization. Please connect again."),
-        ("failed", Some("unavailable")) => (false, "Pipedrive could not be reached. Please try again in a moment."),
-        ("failed", _) => (false, "Something went wrong on our side and it has been logged. Please connect again."),
+        ("denied", _) => {
+            (false, "Pipedrive was not connected: access was not allowed on Pipedrive's page.")
+        }
+        ("failed", Some("refused")) => {
+            (false, "Pipedrive did not accept the authorization. Please connect again.")
+        }
+        ("failed", Some("unavailable")) => {
+            (false, "Pipedrive could not be reached. Please try again in a moment.")
+        }
+        ("failed", _) => (
+            false,
+            "Something went wrong on our side and it has been logged. Please connect again.",
+        ),
         _ => return None,
     })
 }
@@ -132,7 +144,11 @@ fn Connected(
 }
 
 #[component]
-fn PipedriveConnect(tenant_id: String, token: ServerAction<ConnectPipedriveToken>, connected: bool) -> impl IntoView {
+fn PipedriveConnect(
+    tenant_id: String,
+    token: ServerAction<ConnectPipedriveToken>,
+    connected: bool,
+) -> impl IntoView {
     let start = format!("/t/{tenant_id}/connections/pipedrive/connect");
     view! {
         <p>

@@ -14,9 +14,14 @@ pub fn DashboardPage() -> impl IntoView {
     let base = format!("/t/{}", ctx.id());
     let tenant_id = ctx.id();
     let connections = Resource::new(|| (), move |_| load_connections(tenant_id.clone()));
-    let card = move |title: &'static str, conn: Option<ConnectionView>, href: String, action: &'static str| {
+    let card = move |title: &'static str,
+                     conn: Option<ConnectionView>,
+                     href: String,
+                     action: &'static str| {
         let (class, text) = match &conn {
-            Some(c) if c.status == "connected" => ("status on", format!("Connected: {}", c.account_label)),
+            Some(c) if c.status == "connected" => {
+                ("status on", format!("Connected: {}", c.account_label))
+            }
             Some(_) => ("status off", "Needs reauthorization".to_owned()),
             None => ("status off", "Not connected yet".to_owned()),
         };
@@ -55,7 +60,8 @@ pub fn DashboardPage() -> impl IntoView {
 #[component]
 fn Checklist(base: String, tenant_id: String) -> impl IntoView {
     let tick = super::sync::ticker(3000);
-    let checklist = Resource::new(move || tick.get(), move |_| first_run_checklist(tenant_id.clone()));
+    let checklist =
+        Resource::new(move || tick.get(), move |_| first_run_checklist(tenant_id.clone()));
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new({
@@ -79,13 +85,27 @@ fn Steps(c: ChecklistView, base: String) -> impl IntoView {
     };
     let sync_text = match c.first_sync {
         StepState::Underway => "The first sync is under way: its progress is below.",
-        StepState::Attention => "The last sync failed: Sync history says why. Fix it and sync again.",
+        StepState::Attention => {
+            "The last sync failed: Sync history says why. Fix it and sync again."
+        }
         StepState::Done => "Done.",
         StepState::Todo => "Press Sync now below: your contacts go to Brevo.",
     };
     let steps = [
-        ("pipedrive", "Connect Pipedrive", c.pipedrive, connect_text(c.pipedrive, "Pipedrive"), format!("{base}/connections")),
-        ("brevo", "Connect Brevo", c.brevo, connect_text(c.brevo, "Brevo"), format!("{base}/connections")),
+        (
+            "pipedrive",
+            "Connect Pipedrive",
+            c.pipedrive,
+            connect_text(c.pipedrive, "Pipedrive"),
+            format!("{base}/connections"),
+        ),
+        (
+            "brevo",
+            "Connect Brevo",
+            c.brevo,
+            connect_text(c.brevo, "Brevo"),
+            format!("{base}/connections"),
+        ),
         ("mapping", "Save a mapping", c.mapping, mapping_text, format!("{base}/mappings")),
         ("sync", "Run the first sync", c.first_sync, sync_text.to_owned(), format!("{base}#sync")),
     ];

@@ -9,8 +9,8 @@
 use leptos::prelude::*;
 
 use crate::api::{
-    FormPlace, FormProblem, FormsSaveOutcome, MappingFormData, MappingFormsView, PersonRow, StageRow, create_brevo_list, mapping_forms, save_mapping_forms,
-    suggested_lists,
+    FormPlace, FormProblem, FormsSaveOutcome, MappingFormData, MappingFormsView, PersonRow,
+    StageRow, create_brevo_list, mapping_forms, save_mapping_forms, suggested_lists,
 };
 use crate::error::AppError;
 
@@ -26,11 +26,22 @@ pub struct Opt {
 /// mapping names that Brevo lacks is an option of its own, so that the select always shows what
 /// it holds.
 pub fn list_options(lists: &[(i64, String)], current: Option<i64>) -> Vec<Opt> {
-    let mut options = vec![Opt { value: String::new(), label: "— none —".into(), selected: current.is_none() }];
+    let mut options =
+        vec![Opt {
+            value: String::new(), label: "— none —".into(), selected: current.is_none()
+        }];
     if let Some(id) = current.filter(|id| !lists.iter().any(|(l, _)| l == id)) {
-        options.push(Opt { value: id.to_string(), label: format!("List #{id} (not in your Brevo account)"), selected: true });
+        options.push(Opt {
+            value: id.to_string(),
+            label: format!("List #{id} (not in your Brevo account)"),
+            selected: true,
+        });
     }
-    options.extend(lists.iter().map(|(id, name)| Opt { value: id.to_string(), label: format!("{name} (#{id})"), selected: current == Some(*id) }));
+    options.extend(lists.iter().map(|(id, name)| Opt {
+        value: id.to_string(),
+        label: format!("{name} (#{id})"),
+        selected: current == Some(*id),
+    }));
     options
 }
 
@@ -39,9 +50,17 @@ pub fn list_options(lists: &[(i64, String)], current: Option<i64>) -> Vec<Opt> {
 pub fn path_options(paths: &[(String, String)], current: &str) -> Vec<Opt> {
     let mut options = Vec::new();
     if !paths.iter().any(|(p, _)| p == current) {
-        options.push(Opt { value: current.to_owned(), label: format!("{current} (unknown)"), selected: true });
+        options.push(Opt {
+            value: current.to_owned(),
+            label: format!("{current} (unknown)"),
+            selected: true,
+        });
     }
-    options.extend(paths.iter().map(|(p, l)| Opt { value: p.clone(), label: l.clone(), selected: p == current }));
+    options.extend(paths.iter().map(|(p, l)| Opt {
+        value: p.clone(),
+        label: l.clone(),
+        selected: p == current,
+    }));
     options
 }
 
@@ -68,7 +87,12 @@ struct StageRowState {
 /// The card: the forms of the mapping in force (or of a first one), reloaded after a save of the
 /// YAML and after a save of the forms that succeeded (never after a refused one).
 #[component]
-pub fn MappingFormsCard(tenant_id: String, can_manage: bool, yaml_saves: RwSignal<usize>, forms_saved: RwSignal<u32>) -> impl IntoView {
+pub fn MappingFormsCard(
+    tenant_id: String,
+    can_manage: bool,
+    yaml_saves: RwSignal<usize>,
+    forms_saved: RwSignal<u32>,
+) -> impl IntoView {
     let save_forms = Action::new({
         let tenant_id = tenant_id.clone();
         move |d: &MappingFormData| save_mapping_forms(tenant_id.clone(), d.clone())
@@ -128,27 +152,52 @@ fn FormsOutcome(value: Signal<Option<Result<FormsSaveOutcome, AppError>>>) -> im
 
 fn message_at(problems: RwSignal<Vec<FormProblem>>, place: FormPlace) -> Signal<Option<String>> {
     Signal::derive(move || {
-        let text = problems.with(|ps| ps.iter().filter(|p| p.place == place).map(|p| p.message.clone()).collect::<Vec<_>>().join(" "));
+        let text = problems.with(|ps| {
+            ps.iter()
+                .filter(|p| p.place == place)
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         (!text.is_empty()).then_some(text)
     })
 }
 
 #[component]
-fn Forms(shown: MappingFormsView, tenant_id: String, can_manage: bool, save_forms: Action<MappingFormData, Result<FormsSaveOutcome, AppError>>) -> impl IntoView {
+fn Forms(
+    shown: MappingFormsView,
+    tenant_id: String,
+    can_manage: bool,
+    save_forms: Action<MappingFormData, Result<FormsSaveOutcome, AppError>>,
+) -> impl IntoView {
     let MappingFormsView { data, choices, version, .. } = shown;
     let lists = RwSignal::new(choices.lists);
     let paths = StoredValue::new(choices.paths);
     let role = |v: Option<i64>| RwSignal::new(v);
-    let (all_contacts, qualified_leads, customers, churned) = (role(data.all_contacts), role(data.qualified_leads), role(data.customers), role(data.churned));
+    let (all_contacts, qualified_leads, customers, churned) = (
+        role(data.all_contacts),
+        role(data.qualified_leads),
+        role(data.customers),
+        role(data.churned),
+    );
     let next_id = StoredValue::new(data.person.len());
     let rows = RwSignal::new(
         data.person
             .into_iter()
             .enumerate()
-            .map(|(id, r)| PersonRowState { id, path: RwSignal::new(r.path), attribute: RwSignal::new(r.attribute) })
+            .map(|(id, r)| PersonRowState {
+                id,
+                path: RwSignal::new(r.path),
+                attribute: RwSignal::new(r.attribute),
+            })
             .collect::<Vec<_>>(),
     );
-    let stages = StoredValue::new(data.stages.into_iter().map(|s| StageRowState { key: s.key, label: s.label, list: RwSignal::new(s.list) }).collect::<Vec<_>>());
+    let stages = StoredValue::new(
+        data.stages
+            .into_iter()
+            .map(|s| StageRowState { key: s.key, label: s.label, list: RwSignal::new(s.list) })
+            .collect::<Vec<_>>(),
+    );
     // The mistakes of the last refused save, each beside its row.
     let problems = RwSignal::new(Vec::<FormProblem>::new());
     Effect::new(move |_| {
@@ -193,18 +242,40 @@ fn Forms(shown: MappingFormsView, tenant_id: String, can_manage: bool, save_form
         qualified_leads: qualified_leads.get_untracked(),
         customers: customers.get_untracked(),
         churned: churned.get_untracked(),
-        person: rows.with_untracked(|r| r.iter().map(|x| PersonRow { path: x.path.get_untracked(), attribute: x.attribute.get_untracked() }).collect()),
-        stages: stages.with_value(|s| s.iter().map(|x| StageRow { key: x.key.clone(), label: x.label.clone(), list: x.list.get_untracked() }).collect()),
+        person: rows.with_untracked(|r| {
+            r.iter()
+                .map(|x| PersonRow {
+                    path: x.path.get_untracked(),
+                    attribute: x.attribute.get_untracked(),
+                })
+                .collect()
+        }),
+        stages: stages.with_value(|s| {
+            s.iter()
+                .map(|x| StageRow {
+                    key: x.key.clone(),
+                    label: x.label.clone(),
+                    list: x.list.get_untracked(),
+                })
+                .collect()
+        }),
     };
     let picker = {
         let tenant_id = tenant_id.clone();
-        move |label: String, name: Option<&'static str>, value: RwSignal<Option<i64>>, new_name: String, place: FormPlace| {
+        move |label: String,
+              name: Option<&'static str>,
+              value: RwSignal<Option<i64>>,
+              new_name: String,
+              place: FormPlace| {
             view! { <ListPicker label name value lists new_name tenant_id=tenant_id.clone() can_manage problem=message_at(problems, place)/> }.into_any()
         }
     };
     let role_picker = {
         let picker = picker.clone();
-        move |label: &'static str, key: &'static str, value: RwSignal<Option<i64>>, what: &'static str| {
+        move |label: &'static str,
+              key: &'static str,
+              value: RwSignal<Option<i64>>,
+              what: &'static str| {
             view! {
                 <div class="stack-item">
                     <span class="label">{label}</span>
@@ -218,11 +289,20 @@ fn Forms(shown: MappingFormsView, tenant_id: String, can_manage: bool, save_form
         problems.set(Vec::new());
     };
     let add = move |_| {
-        let used: Vec<String> = rows.with_untracked(|r| r.iter().map(|x| x.path.get_untracked()).collect());
-        let path = paths.with_value(|p| p.iter().map(|(p, _)| p.clone()).find(|p| !used.contains(p))).unwrap_or_else(|| "name".into());
+        let used: Vec<String> =
+            rows.with_untracked(|r| r.iter().map(|x| x.path.get_untracked()).collect());
+        let path = paths
+            .with_value(|p| p.iter().map(|(p, _)| p.clone()).find(|p| !used.contains(p)))
+            .unwrap_or_else(|| "name".into());
         let id = next_id.get_value();
         next_id.set_value(id + 1);
-        rows.update(|r| r.push(PersonRowState { id, path: RwSignal::new(path), attribute: RwSignal::new(String::new()) }));
+        rows.update(|r| {
+            r.push(PersonRowState {
+                id,
+                path: RwSignal::new(path),
+                attribute: RwSignal::new(String::new()),
+            })
+        });
         problems.set(Vec::new());
     };
     view! {
@@ -340,7 +420,8 @@ fn ListPicker(
 ) -> impl IntoView {
     let typed = RwSignal::new(new_name.clone());
     let open = RwSignal::new(false);
-    let create = Action::new(move |name: &String| create_brevo_list(tenant_id.clone(), name.clone()));
+    let create =
+        Action::new(move |name: &String| create_brevo_list(tenant_id.clone(), name.clone()));
     Effect::new(move |_| {
         if let Some(Ok(m)) = create.value().get() {
             lists.update(|l| {
@@ -406,7 +487,10 @@ mod tests {
         let paths = vec![("name".to_owned(), "Name".to_owned())];
         assert_eq!(path_options(&paths, "name").iter().filter(|o| o.selected).count(), 1);
         let unknown = path_options(&paths, "custom_fields.gone");
-        assert_eq!((unknown[0].label.as_str(), unknown[0].selected), ("custom_fields.gone (unknown)", true));
+        assert_eq!(
+            (unknown[0].label.as_str(), unknown[0].selected),
+            ("custom_fields.gone (unknown)", true)
+        );
         assert_eq!(unknown.iter().filter(|o| o.selected).count(), 1);
     }
 }

@@ -4,8 +4,8 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::tenant::use_tenant;
 use super::mapping_forms::MappingFormsCard;
+use super::tenant::use_tenant;
 use crate::api::{SaveMapping, SavedMapping, load_mapping};
 use crate::components::Time;
 use crate::error::AppError;

@@ -8,8 +8,8 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use super::tenant::use_tenant;
-use crate::components::{ActionMessage, Time};
 use crate::api::{RetryErrors, RunView, StartSync, run_detail, sync_overview};
+use crate::components::{ActionMessage, Time};
 
 /// True once the page is hydrated. Live data (runs, progress) renders from then on only: the server
 /// sends the frame, so hydration never meets a sync that started or moved on in between.
@@ -23,7 +23,10 @@ fn mounted() -> RwSignal<bool> {
 pub(super) fn ticker(ms: u64) -> ReadSignal<u32> {
     let (tick, set_tick) = signal(0u32);
     Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(move || set_tick.update(|t| *t = t.wrapping_add(1)), std::time::Duration::from_millis(ms)) {
+        if let Ok(handle) = set_interval_with_handle(
+            move || set_tick.update(|t| *t = t.wrapping_add(1)),
+            std::time::Duration::from_millis(ms),
+        ) {
             on_cleanup(move || handle.clear());
         }
     });
@@ -83,7 +86,8 @@ pub fn SyncPanel() -> impl IntoView {
     });
     let mounted = mounted();
     let panel = move || {
-        let (form_tenant, form_tenant2, base) = (form_tenant.clone(), form_tenant2.clone(), base.clone());
+        let (form_tenant, form_tenant2, base) =
+            (form_tenant.clone(), form_tenant2.clone(), base.clone());
         mounted.get().then(move || view! {
             // Static elements around the dynamic parts keep hydration simple.
             <div class="button-row" hidden=!can_manage>

@@ -32,10 +32,7 @@ pub fn use_tenant() -> TenantCtx {
 #[component]
 pub fn TenantShell() -> impl IntoView {
     let params = use_params_map();
-    let page = Resource::new(
-        move || params.read().get("tenant").unwrap_or_default(),
-        load_tenant,
-    );
+    let page = Resource::new(move || params.read().get("tenant").unwrap_or_default(), load_tenant);
     view! {
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {

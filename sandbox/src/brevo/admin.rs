@@ -35,12 +35,8 @@ fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Body parsing for admin calls; errors are plain `{error}`.
 fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, Box<Response>> {
     let body = if body.trim().is_empty() { "{}" } else { body };
-    serde_json::from_str(body).map_err(|e| {
-        Box::new(admin_error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid body: {e}"),
-        ))
-    })
+    serde_json::from_str(body)
+        .map_err(|e| Box::new(admin_error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))))
 }
 
 #[derive(Deserialize)]
@@ -99,15 +95,8 @@ async fn add_key(State(brevo): State<Brevo>, body: String) -> Response {
     if body.api_key.trim().is_empty() {
         return admin_error(StatusCode::BAD_REQUEST, "api_key must not be empty");
     }
-    brevo.lock().add_account(
-        &body.api_key,
-        body.name.as_deref().unwrap_or("pipebridge-sandbox"),
-    );
-    (
-        StatusCode::CREATED,
-        Json(json!({ "api_key": body.api_key })),
-    )
-        .into_response()
+    brevo.lock().add_account(&body.api_key, body.name.as_deref().unwrap_or("pipebridge-sandbox"));
+    (StatusCode::CREATED, Json(json!({ "api_key": body.api_key }))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -131,15 +120,9 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
         Err(r) => return *r,
     };
     if delivery::payload_event(&body.event).is_none() {
-        return admin_error(
-            StatusCode::BAD_REQUEST,
-            format!("unsupported event {}", body.event),
-        );
+        return admin_error(StatusCode::BAD_REQUEST, format!("unsupported event {}", body.event));
     }
-    let key = body
-        .api_key
-        .clone()
-        .unwrap_or_else(|| DEFAULT_API_KEY.to_owned());
+    let key = body.api_key.clone().unwrap_or_else(|| DEFAULT_API_KEY.to_owned());
     let now = OffsetDateTime::now_utc();
     let prepared = {
         let mut shared = brevo.lock();
@@ -149,10 +132,7 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
         let Some(id) = account.by_email(&body.email) else {
             return admin_error(StatusCode::NOT_FOUND, "no contact with that email");
         };
-        let mut extra = Extra {
-            reason: body.reason.clone(),
-            ..Extra::default()
-        };
+        let mut extra = Extra { reason: body.reason.clone(), ..Extra::default() };
         match body.event.as_str() {
             "unsubscribed" | "hardBounce" | "spam" => {
                 if let Some(mut c) = account.contacts.get_mut(&id) {
@@ -182,10 +162,7 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
                     return admin_error(StatusCode::BAD_REQUEST, e.message);
                 }
                 if let Some(mut c) = account.contacts.get_mut(&id) {
-                    extra.list_ids = lists
-                        .into_iter()
-                        .filter(|l| c.list_ids.insert(*l))
-                        .collect();
+                    extra.list_ids = lists.into_iter().filter(|l| c.list_ids.insert(*l)).collect();
                     c.modified_at = now;
                 }
                 extra.api_key_name = Some(String::new());
@@ -198,10 +175,7 @@ async fn trigger(State(brevo): State<Brevo>, body: String) -> Response {
         if body.event == "contactDeleted" {
             account.delete_contact(id);
         }
-        (
-            id,
-            delivery::jobs_for(account, &body.event, &contact, extra),
-        )
+        (id, delivery::jobs_for(account, &body.event, &contact, extra))
     };
     let (contact_id, jobs) = prepared;
     let deliveries = brevo.deliver_all(&key, jobs).await;
@@ -239,10 +213,7 @@ async fn set_faults(State(brevo): State<Brevo>, body: String) -> Response {
         Err(r) => return *r,
     };
     if !(0.0..=1.0).contains(&faults.error_rate) {
-        return admin_error(
-            StatusCode::BAD_REQUEST,
-            "error_rate must be between 0 and 1",
-        );
+        return admin_error(StatusCode::BAD_REQUEST, "error_rate must be between 0 and 1");
     }
     brevo.lock().faults = faults.clone();
     Json(json!(faults)).into_response()

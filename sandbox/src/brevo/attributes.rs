@@ -37,13 +37,10 @@ pub(crate) async fn list(
 }
 
 fn check_labels<'a>(labels: impl IntoIterator<Item = &'a str>) -> ApiResult<()> {
-    match labels
-        .into_iter()
-        .find(|l| l.is_empty() || l.chars().count() > MAX_LABEL)
-    {
-        Some(_) => Err(ApiError::invalid(format!(
-            "Options must be 1 to {MAX_LABEL} characters long"
-        ))),
+    match labels.into_iter().find(|l| l.is_empty() || l.chars().count() > MAX_LABEL) {
+        Some(_) => {
+            Err(ApiError::invalid(format!("Options must be 1 to {MAX_LABEL} characters long")))
+        }
         None => Ok(()),
     }
 }
@@ -55,11 +52,7 @@ fn normalize_name(raw: &str) -> ApiResult<String> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(name)
-    } else {
-        Err(ApiError::invalid(format!("Invalid attribute name {raw}")))
-    }
+    if ok { Ok(name) } else { Err(ApiError::invalid(format!("Invalid attribute name {raw}"))) }
 }
 
 /// `POST ...` → 201 with an empty body. Type/category combinations follow the spec's `type`
@@ -112,9 +105,7 @@ pub(crate) async fn create(
         }
         "category" => {
             if body.kind.as_deref().is_some_and(|k| k != "category") {
-                return Err(ApiError::invalid(
-                    "type must be category for a category attribute",
-                ));
+                return Err(ApiError::invalid("type must be category for a category attribute"));
             }
             let enumeration = body.enumeration.filter(|e| !e.is_empty());
             let enumeration = enumeration.ok_or_else(|| {
@@ -153,9 +144,7 @@ pub(crate) async fn create(
             && attribute.kind.as_deref() != Some("id")
             && !has_id
         {
-            return Err(ApiError::invalid(
-                "Transactional attribute as primary Key is missing",
-            ));
+            return Err(ApiError::invalid("Transactional attribute as primary Key is missing"));
         }
         account.attributes.push(attribute);
         Ok(())
@@ -206,9 +195,7 @@ pub(crate) async fn delete(
     let name = name.to_uppercase();
     brevo.with_account(&key, |account| {
         let before = account.attributes.len();
-        account
-            .attributes
-            .retain(|a| !(a.name == name && a.category == category));
+        account.attributes.retain(|a| !(a.name == name && a.category == category));
         if account.attributes.len() == before {
             return Err(attribute_not_found());
         }

@@ -28,12 +28,8 @@ pub(crate) async fn not_found() -> Response {
 }
 
 pub(crate) async fn method_not_allowed() -> Response {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
-    )
-    .into_response()
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
+        .into_response()
 }
 
 /// Which limit bucket a path falls in (reference §7.1): everything under `/v3/contacts` shares a
@@ -61,18 +57,10 @@ fn count(brevo: &Brevo, key: &str, path: &str) -> Verdict {
     let (name, limit, window) = bucket(brevo, path);
     let now = Instant::now();
     let mut shared = brevo.lock();
-    let w = shared
-        .windows
-        .entry((key.to_owned(), name))
-        .or_insert(Window {
-            started: now,
-            count: 0,
-        });
+    let w =
+        shared.windows.entry((key.to_owned(), name)).or_insert(Window { started: now, count: 0 });
     if now.duration_since(w.started) >= window {
-        *w = Window {
-            started: now,
-            count: 0,
-        };
+        *w = Window { started: now, count: 0 };
     }
     let allowed = w.count < limit;
     if allowed {
@@ -112,19 +100,13 @@ pub(crate) async fn gate(State(brevo): State<Brevo>, mut req: Request, next: Nex
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let key = req
-        .headers()
-        .get("api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let key = req.headers().get("api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let faults = brevo.lock().faults.clone();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
 
-    let known = key
-        .as_deref()
-        .is_some_and(|k| brevo.lock().accounts.contains_key(k));
+    let known = key.as_deref().is_some_and(|k| brevo.lock().accounts.contains_key(k));
     let response = if !known {
         unauthorized().into_response()
     } else {
@@ -132,12 +114,7 @@ pub(crate) async fn gate(State(brevo): State<Brevo>, mut req: Request, next: Nex
         let limits_on = faults.rate_limits.unwrap_or(brevo.settings().rate_limits);
         if faults.force_429 {
             let (_, limit, window) = bucket(&brevo, &path);
-            too_many(&Verdict {
-                limit,
-                remaining: 0,
-                reset_secs: window.as_secs(),
-                allowed: false,
-            })
+            too_many(&Verdict { limit, remaining: 0, reset_secs: window.as_secs(), allowed: false })
         } else if faults.error_rate > 0.0
             && rand::thread_rng().gen_bool(faults.error_rate.clamp(0.0, 1.0))
         {

@@ -18,15 +18,8 @@ use super::{ApiKey, Brevo};
 
 /// Default company attributes of a Brevo account (internal names, reference §5.1). Other keys are
 /// dropped, like unknown contact attributes (live behaviour for companies is not documented).
-const KNOWN: &[&str] = &[
-    "name",
-    "domain",
-    "industry",
-    "owner",
-    "phone_number",
-    "revenue",
-    "number_of_employees",
-];
+const KNOWN: &[&str] =
+    &["name", "domain", "industry", "owner", "phone_number", "revenue", "number_of_employees"];
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct CompanyBody {
@@ -51,9 +44,7 @@ fn new_object_id() -> String {
 
 /// Links only contacts that exist in the account (unknown ids are ignored).
 fn existing(account: &Account, ids: Vec<i64>) -> BTreeSet<i64> {
-    ids.into_iter()
-        .filter(|id| account.contacts.contains_key(id))
-        .collect()
+    ids.into_iter().filter(|id| account.contacts.contains_key(id)).collect()
 }
 
 fn merge_attributes(
@@ -68,9 +59,7 @@ fn merge_attributes(
     }
     if let Some(code) = country_code {
         // `countryCode` qualifies `phone_number` (spec `createCompany.countryCode`).
-        company
-            .attributes
-            .insert("country_code".into(), json!(code));
+        company.attributes.insert("country_code".into(), json!(code));
     }
 }
 
@@ -117,13 +106,11 @@ fn parse_filters(raw: Option<&str>) -> ApiResult<Vec<(String, Value)>> {
 }
 
 fn matches(company: &Company, filters: &[(String, Value)]) -> bool {
-    filters
-        .iter()
-        .all(|(k, v)| match (company.attributes.get(k), v) {
-            (Some(Value::String(a)), Value::String(b)) => a.eq_ignore_ascii_case(b),
-            (Some(a), b) => a == b,
-            (None, _) => false,
-        })
+    filters.iter().all(|(k, v)| match (company.attributes.get(k), v) {
+        (Some(Value::String(a)), Value::String(b)) => a.eq_ignore_ascii_case(b),
+        (Some(a), b) => a == b,
+        (None, _) => false,
+    })
 }
 
 /// `GET /v3/companies` → `{items}`; paging by `page` (1-based) and `limit`.
@@ -160,11 +147,7 @@ pub(crate) async fn list(
             .collect();
         match sort_by.as_str() {
             "name" => selected.sort_by_key(|c| {
-                c.attributes
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_lowercase()
+                c.attributes.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase()
             }),
             "last_updated_at" | "updated_at" => selected.sort_by_key(|c| c.modified_at),
             _ => selected.sort_by_key(|c| c.created_at),
@@ -200,10 +183,7 @@ pub(crate) async fn update(
 ) -> ApiResult<Response> {
     let company = brevo.with_account(&key, |account| {
         let contacts = body.linked_contacts.map(|ids| existing(account, ids));
-        let company = account
-            .companies
-            .get_mut(&id)
-            .ok_or_else(company_not_found)?;
+        let company = account.companies.get_mut(&id).ok_or_else(company_not_found)?;
         merge_attributes(company, body.attributes, body.country_code);
         if let Some(name) = body.name.filter(|n| !n.trim().is_empty()) {
             company.attributes.insert("name".into(), json!(name));
@@ -251,17 +231,12 @@ pub(crate) async fn link_unlink(
 ) -> ApiResult<Response> {
     brevo.with_account(&key, |account| {
         let link = existing(account, body.link_contacts.unwrap_or_default());
-        let company = account
-            .companies
-            .get_mut(&id)
-            .ok_or_else(company_not_found)?;
+        let company = account.companies.get_mut(&id).ok_or_else(company_not_found)?;
         company.linked_contacts.extend(link);
         for c in body.unlink_contacts.unwrap_or_default() {
             company.linked_contacts.remove(&c);
         }
-        company
-            .linked_deals
-            .extend(body.link_deals.unwrap_or_default());
+        company.linked_deals.extend(body.link_deals.unwrap_or_default());
         for d in body.unlink_deals.unwrap_or_default() {
             company.linked_deals.remove(&d);
         }

@@ -123,10 +123,9 @@ pub(crate) fn vet(
                     .as_i64()
                     .filter(|v| enumeration.iter().any(|e| e.value == *v))
                     .map(Value::from),
-                Value::String(label) => enumeration
-                    .iter()
-                    .find(|e| &e.label == label)
-                    .map(|e| Value::from(e.value)),
+                Value::String(label) => {
+                    enumeration.iter().find(|e| &e.label == label).map(|e| Value::from(e.value))
+                }
                 _ => None,
             }
         } else {
@@ -196,18 +195,12 @@ pub(crate) fn held_by_others_in(
 }
 
 pub(crate) fn check_lists(account: &Account, ids: &[i64]) -> ApiResult<()> {
-    let unknown: Vec<String> = ids
-        .iter()
-        .filter(|id| !account.lists.contains_key(id))
-        .map(i64::to_string)
-        .collect();
+    let unknown: Vec<String> =
+        ids.iter().filter(|id| !account.lists.contains_key(id)).map(i64::to_string).collect();
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!(
-            "Invalid listIds: {} do not exist",
-            unknown.join(",")
-        )))
+        Err(ApiError::invalid(format!("Invalid listIds: {} do not exist", unknown.join(","))))
     }
 }
 
@@ -229,10 +222,8 @@ pub(crate) fn apply(
         changed.insert("EMAIL".into(), Value::String(email.clone()));
         contact.email = Some(email);
     }
-    let identifiers = vetted
-        .identifiers
-        .into_iter()
-        .map(|(n, v)| (n.to_owned(), v.map(Value::String)));
+    let identifiers =
+        vetted.identifiers.into_iter().map(|(n, v)| (n.to_owned(), v.map(Value::String)));
     for (name, value) in identifiers.chain(vetted.values) {
         match value {
             Some(v) if contact.attributes.get(&name) != Some(&v) => {
@@ -254,15 +245,13 @@ fn primary_identifier(email: Option<&str>, vetted: &Vetted) -> Option<(&'static 
     if let Some(e) = email {
         return Some(("email", e.to_owned()));
     }
-    ["EXT_ID", "SMS", "WHATSAPP", "LANDLINE_NUMBER"]
-        .into_iter()
-        .find_map(|name| {
-            vetted
-                .identifiers
-                .iter()
-                .find(|(n, v)| *n == name && v.is_some())
-                .and_then(|(n, v)| v.clone().map(|v| (*n, v)))
-        })
+    ["EXT_ID", "SMS", "WHATSAPP", "LANDLINE_NUMBER"].into_iter().find_map(|name| {
+        vetted
+            .identifiers
+            .iter()
+            .find(|(n, v)| *n == name && v.is_some())
+            .and_then(|(n, v)| v.clone().map(|v| (*n, v)))
+    })
 }
 
 /// `POST /contacts`: create, or with `updateEnabled` update the contact holding the primary
@@ -325,27 +314,17 @@ pub(crate) fn create(
             (id, true)
         }
     };
-    let mut contact = account
-        .contacts
-        .get_mut(&id)
-        .ok_or_else(ApiError::contact_not_found)?;
+    let mut contact = account.contacts.get_mut(&id).ok_or_else(ApiError::contact_not_found)?;
     let attributes = apply(&mut contact, email, vetted, now);
-    let added_lists: Vec<i64> = list_ids
-        .into_iter()
-        .filter(|l| contact.list_ids.insert(*l))
-        .collect();
+    let added_lists: Vec<i64> =
+        list_ids.into_iter().filter(|l| contact.list_ids.insert(*l)).collect();
     if let Some(b) = body.email_blacklisted {
         contact.email_blacklisted = b;
     }
     if let Some(b) = body.sms_blacklisted {
         contact.sms_blacklisted = b;
     }
-    Ok(Change {
-        contact_id: id,
-        created,
-        attributes,
-        added_lists,
-    })
+    Ok(Change { contact_id: id, created, attributes, added_lists })
 }
 
 /// `PUT /contacts/{identifier}` (and one item of `/contacts/batch`): the email changes through
@@ -373,28 +352,18 @@ pub(crate) fn update(
     if !conflicts.is_empty() {
         return Err(ApiError::duplicate("update", &conflicts));
     }
-    let mut contact = account
-        .contacts
-        .get_mut(&id)
-        .ok_or_else(ApiError::contact_not_found)?;
+    let mut contact = account.contacts.get_mut(&id).ok_or_else(ApiError::contact_not_found)?;
     let attributes = apply(&mut contact, email, vetted, now);
     for l in &unlink {
         contact.list_ids.remove(l);
     }
-    let added_lists: Vec<i64> = list_ids
-        .into_iter()
-        .filter(|l| contact.list_ids.insert(*l))
-        .collect();
+    let added_lists: Vec<i64> =
+        list_ids.into_iter().filter(|l| contact.list_ids.insert(*l)).collect();
     if let Some(b) = body.email_blacklisted {
         contact.email_blacklisted = b;
     }
     if let Some(b) = body.sms_blacklisted {
         contact.sms_blacklisted = b;
     }
-    Ok(Change {
-        contact_id: id,
-        created: false,
-        attributes,
-        added_lists,
-    })
+    Ok(Change { contact_id: id, created: false, attributes, added_lists })
 }

@@ -30,43 +30,31 @@ pub(crate) fn resolve(
         if !valid_email(&email) {
             return Err(ApiError::invalid("Invalid email address"));
         }
-        account
-            .by_email(&email)
-            .ok_or_else(ApiError::contact_not_found)
+        account.by_email(&email).ok_or_else(ApiError::contact_not_found)
     };
     let by_phone = |attr: &str, raw: &str| -> ApiResult<i64> {
         let number =
             normalize_phone(raw).ok_or_else(|| ApiError::invalid("Invalid phone number"))?;
-        account
-            .by_attr(attr, &number)
-            .ok_or_else(ApiError::contact_not_found)
+        account.by_attr(attr, &number).ok_or_else(ApiError::contact_not_found)
     };
     match kind {
         Some("email_id") => by_email(identifier),
         Some("contact_id") => {
-            let id: i64 = identifier
-                .parse()
-                .map_err(|_| ApiError::invalid("Invalid contact id"))?;
-            account
-                .contacts
-                .contains_key(&id)
-                .then_some(id)
-                .ok_or_else(ApiError::contact_not_found)
+            let id: i64 =
+                identifier.parse().map_err(|_| ApiError::invalid("Invalid contact id"))?;
+            account.contacts.contains_key(&id).then_some(id).ok_or_else(ApiError::contact_not_found)
         }
-        Some("ext_id") => account
-            .by_attr("EXT_ID", identifier)
-            .ok_or_else(ApiError::contact_not_found),
+        Some("ext_id") => {
+            account.by_attr("EXT_ID", identifier).ok_or_else(ApiError::contact_not_found)
+        }
         Some("phone_id") => by_phone("SMS", identifier),
         Some("whatsapp_id") => by_phone("WHATSAPP", identifier),
         Some("landline_number_id") => by_phone("LANDLINE_NUMBER", identifier),
-        Some(other) => Err(ApiError::invalid(format!(
-            "identifierType {other} is not valid"
-        ))),
+        Some(other) => Err(ApiError::invalid(format!("identifierType {other} is not valid"))),
         None if identifier.contains('@') => by_email(identifier),
         None if !identifier.is_empty() && identifier.chars().all(|c| c.is_ascii_digit()) => {
-            let id: i64 = identifier
-                .parse()
-                .map_err(|_| ApiError::invalid("Invalid contact id"))?;
+            let id: i64 =
+                identifier.parse().map_err(|_| ApiError::invalid("Invalid contact id"))?;
             if account.contacts.contains_key(&id) {
                 Ok(id)
             } else if allow_phone && normalize_phone(identifier).is_some() {
@@ -94,11 +82,7 @@ pub(crate) async fn create(
     })??;
     brevo.dispatch(&key, jobs);
     Ok(if change.created {
-        (
-            StatusCode::CREATED,
-            axum::Json(json!({ "id": change.contact_id })),
-        )
-            .into_response()
+        (StatusCode::CREATED, axum::Json(json!({ "id": change.contact_id }))).into_response()
     } else {
         StatusCode::NO_CONTENT.into_response()
     })
@@ -113,16 +97,11 @@ pub(crate) async fn get(
 ) -> ApiResult {
     // startDate and endDate go together (spec parameter descriptions).
     if params.get("startDate").is_some() != params.get("endDate").is_some() {
-        return Err(ApiError::invalid(
-            "startDate and endDate must be used together",
-        ));
+        return Err(ApiError::invalid("startDate and endDate must be used together"));
     }
     let body = brevo.with_account(&key, |account| {
         let id = resolve(account, &identifier, params.get("identifierType"), true)?;
-        let contact = account
-            .contacts
-            .get(&id)
-            .ok_or_else(ApiError::contact_not_found)?;
+        let contact = account.contacts.get(&id).ok_or_else(ApiError::contact_not_found)?;
         let mut v = contact.to_json();
         v["statistics"] = contact.statistics();
         Ok::<_, ApiError>(v)
@@ -157,9 +136,7 @@ pub(crate) async fn delete(
 ) -> ApiResult {
     let jobs = brevo.with_account(&key, |account| {
         let id = resolve(account, &identifier, params.get("identifierType"), false)?;
-        let contact = account
-            .delete_contact(id)
-            .ok_or_else(ApiError::contact_not_found)?;
+        let contact = account.delete_contact(id).ok_or_else(ApiError::contact_not_found)?;
         Ok::<_, ApiError>(delivery::jobs_for(
             account,
             "contactDeleted",
@@ -173,20 +150,14 @@ pub(crate) async fn delete(
 
 /// `filter=equals(NAME,"value")` — the only operator the spec allows on `GET /contacts`.
 fn parse_filter(raw: &str) -> ApiResult<(String, String)> {
-    let inner = raw
-        .trim()
-        .strip_prefix("equals(")
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| {
+    let inner =
+        raw.trim().strip_prefix("equals(").and_then(|r| r.strip_suffix(')')).ok_or_else(|| {
             ApiError::invalid("filter: only equals(ATTRIBUTE,\"value\") is supported")
         })?;
     let (name, value) = inner
         .split_once(',')
         .ok_or_else(|| ApiError::invalid("filter: expected equals(ATTRIBUTE,\"value\")"))?;
-    Ok((
-        name.trim().to_owned(),
-        value.trim().trim_matches('"').to_owned(),
-    ))
+    Ok((name.trim().to_owned(), value.trim().trim_matches('"').to_owned()))
 }
 
 fn matches_filter(contact: &Contact, (name, value): &(String, String)) -> bool {
@@ -221,12 +192,8 @@ pub(crate) fn page<'a>(
         selected.reverse();
     }
     let count = selected.len();
-    let contacts: Vec<Value> = selected
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(Contact::to_json)
-        .collect();
+    let contacts: Vec<Value> =
+        selected.into_iter().skip(offset).take(limit).map(Contact::to_json).collect();
     Ok(json!({ "contacts": contacts, "count": count }))
 }
 
@@ -239,16 +206,11 @@ pub(crate) async fn list(
     let list_ids: Vec<i64> = params
         .all("listIds")
         .into_iter()
-        .map(|v| {
-            v.parse()
-                .map_err(|_| ApiError::invalid("listIds must be integers"))
-        })
+        .map(|v| v.parse().map_err(|_| ApiError::invalid("listIds must be integers")))
         .collect::<ApiResult<_>>()?;
     let segment = params.int("segmentId")?;
     if segment.is_some() && !list_ids.is_empty() {
-        return Err(ApiError::invalid(
-            "Either listIds or segmentId can be passed, not both",
-        ));
+        return Err(ApiError::invalid("Either listIds or segmentId can be passed, not both"));
     }
     let body = brevo.with_account(&key, |account| {
         // The sandbox has no segments: a segment id selects nobody.

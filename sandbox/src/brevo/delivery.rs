@@ -81,10 +81,7 @@ pub(crate) fn jobs_for(
                 "ts": ts,
                 "ts_event": ts,
             });
-            if !matches!(
-                registration,
-                "contactUpdated" | "contactDeleted" | "listAddition"
-            ) {
+            if !matches!(registration, "contactUpdated" | "contactDeleted" | "listAddition") {
                 p["camp_id"] = json!(1);
                 p["campaign name"] = json!("Sandbox campaign");
                 p["tag"] = json!("");
@@ -122,11 +119,7 @@ pub(crate) fn contact_change_jobs(account: &Account, change: &Change, via_api: b
     let Some(contact) = account.contacts.get(&change.contact_id) else {
         return Vec::new();
     };
-    let key_name = if via_api {
-        account.key_name.clone()
-    } else {
-        String::new()
-    };
+    let key_name = if via_api { account.key_name.clone() } else { String::new() };
     let mut jobs = Vec::new();
     if !change.created && !change.attributes.is_empty() {
         let extra = Extra {
@@ -150,26 +143,13 @@ pub(crate) fn contact_change_jobs(account: &Account, change: &Change, via_api: b
 /// POSTs one payload (an array of one when the webhook is `batched`), with the webhook's bearer
 /// token and custom headers. Returns the HTTP status or the transport error.
 pub(crate) async fn deliver(http: &reqwest::Client, job: &Job) -> Result<u16, String> {
-    let body = if job.batched {
-        json!([job.payload])
-    } else {
-        job.payload.clone()
-    };
+    let body = if job.batched { json!([job.payload]) } else { job.payload.clone() };
     let mut request = http.post(&job.url).json(&body);
-    if let Some(token) = job
-        .auth
-        .as_ref()
-        .and_then(|a| a.get("token"))
-        .and_then(Value::as_str)
-    {
+    if let Some(token) = job.auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str) {
         request = request.bearer_auth(token);
     }
     for (k, v) in &job.headers {
         request = request.header(k.as_str(), v.as_str());
     }
-    request
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .map_err(|e| e.to_string())
+    request.send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
 }

@@ -16,21 +16,14 @@ use super::{ApiKey, Brevo, delivery};
 
 /// `event_properties` may weigh at most 50 KB (reference §6.1).
 const MAX_PROPERTIES_BYTES: usize = 50 * 1024;
-const IDENTIFIERS: &[&str] = &[
-    "contact_id",
-    "email_id",
-    "ext_id",
-    "phone_id",
-    "whatsapp_id",
-    "landline_number_id",
-];
+const IDENTIFIERS: &[&str] =
+    &["contact_id", "email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id"];
 
 /// Names and property keys: ≤ 255 characters of `[A-Za-z0-9_-]` (spec `event_name` description).
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A validated event, not yet stored.
@@ -40,9 +33,7 @@ struct Checked {
 }
 
 fn check(raw: &Value) -> Result<Checked, ApiError> {
-    let obj = raw
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("An event must be a JSON object"))?;
+    let obj = raw.as_object().ok_or_else(|| ApiError::invalid("An event must be a JSON object"))?;
     let name = obj
         .get("event_name")
         .and_then(Value::as_str)
@@ -57,10 +48,7 @@ fn check(raw: &Value) -> Result<Checked, ApiError> {
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::missing("identifiers is required"))?;
     // minProperties: 1 in the spec; only the known identifier keys count.
-    if !identifiers
-        .keys()
-        .any(|k| IDENTIFIERS.contains(&k.as_str()))
-    {
+    if !identifiers.keys().any(|k| IDENTIFIERS.contains(&k.as_str())) {
         return Err(ApiError::invalid(
             "identifiers must contain at least one of contact_id, email_id, ext_id, phone_id, whatsapp_id, landline_number_id",
         ));
@@ -85,9 +73,7 @@ fn check(raw: &Value) -> Result<Checked, ApiError> {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(m)) => {
             if let Some(k) = m.keys().find(|k| !valid_name(k)) {
-                return Err(ApiError::invalid(format!(
-                    "event_properties key {k} is not valid"
-                )));
+                return Err(ApiError::invalid(format!("event_properties key {k} is not valid")));
             }
             if serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0) > MAX_PROPERTIES_BYTES {
                 return Err(ApiError::invalid("event_properties exceeds 50KB"));
@@ -116,10 +102,7 @@ fn check(raw: &Value) -> Result<Checked, ApiError> {
         object: obj.get("object").cloned().unwrap_or(Value::Null),
         received_at: render_time(now),
     };
-    Ok(Checked {
-        event,
-        contact_properties,
-    })
+    Ok(Checked { event, contact_properties })
 }
 
 /// The contact an event is about: `contact_id` first, then the other identifiers (reference §6.1).
@@ -133,9 +116,7 @@ fn resolve(account: &Account, identifiers: &Value) -> Option<i64> {
         .and_then(|e| account.by_email(&e))
         .or_else(|| s("ext_id").and_then(|x| account.by_attr("EXT_ID", &x)))
         .or_else(|| {
-            s("phone_id")
-                .and_then(|p| normalize_phone(&p))
-                .and_then(|p| account.by_attr("SMS", &p))
+            s("phone_id").and_then(|p| normalize_phone(&p)).and_then(|p| account.by_attr("SMS", &p))
         })
         .or_else(|| {
             s("whatsapp_id")
@@ -152,22 +133,16 @@ fn resolve(account: &Account, identifiers: &Value) -> Option<i64> {
 /// Stores the event; `contact_properties` update the contact when it exists (leniently: values that
 /// fail the attribute rules are dropped). The sandbox does not create contacts from events.
 fn store(account: &mut Account, checked: Checked) -> Vec<delivery::Job> {
-    let Checked {
-        mut event,
-        contact_properties,
-    } = checked;
+    let Checked { mut event, contact_properties } = checked;
     event.contact_id = resolve(account, &event.identifiers);
     let mut jobs = Vec::new();
     if let Some(id) = event.contact_id
         && let Ok(vetted) = vet(account, &contact_properties, false)
-        && let Some(attributes) = account.contacts.get_mut(&id).map(|mut contact| contact_write::apply(&mut contact, None, vetted, OffsetDateTime::now_utc()))
+        && let Some(attributes) = account.contacts.get_mut(&id).map(|mut contact| {
+            contact_write::apply(&mut contact, None, vetted, OffsetDateTime::now_utc())
+        })
     {
-        let change = Change {
-            contact_id: id,
-            created: false,
-            attributes,
-            added_lists: Vec::new(),
-        };
+        let change = Change { contact_id: id, created: false, attributes, added_lists: Vec::new() };
         jobs = delivery::contact_change_jobs(account, &change, true);
     }
     account.events.push(event);
@@ -202,9 +177,7 @@ pub(crate) async fn batch(
             _ => return Err(ApiError::missing("events is required")),
         },
         _ => {
-            return Err(ApiError::invalid(
-                "Body must be an object with an events array",
-            ));
+            return Err(ApiError::invalid("Body must be an object with an events array"));
         }
     };
     if events.is_empty() {
@@ -224,9 +197,7 @@ pub(crate) async fn batch(
     }
     let accepted = good.len();
     let jobs = brevo.with_account(&key, |account| {
-        good.into_iter()
-            .flat_map(|c| store(account, c))
-            .collect::<Vec<_>>()
+        good.into_iter().flat_map(|c| store(account, c)).collect::<Vec<_>>()
     })?;
     brevo.dispatch(&key, jobs);
     if errors.is_empty() {

@@ -18,11 +18,7 @@ fn folder_not_found() -> ApiError {
 }
 
 fn folder_json(account: &Account, folder: &Folder) -> Value {
-    let lists: Vec<&List> = account
-        .lists
-        .values()
-        .filter(|l| l.folder_id == folder.id)
-        .collect();
+    let lists: Vec<&List> = account.lists.values().filter(|l| l.folder_id == folder.id).collect();
     let unique = account
         .contacts
         .values()
@@ -37,10 +33,7 @@ pub(crate) async fn folders(
     params: Params,
 ) -> ApiResult<Response> {
     let all = brevo.with_account(&key, |a| {
-        a.folders
-            .values()
-            .map(|f| folder_json(a, f))
-            .collect::<Vec<_>>()
+        a.folders.values().map(|f| folder_json(a, f)).collect::<Vec<_>>()
     })?;
     let (folders, count) = paged(all, &params)?;
     Ok(axum::Json(json!({ "folders": folders, "count": count })).into_response())

@@ -22,12 +22,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            metadata: None,
-        }
+        Self { status, code, message: message.into(), metadata: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
@@ -83,28 +78,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for Bo
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Unable to read the request body",
-                )
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Unable to read the request body")
+        })?;
         parse_body_off_workers(bytes).await.map(Body)
     }
 }
 
 /// [`parse_body`], on a blocking thread when the body is large (a bulk import carries megabytes):
 /// parsed on the runtime's workers it would hold up every other request, Pipedrive's included.
-pub(crate) async fn parse_body_off_workers<T: DeserializeOwned + Send + 'static>(bytes: axum::body::Bytes) -> Result<T, ApiError> {
+pub(crate) async fn parse_body_off_workers<T: DeserializeOwned + Send + 'static>(
+    bytes: axum::body::Bytes,
+) -> Result<T, ApiError> {
     if bytes.len() < LARGE_BODY {
         return parse_body(&bytes);
     }
-    tokio::task::spawn_blocking(move || parse_body(&bytes))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Unable to read the request body"))?
+    tokio::task::spawn_blocking(move || parse_body(&bytes)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Unable to read the request body",
+        )
+    })?
 }
 
 /// Bodies from this size on are parsed off the async workers.
@@ -148,10 +143,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// All values of a repeatable parameter; comma-separated values are split too.
@@ -223,8 +215,7 @@ impl Params {
 
 /// Parses an integer path segment (list, folder, process, webhook ids).
 pub(crate) fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
-    raw.parse()
-        .map_err(|_| ApiError::invalid(format!("{what} must be an integer")))
+    raw.parse().map_err(|_| ApiError::invalid(format!("{what} must be an integer")))
 }
 
 /// Renders a timestamp the way live Brevo does: milliseconds and an explicit offset (the account's
@@ -241,9 +232,7 @@ pub(crate) fn render_time(t: OffsetDateTime) -> String {
 /// `YYYY-MM-DD HH:mm:ss` in the account's local time, as marketing webhooks carry it (reference §8.2).
 pub(crate) fn render_local(t: OffsetDateTime) -> String {
     t.to_offset(offset!(+1))
-        .format(format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second]"
-        ))
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
         .unwrap_or_default()
 }
 
@@ -262,9 +251,7 @@ pub(crate) fn valid_email(s: &str) -> bool {
     !local.is_empty()
         && local.len() <= 64
         && s.len() <= 254
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c == ',' || c == ';' || c == '<' || c == '>')
+        && !s.chars().any(|c| c.is_whitespace() || c == ',' || c == ';' || c == '<' || c == '>')
         && !domain.contains('@')
         && domain
             .split('.')
@@ -279,10 +266,8 @@ pub(crate) fn valid_email(s: &str) -> bool {
 /// `+91xxxxxxxxxx` and `0091xxxxxxxxxx`: the country code is mandatory and a national `0…` form is
 /// refused (reference §2.7). Stored as digits without `+`, as the spec's examples show.
 pub(crate) fn normalize_phone(raw: &str) -> Option<String> {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
+    let compact: String =
+        raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
     let digits = if let Some(rest) = compact.strip_prefix('+') {
         rest
     } else if let Some(rest) = compact.strip_prefix("00") {
@@ -302,18 +287,9 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(
-            normalize_phone("+33 6 12 34 56 78").as_deref(),
-            Some("33612345678")
-        );
-        assert_eq!(
-            normalize_phone("0033612345678").as_deref(),
-            Some("33612345678")
-        );
-        assert_eq!(
-            normalize_phone("33612345678").as_deref(),
-            Some("33612345678")
-        );
+        assert_eq!(normalize_phone("+33 6 12 34 56 78").as_deref(), Some("33612345678"));
+        assert_eq!(normalize_phone("0033612345678").as_deref(), Some("33612345678"));
+        assert_eq!(normalize_phone("33612345678").as_deref(), Some("33612345678"));
         assert_eq!(normalize_phone("0612345678"), None);
         assert_eq!(normalize_phone("+1234"), None);
         assert_eq!(normalize_phone("abc"), None);

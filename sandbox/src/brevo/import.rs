@@ -79,9 +79,7 @@ pub(crate) async fn import(
         (None, Some(csv), None) => Source::Csv(csv),
         (None, None, Some(rows)) => Source::Json(rows),
         (None, None, None) => {
-            return Err(ApiError::missing(
-                "Please provide one of fileUrl, fileBody or jsonBody",
-            ));
+            return Err(ApiError::missing("Please provide one of fileUrl, fileBody or jsonBody"));
         }
         _ => {
             return Err(ApiError::invalid(
@@ -103,11 +101,9 @@ pub(crate) async fn import(
         ));
     }
     let list_ids = body.list_ids.unwrap_or_default();
-    let new_list = body.new_list.and_then(|n| {
-        n.list_name
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| (l, n.folder_id))
-    });
+    let new_list = body
+        .new_list
+        .and_then(|n| n.list_name.filter(|l| !l.trim().is_empty()).map(|l| (l, n.folder_id)));
     if list_ids.is_empty() && new_list.is_none() {
         return Err(ApiError::missing("listIds or newList is required"));
     }
@@ -124,9 +120,7 @@ pub(crate) async fn import(
             // folderId is mandatory with listName (spec `newList.folderId`).
             let folder = folder
                 .ok_or_else(|| ApiError::missing("newList.folderId is required with listName"))?;
-            options
-                .list_ids
-                .push(lists::create_list(account, name, folder)?);
+            options.list_ids.push(lists::create_list(account, name, folder)?);
         }
         let id = account.next_process_id;
         account.next_process_id += 1;
@@ -147,11 +141,7 @@ pub(crate) async fn import(
     })??;
     let runner = brevo.clone();
     tokio::spawn(async move { run_import(runner, key, process_id, source, options).await });
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "processId": process_id })),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "processId": process_id }))).into_response())
 }
 
 fn set_status(brevo: &Brevo, key: &ApiKey, id: i64, status: &'static str) {
@@ -176,7 +166,8 @@ async fn run_import(brevo: Brevo, key: ApiKey, id: i64, source: Source, options:
     let (rows, refused) = match rows {
         Ok(rows) if refuse > 0.0 => {
             let mut rng = rand::thread_rng();
-            let (kept, dropped): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|_| !rand::Rng::gen_bool(&mut rng, refuse));
+            let (kept, dropped): (Vec<Row>, Vec<Row>) =
+                rows.into_iter().partition(|_| !rand::Rng::gen_bool(&mut rng, refuse));
             (Ok(kept), dropped.len())
         }
         other => (other, 0),
@@ -234,20 +225,15 @@ fn rows_from_csv(text: &str) -> Vec<Row> {
         return Vec::new();
     };
     let sep = if header.contains(';') { ';' } else { ',' };
-    let names: Vec<String> = header
-        .split(sep)
-        .map(|h| h.trim().trim_matches('"').to_uppercase())
-        .collect();
+    let names: Vec<String> =
+        header.split(sep).map(|h| h.trim().trim_matches('"').to_uppercase()).collect();
     lines
         .map(|line| {
             names
                 .iter()
                 .zip(line.split(sep))
                 .map(|(n, cell)| {
-                    (
-                        n.clone(),
-                        Value::String(cell.trim().trim_matches('"').to_owned()),
-                    )
+                    (n.clone(), Value::String(cell.trim().trim_matches('"').to_owned()))
                 })
                 .collect()
         })
@@ -255,13 +241,8 @@ fn rows_from_csv(text: &str) -> Vec<Row> {
 }
 
 async fn fetch_rows(url: &str) -> Result<Vec<Row>, String> {
-    let response = reqwest::get(url)
-        .await
-        .map_err(|e| format!("Unable to fetch fileUrl: {e}"))?;
-    let text = response
-        .text()
-        .await
-        .map_err(|e| format!("Unable to read fileUrl: {e}"))?;
+    let response = reqwest::get(url).await.map_err(|e| format!("Unable to fetch fileUrl: {e}"))?;
+    let text = response.text().await.map_err(|e| format!("Unable to read fileUrl: {e}"))?;
     match serde_json::from_str::<Vec<Value>>(&text) {
         Ok(items) => Ok(rows_from_json(items)),
         Err(_) => Ok(rows_from_csv(&text)),
@@ -315,7 +296,9 @@ fn apply_rows(
         .collect();
     let values: HashSet<(&str, &str)> = rows
         .iter()
-        .flat_map(|(_, v)| v.identifiers.iter().filter_map(|(name, value)| Some((*name, value.as_deref()?))))
+        .flat_map(|(_, v)| {
+            v.identifiers.iter().filter_map(|(name, value)| Some((*name, value.as_deref()?)))
+        })
         .collect();
     // One index for the whole import (a scan per row made large imports quadratic), of the
     // contacts holding one of its emails or identifier values (indexing every contact again for
@@ -329,18 +312,15 @@ fn apply_rows(
             vetted.values.retain(|(_, v)| v.is_some());
             vetted.identifiers.retain(|(_, v)| v.is_some());
         }
-        let email = match raw_email
-            .as_ref()
-            .and_then(Value::as_str)
-            .map(|e| e.trim().to_lowercase())
-        {
-            Some(e) if e.is_empty() => None,
-            Some(e) if !valid_email(&e) => {
-                counters.invalid_emails += 1;
-                continue;
-            }
-            other => other,
-        };
+        let email =
+            match raw_email.as_ref().and_then(Value::as_str).map(|e| e.trim().to_lowercase()) {
+                Some(e) if e.is_empty() => None,
+                Some(e) if !valid_email(&e) => {
+                    counters.invalid_emails += 1;
+                    continue;
+                }
+                other => other,
+            };
         if let Some(e) = &email
             && !seen.insert(("email".into(), e.clone()))
         {
@@ -355,20 +335,23 @@ fn apply_rows(
                 dropped.push(*name);
             }
         }
-        let ext = vetted
-            .identifiers
-            .iter()
-            .find(|(n, _)| *n == "EXT_ID")
-            .and_then(|(_, v)| v.clone());
+        let ext =
+            vetted.identifiers.iter().find(|(n, _)| *n == "EXT_ID").and_then(|(_, v)| v.clone());
         let target = email
             .as_deref()
             .and_then(|e| lookup.by_email(e))
             .or_else(|| ext.as_deref().and_then(|x| lookup.by_attr("EXT_ID", x)));
         dropped.extend(
-            held_by_others_in(|e| lookup.by_email(e), |n, v| lookup.by_attr(n, v), target, email.as_deref(), &vetted)
-                .into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| *n != "email"),
+            held_by_others_in(
+                |e| lookup.by_email(e),
+                |n, v| lookup.by_attr(n, v),
+                target,
+                email.as_deref(),
+                &vetted,
+            )
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| *n != "email"),
         );
         for name in &dropped {
             match *name {

@@ -52,12 +52,8 @@ pub(crate) async fn list(
     Extension(key): Extension<ApiKey>,
     params: Params,
 ) -> ApiResult<Response> {
-    let all = brevo.with_account(&key, |a| {
-        a.lists
-            .values()
-            .map(|l| list_json(a, l))
-            .collect::<Vec<_>>()
-    })?;
+    let all = brevo
+        .with_account(&key, |a| a.lists.values().map(|l| list_json(a, l)).collect::<Vec<_>>())?;
     let (lists, count) = paged(all, &params)?;
     Ok(axum::Json(json!({ "lists": lists, "count": count })).into_response())
 }
@@ -79,9 +75,7 @@ pub(crate) async fn create(
         .name
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| ApiError::missing("name is missing"))?;
-    let folder_id = body
-        .folder_id
-        .ok_or_else(|| ApiError::missing("folderId is missing"))?;
+    let folder_id = body.folder_id.ok_or_else(|| ApiError::missing("folderId is missing"))?;
     let id = brevo.with_account(&key, |account| create_list(account, name, folder_id))??;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
@@ -92,15 +86,7 @@ pub(crate) fn create_list(account: &mut Account, name: String, folder_id: i64) -
     }
     let id = account.next_list_id;
     account.next_list_id += 1;
-    account.lists.insert(
-        id,
-        List {
-            id,
-            name,
-            folder_id,
-            created_at: OffsetDateTime::now_utc(),
-        },
-    );
+    account.lists.insert(id, List { id, name, folder_id, created_at: OffsetDateTime::now_utc() });
     Ok(id)
 }
 
@@ -128,10 +114,7 @@ pub(crate) async fn update(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "listId")?;
     brevo.with_account(&key, |account| {
-        if body
-            .folder_id
-            .is_some_and(|f| !account.folders.contains_key(&f))
-        {
+        if body.folder_id.is_some_and(|f| !account.folders.contains_key(&f)) {
             return Err(ApiError::invalid("Folder ID does not exist"));
         }
         let list = account.lists.get_mut(&id).ok_or_else(list_not_found)?;
@@ -201,9 +184,7 @@ fn who(body: MembersBody) -> ApiResult<Who> {
         (None, Some(i), None) => Who::Ids(i),
         (None, None, Some(x)) => Who::ExtIds(x),
         (None, None, None) => {
-            return Err(ApiError::missing(
-                "One of emails, ids or extIds is required",
-            ));
+            return Err(ApiError::missing("One of emails, ids or extIds is required"));
         }
         _ => return Err(ApiError::invalid("Pass only one of emails, ids or extIds")),
     };
@@ -294,10 +275,7 @@ fn membership(
         };
         return Err(ApiError::invalid(message));
     }
-    Ok((
-        json!({ "contacts": { "success": success, "failure": failure } }),
-        changes,
-    ))
+    Ok((json!({ "contacts": { "success": success, "failure": failure } }), changes))
 }
 
 pub(crate) async fn add(
@@ -310,10 +288,8 @@ pub(crate) async fn add(
     let who = who(body)?;
     let (answer, jobs) = brevo.with_account(&key, |account| {
         let (answer, changes) = membership(account, id, who, true)?;
-        let jobs: Vec<_> = changes
-            .iter()
-            .flat_map(|c| delivery::contact_change_jobs(account, c, true))
-            .collect();
+        let jobs: Vec<_> =
+            changes.iter().flat_map(|c| delivery::contact_change_jobs(account, c, true)).collect();
         Ok::<_, ApiError>((answer, jobs))
     })??;
     brevo.dispatch(&key, jobs);

@@ -91,17 +91,9 @@ impl Brevo {
             shared.add_account(key, "pipebridge-sandbox");
         }
         // Webhook receivers get Brevo's ~10 s patience; a client without a timeout would hang tests.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
-            inner: Arc::new(Inner {
-                settings,
-                state: Mutex::new(shared),
-                http,
-            }),
-        }
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self { inner: Arc::new(Inner { settings, state: Mutex::new(shared), http }) }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -121,11 +113,8 @@ impl Brevo {
     /// Clears every account's data, the request log, faults and rate-limit windows; keys stay.
     pub fn reset(&self) {
         let mut shared = self.lock();
-        let keys: Vec<(String, String)> = shared
-            .accounts
-            .values()
-            .map(|a| (a.key.clone(), a.key_name.clone()))
-            .collect();
+        let keys: Vec<(String, String)> =
+            shared.accounts.values().map(|a| (a.key.clone(), a.key_name.clone())).collect();
         *shared = Shared::default();
         for (key, name) in keys {
             shared.add_account(&key, &name);
@@ -134,10 +123,7 @@ impl Brevo {
 
     /// The state lock. A panic while it was held leaves data that is still usable for a fake.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the caller's account; never held across an `.await`.
@@ -147,10 +133,7 @@ impl Brevo {
         f: impl FnOnce(&mut Account) -> R,
     ) -> Result<R, ApiError> {
         let mut shared = self.lock();
-        let account = shared
-            .accounts
-            .get_mut(&key.0)
-            .ok_or_else(auth_limits::unauthorized)?;
+        let account = shared.accounts.get_mut(&key.0).ok_or_else(auth_limits::unauthorized)?;
         Ok(f(account))
     }
 
@@ -207,67 +190,38 @@ pub fn router(brevo: Brevo) -> Router {
         .route("/v3/contacts/attributes", get(attributes::list))
         .route(
             "/v3/contacts/attributes/{category}/{name}",
-            post(attributes::create)
-                .put(attributes::update)
-                .delete(attributes::delete),
+            post(attributes::create).put(attributes::update).delete(attributes::delete),
         )
         .route("/v3/contacts/lists", get(lists::list).post(lists::create))
-        .route(
-            "/v3/contacts/lists/{id}",
-            get(lists::get).put(lists::update).delete(lists::delete),
-        )
+        .route("/v3/contacts/lists/{id}", get(lists::get).put(lists::update).delete(lists::delete))
         .route("/v3/contacts/lists/{id}/contacts", get(lists::contacts))
         .route("/v3/contacts/lists/{id}/contacts/add", post(lists::add))
-        .route(
-            "/v3/contacts/lists/{id}/contacts/remove",
-            post(lists::remove),
-        )
-        .route(
-            "/v3/contacts/folders",
-            get(folders::folders).post(folders::create_folder),
-        )
+        .route("/v3/contacts/lists/{id}/contacts/remove", post(lists::remove))
+        .route("/v3/contacts/folders", get(folders::folders).post(folders::create_folder))
         .route("/v3/contacts/folders/{id}", get(folders::folder))
-        .route(
-            "/v3/contacts/folders/{id}/lists",
-            get(folders::folder_lists),
-        )
+        .route("/v3/contacts/folders/{id}/lists", get(folders::folder_lists))
         .route(
             "/v3/contacts/{identifier}",
-            get(contacts::get)
-                .put(contacts::update)
-                .delete(contacts::delete),
+            get(contacts::get).put(contacts::update).delete(contacts::delete),
         )
         .route("/v3/processes", get(processes::processes))
         .route("/v3/processes/{id}", get(processes::process))
-        .route(
-            "/v3/companies",
-            get(companies::list).post(companies::create),
-        )
-        .route(
-            "/v3/companies/link-unlink/{id}",
-            patch(companies::link_unlink),
-        )
+        .route("/v3/companies", get(companies::list).post(companies::create))
+        .route("/v3/companies/link-unlink/{id}", patch(companies::link_unlink))
         .route(
             "/v3/companies/{id}",
-            get(companies::get)
-                .patch(companies::update)
-                .delete(companies::delete),
+            get(companies::get).patch(companies::update).delete(companies::delete),
         )
         .route("/v3/events", post(events::create))
         .route("/v3/events/batch", post(events::batch))
         .route("/v3/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/v3/webhooks/{id}",
-            get(webhooks::get)
-                .put(webhooks::update)
-                .delete(webhooks::delete),
+            get(webhooks::get).put(webhooks::update).delete(webhooks::delete),
         )
         .fallback(auth_limits::not_found)
         .method_not_allowed_fallback(auth_limits::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            brevo.clone(),
-            auth_limits::gate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(brevo.clone(), auth_limits::gate))
         .with_state(brevo.clone());
     admin::router(brevo).merge(api)
 }

@@ -17,10 +17,7 @@ pub(crate) struct Attribute {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enumeration: Option<Vec<Enumeration>>,
-    #[serde(
-        rename = "multiCategoryOptions",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "multiCategoryOptions", skip_serializing_if = "Option::is_none")]
     pub multi_category_options: Option<Vec<String>>,
     #[serde(rename = "calculatedValue", skip_serializing_if = "Option::is_none")]
     pub calculated_value: Option<String>,
@@ -62,14 +59,8 @@ impl Company {
     pub fn to_json(&self) -> Value {
         let mut attributes = self.attributes.clone();
         attributes.insert("created_at".into(), json!(render_time(self.created_at)));
-        attributes.insert(
-            "last_updated_at".into(),
-            json!(render_time(self.modified_at)),
-        );
-        attributes.insert(
-            "number_of_contacts".into(),
-            json!(self.linked_contacts.len()),
-        );
+        attributes.insert("last_updated_at".into(), json!(render_time(self.modified_at)));
+        attributes.insert("number_of_contacts".into(), json!(self.linked_contacts.len()));
         json!({
             "id": self.id,
             "attributes": attributes,

@@ -40,12 +40,8 @@ pub(crate) async fn processes(
 ) -> ApiResult<Response> {
     let (limit, offset) = params.paging(10, 50)?;
     let descending = params.descending()?;
-    let mut all = brevo.with_account(&key, |a| {
-        a.processes
-            .values()
-            .map(Process::to_json)
-            .collect::<Vec<_>>()
-    })?;
+    let mut all = brevo
+        .with_account(&key, |a| a.processes.values().map(Process::to_json).collect::<Vec<_>>())?;
     if descending {
         all.reverse();
     }
@@ -62,8 +58,5 @@ pub(crate) async fn process(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "processId")?;
     let body = brevo.with_account(&key, |a| a.processes.get(&id).map(Process::to_json))?;
-    Ok(
-        axum::Json(body.ok_or_else(|| ApiError::not_found("Process ID not found"))?)
-            .into_response(),
-    )
+    Ok(axum::Json(body.ok_or_else(|| ApiError::not_found("Process ID not found"))?).into_response())
 }

@@ -133,11 +133,7 @@ impl Account {
             number,
             contacts: Contacts::default(),
             next_contact_id: 1,
-            attributes: vec![
-                text_attr("LASTNAME"),
-                text_attr("FIRSTNAME"),
-                text_attr("SMS"),
-            ],
+            attributes: vec![text_attr("LASTNAME"), text_attr("FIRSTNAME"), text_attr("SMS")],
             folders: BTreeMap::new(),
             next_folder_id: 2,
             lists: BTreeMap::new(),
@@ -150,21 +146,10 @@ impl Account {
             next_process_id: 1,
             deliveries: Vec::new(),
         };
-        account.folders.insert(
-            1,
-            Folder {
-                id: 1,
-                name: "Your first folder".into(),
-            },
-        );
+        account.folders.insert(1, Folder { id: 1, name: "Your first folder".into() });
         account.lists.insert(
             1,
-            List {
-                id: 1,
-                name: "Your first list".into(),
-                folder_id: 1,
-                created_at: now,
-            },
+            List { id: 1, name: "Your first list".into(), folder_id: 1, created_at: now },
         );
         account
     }
@@ -214,9 +199,7 @@ impl Account {
     }
 
     pub fn list_members(&self, list_id: i64) -> impl Iterator<Item = &Contact> {
-        self.contacts
-            .values()
-            .filter(move |c| c.list_ids.contains(&list_id))
+        self.contacts.values().filter(move |c| c.list_ids.contains(&list_id))
     }
 
     pub fn new_contact_id(&mut self) -> i64 {
@@ -342,7 +325,8 @@ impl Drop for ContactMut<'_> {
 type Keys = (Option<String>, Vec<(&'static str, String)>);
 
 fn keys(c: &Contact) -> Keys {
-    let identifiers = Lookup::IDENTIFIERS.iter().filter_map(|n| Some((*n, c.attr_str(n)?.to_owned()))).collect();
+    let identifiers =
+        Lookup::IDENTIFIERS.iter().filter_map(|n| Some((*n, c.attr_str(n)?.to_owned()))).collect();
     (c.email.clone(), identifiers)
 }
 
@@ -477,9 +461,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn add_account(&mut self, key: &str, name: &str) {
         let number = self.accounts.len() + 1;
-        self.accounts
-            .entry(key.to_owned())
-            .or_insert_with(|| Account::new(key, name, number));
+        self.accounts.entry(key.to_owned()).or_insert_with(|| Account::new(key, name, number));
     }
 }
 

@@ -26,16 +26,8 @@ const MARKETING_EMAIL: &[&str] = &[
     "contactUpdated",
     "contactDeleted",
 ];
-const MARKETING_SMS: &[&str] = &[
-    "sent",
-    "delivered",
-    "softBounce",
-    "hardBounce",
-    "unsubscribe",
-    "reply",
-    "subscribe",
-    "skip",
-];
+const MARKETING_SMS: &[&str] =
+    &["sent", "delivered", "softBounce", "hardBounce", "unsubscribe", "reply", "subscribe", "skip"];
 const TRANSACTIONAL: &[&str] = &[
     "sent",
     "request",
@@ -80,15 +72,11 @@ fn validate(kind: &str, channel: &str, url: &str, events: &[String]) -> ApiResul
         ("transactional", _) => TRANSACTIONAL,
         ("inbound", _) => INBOUND,
         _ => {
-            return Err(ApiError::invalid(
-                "type must be one of transactional, marketing, inbound",
-            ));
+            return Err(ApiError::invalid("type must be one of transactional, marketing, inbound"));
         }
     };
     match events.iter().find(|e| !allowed.contains(&e.as_str())) {
-        Some(bad) => Err(ApiError::invalid(format!(
-            "events: {bad} is not a valid {kind} event"
-        ))),
+        Some(bad) => Err(ApiError::invalid(format!("events: {bad} is not a valid {kind} event"))),
         None => Ok(()),
     }
 }
@@ -97,10 +85,7 @@ fn headers_of(raw: Option<Vec<Map<String, Value>>>) -> Vec<(String, String)> {
     raw.unwrap_or_default()
         .iter()
         .filter_map(|h| {
-            Some((
-                h.get("key")?.as_str()?.to_owned(),
-                h.get("value")?.as_str()?.to_owned(),
-            ))
+            Some((h.get("key")?.as_str()?.to_owned(), h.get("value")?.as_str()?.to_owned()))
         })
         .collect()
 }
@@ -111,12 +96,8 @@ pub(crate) async fn create(
     Extension(key): Extension<ApiKey>,
     Body(body): Body<WebhookBody>,
 ) -> ApiResult {
-    let url = body
-        .url
-        .ok_or_else(|| ApiError::missing("url is missing"))?;
-    let events = body
-        .events
-        .ok_or_else(|| ApiError::missing("events is missing"))?;
+    let url = body.url.ok_or_else(|| ApiError::missing("url is missing"))?;
+    let events = body.events.ok_or_else(|| ApiError::missing("events is missing"))?;
     let kind = body.kind.unwrap_or_else(|| "transactional".into());
     let channel = body.channel.unwrap_or_else(|| "email".into());
     validate(&kind, &channel, &url, &events)?;
@@ -155,18 +136,12 @@ pub(crate) async fn list(
 ) -> ApiResult {
     let kind = params.get("type").unwrap_or("transactional").to_owned();
     if !matches!(kind.as_str(), "marketing" | "transactional" | "inbound") {
-        return Err(ApiError::invalid(
-            "type must be one of marketing, transactional, inbound",
-        ));
+        return Err(ApiError::invalid("type must be one of marketing, transactional, inbound"));
     }
     let descending = params.descending()?;
     let hooks = brevo.with_account(&key, |account| {
-        let mut hooks: Vec<Value> = account
-            .webhooks
-            .values()
-            .filter(|w| w.kind == kind)
-            .map(Webhook::to_json)
-            .collect();
+        let mut hooks: Vec<Value> =
+            account.webhooks.values().filter(|w| w.kind == kind).map(Webhook::to_json).collect();
         if descending {
             hooks.reverse();
         }
@@ -186,9 +161,8 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> ApiResult {
     let id = path_id(&id, "webhookId")?;
-    let hook = brevo.with_account(&key, |account| {
-        account.webhooks.get(&id).map(Webhook::to_json)
-    })?;
+    let hook =
+        brevo.with_account(&key, |account| account.webhooks.get(&id).map(Webhook::to_json))?;
     Ok(axum::Json(hook.ok_or_else(webhook_not_found)?).into_response())
 }
 
@@ -201,10 +175,7 @@ pub(crate) async fn update(
 ) -> ApiResult {
     let id = path_id(&id, "webhookId")?;
     brevo.with_account(&key, |account| {
-        let hook = account
-            .webhooks
-            .get_mut(&id)
-            .ok_or_else(webhook_not_found)?;
+        let hook = account.webhooks.get_mut(&id).ok_or_else(webhook_not_found)?;
         let url = body.url.unwrap_or_else(|| hook.url.clone());
         let events = body.events.unwrap_or_else(|| hook.events.clone());
         validate(&hook.kind, &hook.channel, &url, &events)?;

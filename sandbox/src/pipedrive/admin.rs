@@ -41,7 +41,11 @@ pub fn router(pd: Pipedrive) -> Router {
         .with_state(pd)
 }
 
-async fn loopback_only(ConnectInfo(addr): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+async fn loopback_only(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
     if addr.ip().is_loopback() {
         next.run(request).await
     } else {
@@ -55,7 +59,10 @@ fn admin() -> Extension<Caller> {
 }
 
 async fn reset(State(pd): State<Pipedrive>, body: Option<Json<Value>>) -> Response {
-    let persons = body.and_then(|Json(b)| b.get("persons").and_then(Value::as_u64)).map(|n| n as usize).unwrap_or(pd.settings().seed_persons);
+    let persons = body
+        .and_then(|Json(b)| b.get("persons").and_then(Value::as_u64))
+        .map(|n| n as usize)
+        .unwrap_or(pd.settings().seed_persons);
     pd.reset(persons);
     Json(json!({"ok": true, "counts": pd.counts()})).into_response()
 }
@@ -93,7 +100,8 @@ async fn set_faults(State(pd): State<Pipedrive>, Json(mut faults): Json<Faults>)
         return (StatusCode::BAD_REQUEST, "error_rate must be between 0 and 1").into_response();
     }
     let now = pd.now();
-    faults.storm_until = (faults.storm_429_seconds > 0).then(|| now + time::Duration::seconds(faults.storm_429_seconds as i64));
+    faults.storm_until = (faults.storm_429_seconds > 0)
+        .then(|| now + time::Duration::seconds(faults.storm_429_seconds as i64));
     pd.world().faults = faults.clone();
     Json(json!(faults)).into_response()
 }
@@ -131,7 +139,11 @@ async fn create_person(State(pd): State<Pipedrive>, body: Option<Json<Value>>) -
     v2_contacts::create_person(State(pd), admin(), body).await
 }
 
-async fn update_person(State(pd): State<Pipedrive>, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+async fn update_person(
+    State(pd): State<Pipedrive>,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
     v2_contacts::update_person(State(pd), admin(), Path(id), body).await
 }
 
@@ -139,7 +151,11 @@ async fn delete_person(State(pd): State<Pipedrive>, Path(id): Path<String>) -> R
     v2_contacts::delete_person(State(pd), admin(), Path(id)).await
 }
 
-async fn merge_person(State(pd): State<Pipedrive>, Path(id): Path<u64>, body: Option<Json<Value>>) -> Response {
+async fn merge_person(
+    State(pd): State<Pipedrive>,
+    Path(id): Path<u64>,
+    body: Option<Json<Value>>,
+) -> Response {
     v1::merge_persons(State(pd), admin(), Path(id), body).await
 }
 
@@ -151,7 +167,11 @@ async fn create_deal(State(pd): State<Pipedrive>, body: Option<Json<Value>>) -> 
     v2_deals::create_deal(State(pd), admin(), body).await
 }
 
-async fn update_deal(State(pd): State<Pipedrive>, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+async fn update_deal(
+    State(pd): State<Pipedrive>,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
     v2_deals::update_deal(State(pd), admin(), Path(id), body).await
 }
 
@@ -177,7 +197,8 @@ async fn webhooks(State(pd): State<Pipedrive>) -> Response {
 
 async fn ban_webhook(State(pd): State<Pipedrive>, Path(id): Path<u64>) -> Response {
     let now = pd.now();
-    let ban = time::Duration::try_from(pd.clock().scaled(std::time::Duration::from_secs(30 * 60))).unwrap_or(time::Duration::minutes(30));
+    let ban = time::Duration::try_from(pd.clock().scaled(std::time::Duration::from_secs(30 * 60)))
+        .unwrap_or(time::Duration::minutes(30));
     match pd.world().webhooks.iter_mut().find(|h| h.id == id) {
         Some(h) => {
             h.banned_until = Some(now + ban);

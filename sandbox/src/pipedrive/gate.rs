@@ -45,12 +45,17 @@ pub fn split_version(template: &str) -> (u8, &str) {
 pub async fn gate(State(pd): State<Pipedrive>, mut request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
-    let template = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| path.clone());
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| path.clone());
     let (version, op) = split_version(&template);
     let cost = token_cost(version, &method, op);
     let search = op.ends_with("itemSearch") || op.ends_with("/search");
 
-    let header_token = request.headers().get("x-api-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header_token =
+        request.headers().get("x-api-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let bearer = request
         .headers()
         .get("authorization")
@@ -63,10 +68,18 @@ pub async fn gate(State(pd): State<Pipedrive>, mut request: Request, next: Next)
     let (caller, verdict, faults) = {
         let mut w = pd.world();
         let caller = if let Some(token) = bearer {
-            w.oauth.user_of_access_token(&token, now).map(|user_id| Caller { user_id, oauth: true, token })
+            w.oauth.user_of_access_token(&token, now).map(|user_id| Caller {
+                user_id,
+                oauth: true,
+                token,
+            })
         } else {
             header_token.or(query_token).and_then(|token| {
-                w.users.iter().find(|u| u.api_token == token).map(|u| Caller { user_id: u.id, oauth: false, token })
+                w.users.iter().find(|u| u.api_token == token).map(|u| Caller {
+                    user_id: u.id,
+                    oauth: false,
+                    token,
+                })
             })
         };
         let faults = w.faults.clone();
@@ -97,8 +110,14 @@ pub async fn gate(State(pd): State<Pipedrive>, mut request: Request, next: Next)
             (r, 0)
         }
         (Some(caller), Some(Verdict::Allowed { limit, remaining, reset_secs })) => {
-            if faults.error_rate > 0.0 && rand::thread_rng().gen_bool(faults.error_rate.clamp(0.0, 1.0)) {
-                let status = [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE][rand::thread_rng().gen_range(0..3)];
+            if faults.error_rate > 0.0
+                && rand::thread_rng().gen_bool(faults.error_rate.clamp(0.0, 1.0))
+            {
+                let status = [
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::BAD_GATEWAY,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ][rand::thread_rng().gen_range(0..3)];
                 (reply::error(status, "Injected failure (sandbox fault)"), cost)
             } else {
                 let oauth = caller.oauth;
@@ -108,7 +127,8 @@ pub async fn gate(State(pd): State<Pipedrive>, mut request: Request, next: Next)
                     set_headers(&mut r, limit, remaining, reset_secs);
                     if !oauth {
                         // The legacy POST/PUT fair-use counter, api_token requests only (§11.4).
-                        r.headers_mut().insert("x-daily-requests-left", HeaderValue::from(10_000u32));
+                        r.headers_mut()
+                            .insert("x-daily-requests-left", HeaderValue::from(10_000u32));
                     }
                 }
                 (r, cost)

@@ -56,9 +56,17 @@ pub struct Ask<'a> {
 
 #[derive(Debug)]
 pub enum Verdict {
-    Allowed { limit: u32, remaining: u32, reset_secs: u64 },
+    Allowed {
+        limit: u32,
+        remaining: u32,
+        reset_secs: u64,
+    },
     /// 429: the burst window is full (`reset_secs` until a slot frees) or the day's budget is spent.
-    Limited { limit: u32, reset_secs: u64, daily: bool },
+    Limited {
+        limit: u32,
+        reset_secs: u64,
+        daily: bool,
+    },
     /// 403 HTML: blocked for hammering after 429s.
     Blocked,
 }
@@ -85,7 +93,8 @@ pub struct LimitSettings {
 
 impl LimitSettings {
     pub fn daily_budget(&self) -> u64 {
-        self.budget_override.unwrap_or(30_000 * self.plan.multiplier() * u64::from(self.seats.max(1)))
+        self.budget_override
+            .unwrap_or(30_000 * self.plan.multiplier() * u64::from(self.seats.max(1)))
     }
 }
 
@@ -111,7 +120,11 @@ impl Limiter {
             }
             self.blocked_until.remove(ask.token);
         }
-        let limit = if ask.search { SEARCH_BURST } else { s.burst_override.unwrap_or_else(|| s.plan.burst(ask.oauth)) };
+        let limit = if ask.search {
+            SEARCH_BURST
+        } else {
+            s.burst_override.unwrap_or_else(|| s.plan.burst(ask.oauth))
+        };
         let windows = if ask.search { &mut self.search_windows } else { &mut self.windows };
         let q = windows.entry(ask.token.to_owned()).or_default();
         prune(q, instant, WINDOW);
@@ -142,7 +155,8 @@ impl Limiter {
         q.push_back(instant);
         self.spent.1 += u64::from(ask.cost);
         let oldest = *q.front().expect("just pushed");
-        let reset_secs = (WINDOW - instant.duration_since(oldest)).as_secs_f64().ceil().max(1.0) as u64;
+        let reset_secs =
+            (WINDOW - instant.duration_since(oldest)).as_secs_f64().ceil().max(1.0) as u64;
         Verdict::Allowed { limit, remaining: limit - q.len() as u32, reset_secs }
     }
 }
@@ -169,7 +183,11 @@ pub fn token_cost(version: u8, method: &str, template: &str) -> u32 {
         (1, "GET", "/persons" | "/organizations" | "/deals" | "/activities") => 20,
         (1, "GET", "/pipelines" | "/stages") => 10,
         (1, "GET", "/itemSearch") => 40,
-        (1, "GET", "/recents" | "/leads" | "/personFields" | "/dealFields" | "/organizationFields") => 20,
+        (
+            1,
+            "GET",
+            "/recents" | "/leads" | "/personFields" | "/dealFields" | "/organizationFields",
+        ) => 20,
         (1, "GET", "/leadLabels" | "/webhooks") => 10,
         (1, "GET", "/activityTypes" | "/users") => 20,
         (1, "GET", _) => 2,
@@ -212,7 +230,10 @@ mod tests {
                 v => panic!("{v:?}"),
             }
         }
-        assert!(matches!(l.check(&s, ask(1)), Verdict::Limited { daily: false, reset_secs: 1..=2, .. }));
+        assert!(matches!(
+            l.check(&s, ask(1)),
+            Verdict::Limited { daily: false, reset_secs: 1..=2, .. }
+        ));
     }
 
     #[test]
@@ -236,7 +257,12 @@ mod tests {
     fn plans_and_costs_follow_the_docs() {
         assert_eq!(Plan::Lite.burst(true), 80);
         assert_eq!(Plan::Ultimate.burst(false), 120);
-        let s = LimitSettings { budget_override: None, plan: Plan::Premium, seats: 3, ..settings(1, 1) };
+        let s = LimitSettings {
+            budget_override: None,
+            plan: Plan::Premium,
+            seats: 3,
+            ..settings(1, 1)
+        };
         assert_eq!(s.daily_budget(), 450_000);
         assert_eq!(token_cost(2, "GET", "/persons"), 10);
         assert_eq!(token_cost(2, "GET", "/persons/{id}"), 1);

@@ -24,18 +24,26 @@ pub struct V2List {
 fn time_param(name: &str, q: &Query) -> Result<Option<OffsetDateTime>, Response> {
     match q.get(name).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
-            .map(Some)
-            .map_err(|_| bad_request(format!("Parameter '{name}' must be a RFC3339 date-time (e.g. 2025-01-01T10:20:00Z)"))),
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339).map(Some).map_err(|_| {
+            bad_request(format!(
+                "Parameter '{name}' must be a RFC3339 date-time (e.g. 2025-01-01T10:20:00Z)"
+            ))
+        }),
     }
 }
 
 impl V2List {
     pub fn parse(q: &Query, max_limit: u64) -> Result<Self, Response> {
-        let order = Order::parse(q.get("sort_by").map(String::as_str), q.get("sort_direction").map(String::as_str)).map_err(bad_request)?;
+        let order = Order::parse(
+            q.get("sort_by").map(String::as_str),
+            q.get("sort_direction").map(String::as_str),
+        )
+        .map_err(bad_request)?;
         let limit = int_param("limit", q.get("limit"))?.unwrap_or(100);
         if limit == 0 || limit > max_limit {
-            return Err(bad_request(format!("Parameter 'limit' must be between 1 and {max_limit}")));
+            return Err(bad_request(format!(
+                "Parameter 'limit' must be between 1 and {max_limit}"
+            )));
         }
         let cursor = match q.get("cursor").filter(|c| !c.is_empty()) {
             Some(raw) => Some(Cursor::decode(raw, &order).map_err(bad_request)?),
@@ -45,7 +53,9 @@ impl V2List {
             None => None,
             Some(s) => {
                 let parsed: Result<Vec<u64>, _> = s.split(',').map(|x| x.trim().parse()).collect();
-                let ids = parsed.map_err(|_| bad_request("Parameter 'ids' must be a comma-separated list of integers"))?;
+                let ids = parsed.map_err(|_| {
+                    bad_request("Parameter 'ids' must be a comma-separated list of integers")
+                })?;
                 if ids.len() > 100 {
                     return Err(bad_request("Parameter 'ids' accepts at most 100 ids"));
                 }
@@ -69,7 +79,11 @@ impl V2List {
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&r.id()))
     }
 
-    pub fn page<'a, T: Row>(&self, table: &'a Table<T>, keep: impl Fn(&T) -> bool) -> (Vec<&'a T>, Option<String>) {
+    pub fn page<'a, T: Row>(
+        &self,
+        table: &'a Table<T>,
+        keep: impl Fn(&T) -> bool,
+    ) -> (Vec<&'a T>, Option<String>) {
         table.page(&self.order, self.cursor.as_ref(), self.limit, |r| self.keeps(r) && keep(r))
     }
 }
@@ -83,7 +97,8 @@ pub fn v1_window(q: &Query) -> Result<(usize, usize), Response> {
 
 /// The v1 `additional_data.pagination` of a window over `total` matches.
 pub fn v1_pagination(start: usize, limit: usize, more: bool) -> Value {
-    let mut p = serde_json::json!({"start": start, "limit": limit, "more_items_in_collection": more});
+    let mut p =
+        serde_json::json!({"start": start, "limit": limit, "more_items_in_collection": more});
     if more {
         p["next_start"] = serde_json::json!(start + limit);
     }
@@ -111,7 +126,10 @@ pub fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<Option<u64>>,
     match m.get(key) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(v) => v.as_u64().map(|n| Some(Some(n))).ok_or_else(|| bad_request(format!("\"{key}\" must be an integer"))),
+        Some(v) => v
+            .as_u64()
+            .map(|n| Some(Some(n)))
+            .ok_or_else(|| bad_request(format!("\"{key}\" must be an integer"))),
     }
 }
 

@@ -116,7 +116,10 @@ pub fn router(pd: Pipedrive) -> Router {
 
     let v2 = Router::new()
         .route("/api/v2/persons", get(c::list_persons).post(c::create_person))
-        .route("/api/v2/persons/{id}", get(c::get_person).patch(c::update_person).delete(c::delete_person))
+        .route(
+            "/api/v2/persons/{id}",
+            get(c::get_person).patch(c::update_person).delete(c::delete_person),
+        )
         .route("/api/v2/organizations", get(c::list_organizations).post(c::create_organization))
         .route("/api/v2/organizations/{id}", get(c::get_organization).patch(c::update_organization))
         .route("/api/v2/deals", get(d::list_deals).post(d::create_deal))
@@ -139,7 +142,10 @@ pub fn router(pd: Pipedrive) -> Router {
         v1_routes = v1_routes
             .route(&p("/users/me"), get(v1::users_me))
             .route(&p("/persons"), get(v1::list_persons).post(v1::create_person))
-            .route(&p("/persons/{id}"), get(v1::get_person).put(v1::update_person).delete(v1::delete_person))
+            .route(
+                &p("/persons/{id}"),
+                get(v1::get_person).put(v1::update_person).delete(v1::delete_person),
+            )
             .route(&p("/persons/{id}/merge"), put(v1::merge_persons))
             .route(&p("/deals"), get(v1::list_deals).post(v1::create_deal))
             .route(&p("/deals/{id}"), put(v1::update_deal))

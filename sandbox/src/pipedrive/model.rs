@@ -54,9 +54,21 @@ impl Person {
     /// An empty person owned by `owner`, before a create body is applied.
     pub fn blank(id: u64, owner: u64, now: OffsetDateTime) -> Self {
         Self {
-            id, name: String::new(), first_name: None, last_name: None, owner_id: owner, org_id: None,
-            emails: vec![], phones: vec![], is_deleted: false, visible_to: 3, label_ids: vec![], marketing_status: None,
-            add_time: now, update_time: now, custom_fields: BTreeMap::new(),
+            id,
+            name: String::new(),
+            first_name: None,
+            last_name: None,
+            owner_id: owner,
+            org_id: None,
+            emails: vec![],
+            phones: vec![],
+            is_deleted: false,
+            visible_to: 3,
+            label_ids: vec![],
+            marketing_status: None,
+            add_time: now,
+            update_time: now,
+            custom_fields: BTreeMap::new(),
         }
     }
 }

@@ -103,10 +103,20 @@ fn page(title: &str, body: &str) -> Html<String> {
 }
 
 fn error_page(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, page("Authorization error", &format!("<h1>Cannot authorize</h1><p>{}</p>", escape(message)))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        page(
+            "Authorization error",
+            &format!("<h1>Cannot authorize</h1><p>{}</p>", escape(message)),
+        ),
+    )
+        .into_response()
 }
 
-pub async fn authorize(State(pd): State<Pipedrive>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn authorize(
+    State(pd): State<Pipedrive>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let (Some(client_id), Some(redirect_uri)) = (q.get("client_id"), q.get("redirect_uri")) else {
         return error_page("client_id and redirect_uri are required.");
     };
@@ -121,7 +131,9 @@ pub async fn authorize(State(pd): State<Pipedrive>, Query(q): Query<HashMap<Stri
     let company = pd.world().company().name.clone();
     let hidden = format!(
         "<input type=\"hidden\" name=\"client_id\" value=\"{}\"><input type=\"hidden\" name=\"redirect_uri\" value=\"{}\"><input type=\"hidden\" name=\"state\" value=\"{}\">",
-        escape(client_id), escape(redirect_uri), escape(&state)
+        escape(client_id),
+        escape(redirect_uri),
+        escape(&state)
     );
     page(
         "Allow access",
@@ -156,14 +168,21 @@ fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 pub async fn decide(State(pd): State<Pipedrive>, Form(d): Form<Decision>) -> Response {
-    let valid = pd.world().oauth.apps.iter().any(|a| a.client_id == d.client_id && a.redirect_uris.contains(&d.redirect_uri));
+    let valid = pd
+        .world()
+        .oauth
+        .apps
+        .iter()
+        .any(|a| a.client_id == d.client_id && a.redirect_uris.contains(&d.redirect_uri));
     if !valid {
         return error_page("Invalid request: redirect_uri is invalid");
     }
@@ -178,7 +197,12 @@ pub async fn decide(State(pd): State<Pipedrive>, Form(d): Form<Decision>) -> Res
     let now = pd.now();
     pd.world().oauth.codes.insert(
         code.clone(),
-        Code { client_id: d.client_id, redirect_uri: d.redirect_uri.clone(), user_id: 1, expires: now + Duration::minutes(5) },
+        Code {
+            client_id: d.client_id,
+            redirect_uri: d.redirect_uri.clone(),
+            user_id: 1,
+            expires: now + Duration::minutes(5),
+        },
     );
     let mut pairs = vec![("code", code.as_str())];
     if !d.state.is_empty() {
@@ -192,8 +216,15 @@ fn oauth_error(error: &str, description: &str) -> Response {
 }
 
 /// Client credentials from HTTP Basic, or (tolerated) from the body.
-fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
-    if let Some(basic) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) {
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<(String, String)> {
+    if let Some(basic) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
         let decoded = STANDARD.decode(basic.trim()).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (id, secret) = text.split_once(':')?;
@@ -205,7 +236,10 @@ fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Op
 pub async fn token(State(pd): State<Pipedrive>, headers: HeaderMap, body: String) -> Response {
     let form_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !form_type.starts_with("application/x-www-form-urlencoded") {
-        return oauth_error("invalid_request", "Invalid request: content must be application/x-www-form-urlencoded");
+        return oauth_error(
+            "invalid_request",
+            "Invalid request: content must be application/x-www-form-urlencoded",
+        );
     }
     let form: HashMap<String, String> = match serde_urlencoded_parse(&body) {
         Some(f) => f,
@@ -226,32 +260,48 @@ pub async fn token(State(pd): State<Pipedrive>, headers: HeaderMap, body: String
         Some("authorization_code") => {
             let code = form.get("code").cloned().unwrap_or_default();
             let Some(grant) = w.oauth.codes.remove(&code) else {
-                return oauth_error("invalid_grant", "Invalid grant: authorization_code is invalid");
+                return oauth_error(
+                    "invalid_grant",
+                    "Invalid grant: authorization_code is invalid",
+                );
             };
             if grant.client_id != client_id {
-                return oauth_error("invalid_grant", "Invalid grant: authorization_code is invalid");
+                return oauth_error(
+                    "invalid_grant",
+                    "Invalid grant: authorization_code is invalid",
+                );
             }
             if grant.expires <= now {
-                return oauth_error("invalid_grant", "Invalid grant: authorization_code has expired");
+                return oauth_error(
+                    "invalid_grant",
+                    "Invalid grant: authorization_code has expired",
+                );
             }
             if form.get("redirect_uri") != Some(&grant.redirect_uri) {
                 return oauth_error("invalid_request", "Invalid request: redirect_uri is invalid");
             }
             let refresh = random_token("");
-            w.oauth.refresh.insert(refresh.clone(), Refresh { client_id: client_id.clone(), user_id: grant.user_id });
+            w.oauth.refresh.insert(
+                refresh.clone(),
+                Refresh { client_id: client_id.clone(), user_id: grant.user_id },
+            );
             (grant.user_id, refresh)
         }
         Some("refresh_token") => {
             let refresh = form.get("refresh_token").cloned().unwrap_or_default();
             match w.oauth.refresh.get(&refresh) {
                 Some(r) if r.client_id == client_id => (r.user_id, refresh),
-                _ => return oauth_error("invalid_grant", "Invalid grant: refresh_token is invalid"),
+                _ => {
+                    return oauth_error("invalid_grant", "Invalid grant: refresh_token is invalid");
+                }
             }
         }
         Some(_) => return oauth_error("unsupported_grant_type", "Unsupported grant type"),
     };
     let access = random_token("v1u:");
-    w.oauth.access.insert(access.clone(), Access { user_id, expires: now + ttl, refresh: refresh.clone() });
+    w.oauth
+        .access
+        .insert(access.clone(), Access { user_id, expires: now + ttl, refresh: refresh.clone() });
     axum::Json(json!({
         "access_token": access,
         "token_type": "Bearer",

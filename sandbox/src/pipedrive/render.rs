@@ -12,21 +12,30 @@ use super::state::World;
 
 /// v2: RFC 3339 in UTC (`2024-01-01T00:00:00Z`).
 pub fn t2(t: OffsetDateTime) -> String {
-    t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).unwrap_or_default()
+    t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .unwrap_or_default()
 }
 
 /// v1: `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn t1(t: OffsetDateTime) -> String {
-    t.format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap_or_default()
+    t.format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+        .unwrap_or_default()
 }
 
 /// Leads (v1 API, but ISO 8601 with milliseconds and Z).
 pub fn t_lead(t: OffsetDateTime) -> String {
-    t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).unwrap_or_default()
+    t.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
 }
 
 fn labeled(list: &[Labeled]) -> Value {
-    Value::Array(list.iter().map(|l| json!({"value": l.value, "primary": l.primary, "label": l.label})).collect())
+    Value::Array(
+        list.iter()
+            .map(|l| json!({"value": l.value, "primary": l.primary, "label": l.label}))
+            .collect(),
+    )
 }
 
 /// v1 form of custom field values, at the root of the object (§7.2).
@@ -42,7 +51,13 @@ fn custom_v1(out: &mut Map<String, Value>, fields: &[Field], values: &BTreeMap<S
                 out.insert(key.clone(), json!(v.as_u64().map(|n| n.to_string())));
             }
             "set" => {
-                let ids: Vec<String> = v.as_array().into_iter().flatten().filter_map(Value::as_u64).map(|n| n.to_string()).collect();
+                let ids: Vec<String> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64)
+                    .map(|n| n.to_string())
+                    .collect();
                 out.insert(key.clone(), json!(ids.join(",")));
             }
             "monetary" => {
@@ -51,8 +66,21 @@ fn custom_v1(out: &mut Map<String, Value>, fields: &[Field], values: &BTreeMap<S
             }
             "address" => {
                 out.insert(key.clone(), v["value"].clone());
-                for part in ["route", "street_number", "locality", "sublocality", "admin_area_level_1", "admin_area_level_2", "country", "postal_code", "formatted_address"] {
-                    out.insert(format!("{key}_{part}"), v.get(part).cloned().unwrap_or(Value::Null));
+                for part in [
+                    "route",
+                    "street_number",
+                    "locality",
+                    "sublocality",
+                    "admin_area_level_1",
+                    "admin_area_level_2",
+                    "country",
+                    "postal_code",
+                    "formatted_address",
+                ] {
+                    out.insert(
+                        format!("{key}_{part}"),
+                        v.get(part).cloned().unwrap_or(Value::Null),
+                    );
                 }
             }
             _ => {
@@ -74,7 +102,9 @@ fn custom_v2(fields: &[Field], values: &BTreeMap<String, Value>, labels: bool) -
         };
         let v = match (labels, f.field_type.as_str()) {
             (true, "enum") if !v.is_null() => label(&v),
-            (true, "set") if !v.is_null() => Value::Array(v.as_array().into_iter().flatten().map(label).collect()),
+            (true, "set") if !v.is_null() => {
+                Value::Array(v.as_array().into_iter().flatten().map(label).collect())
+            }
             _ => v,
         };
         out.insert(f.key.clone(), v);
@@ -108,7 +138,12 @@ pub fn person_v2(w: &World, p: &Person, o: &V2Opts, counts: Option<DealCounts>) 
     });
     if let Some(c) = counts {
         let obj = v.as_object_mut().expect("an object");
-        for (name, n) in [("open_deals_count", c.open), ("won_deals_count", c.won), ("lost_deals_count", c.lost), ("closed_deals_count", c.won + c.lost)] {
+        for (name, n) in [
+            ("open_deals_count", c.open),
+            ("won_deals_count", c.won),
+            ("lost_deals_count", c.lost),
+            ("closed_deals_count", c.won + c.lost),
+        ] {
             if o.include.iter().any(|i| i == name) {
                 obj.insert(name.into(), json!(n));
             }
@@ -128,14 +163,18 @@ fn user_object(w: &World, id: u64) -> Value {
 
 fn user_object_as(w: &World, id: u64, has_pic: Value) -> Value {
     match w.user(id) {
-        Some(u) => json!({"id": u.id, "name": u.name, "email": u.email, "has_pic": has_pic, "pic_hash": null, "active_flag": true, "value": u.id}),
+        Some(u) => {
+            json!({"id": u.id, "name": u.name, "email": u.email, "has_pic": has_pic, "pic_hash": null, "active_flag": true, "value": u.id})
+        }
         None => Value::Null,
     }
 }
 
 fn org_object(w: &World, id: Option<u64>) -> Value {
     match id.and_then(|id| w.organizations.get(id)) {
-        Some(o) => json!({"name": o.name, "people_count": null, "owner_id": o.owner_id, "address": o.address, "active_flag": !o.is_deleted, "cc_email": null, "value": o.id}),
+        Some(o) => {
+            json!({"name": o.name, "people_count": null, "owner_id": o.owner_id, "address": o.address, "active_flag": !o.is_deleted, "cc_email": null, "value": o.id})
+        }
         None => Value::Null,
     }
 }
@@ -301,7 +340,9 @@ fn options(f: &Field) -> Value {
     if f.options.is_empty() {
         Value::Null
     } else {
-        Value::Array(f.options.iter().map(|(id, label)| json!({"id": id, "label": label})).collect())
+        Value::Array(
+            f.options.iter().map(|(id, label)| json!({"id": id, "label": label})).collect(),
+        )
     }
 }
 
@@ -317,9 +358,13 @@ pub fn field_v1(f: &Field) -> Value {
 
 pub fn field_v2(f: &Field) -> Value {
     let subfields = match f.field_type.as_str() {
-        "monetary" => json!([{"field_code": format!("{}_currency", f.key), "field_name": "Currency", "field_type": "varchar"}]),
-        "address" => json!([{"field_code": format!("{}_locality", f.key), "field_name": "City/town/village/locality", "field_type": "varchar"},
-                            {"field_code": format!("{}_country", f.key), "field_name": "Country", "field_type": "varchar"}]),
+        "monetary" => {
+            json!([{"field_code": format!("{}_currency", f.key), "field_name": "Currency", "field_type": "varchar"}])
+        }
+        "address" => {
+            json!([{"field_code": format!("{}_locality", f.key), "field_name": "City/town/village/locality", "field_type": "varchar"},
+                            {"field_code": format!("{}_country", f.key), "field_name": "Country", "field_type": "varchar"}])
+        }
         _ => Value::Null,
     };
     json!({
@@ -406,9 +451,21 @@ impl serde::Serialize for PersonV2Ref<'_> {
         m.serialize_entry("visible_to", &p.visible_to)?;
         m.serialize_entry("label_ids", &p.label_ids)?;
         m.serialize_entry("picture_id", &Value::Null)?;
-        m.serialize_entry("custom_fields", &CustomV2 { fields: &self.world.person_fields, values: &p.custom_fields, labels: self.opts.option_labels })?;
+        m.serialize_entry(
+            "custom_fields",
+            &CustomV2 {
+                fields: &self.world.person_fields,
+                values: &p.custom_fields,
+                labels: self.opts.option_labels,
+            },
+        )?;
         if let Some(c) = self.counts {
-            for (name, n) in [("open_deals_count", c.open), ("won_deals_count", c.won), ("lost_deals_count", c.lost), ("closed_deals_count", c.won + c.lost)] {
+            for (name, n) in [
+                ("open_deals_count", c.open),
+                ("won_deals_count", c.won),
+                ("lost_deals_count", c.lost),
+                ("closed_deals_count", c.won + c.lost),
+            ] {
                 if self.opts.include.iter().any(|i| i == name) {
                     m.serialize_entry(name, &n)?;
                 }

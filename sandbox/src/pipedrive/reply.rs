@@ -28,9 +28,15 @@ pub fn ok_page<T: serde::Serialize>(data: &[T], next_cursor: Option<String>) -> 
         data: &'a [T],
         additional_data: Additional,
     }
-    match serde_json::to_vec(&Page { success: true, data, additional_data: Additional { next_cursor } }) {
+    match serde_json::to_vec(&Page {
+        success: true,
+        data,
+        additional_data: Additional { next_cursor },
+    }) {
         Ok(body) => ([("content-type", "application/json")], body).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("serializing the page failed: {e}")),
+        Err(e) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, format!("serializing the page failed: {e}"))
+        }
     }
 }
 
@@ -73,7 +79,10 @@ pub fn int_param(name: &str, raw: Option<&String>) -> Result<Option<u64>, Respon
     match raw {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| bad_request(format!("Parameter '{name}' must be an integer"))),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| bad_request(format!("Parameter '{name}' must be an integer"))),
     }
 }
 
@@ -82,6 +91,8 @@ pub fn bool_param(name: &str, raw: Option<&String>) -> Result<Option<bool>, Resp
         None | Some("") => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(_) => Err(bad_request(format!("Parameter '{name}' must be a boolean (true or false)"))),
+        Some(_) => {
+            Err(bad_request(format!("Parameter '{name}' must be a boolean (true or false)")))
+        }
     }
 }

@@ -13,9 +13,28 @@ use super::Settings;
 use super::model::*;
 use super::state::World;
 
-const FIRST: &[&str] = &["Ann", "Bob", "Chen", "Dana", "Emil", "Fatima", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena", "Marek", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"];
-const LAST: &[&str] = &["Lee", "Smith", "Tamm", "Novak", "Garcia", "Müller", "Okafor", "Kask", "Rossi", "Silva", "Nguyen", "Berg", "Kowalski", "Haddad", "Ivanova"];
-const ORG_WORDS: &[&str] = &["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Hooli", "Vandelay", "Soylent", "Cyberdyne", "Aperture"];
+const FIRST: &[&str] = &[
+    "Ann", "Bob", "Chen", "Dana", "Emil", "Fatima", "Goran", "Hana", "Ivan", "Julia", "Kofi",
+    "Lena", "Marek", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara",
+];
+const LAST: &[&str] = &[
+    "Lee", "Smith", "Tamm", "Novak", "Garcia", "Müller", "Okafor", "Kask", "Rossi", "Silva",
+    "Nguyen", "Berg", "Kowalski", "Haddad", "Ivanova",
+];
+const ORG_WORDS: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Cyberdyne",
+    "Aperture",
+];
 const ORG_SUFFIX: &[&str] = &["Ltd", "GmbH", "OÜ", "Inc", "SA", "AB"];
 
 /// The custom fields the seed defines: (entity, label, v1 field_type, options).
@@ -51,11 +70,30 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     // Nothing is dated in the future: later changes land before the seed time.
     let past = |t: OffsetDateTime| t.min(now - Duration::seconds(1));
 
-    w.company = Some(Company { id: 1_234, name: "Sandbox Company".into(), domain: "sandbox".into() });
+    w.company =
+        Some(Company { id: 1_234, name: "Sandbox Company".into(), domain: "sandbox".into() });
     w.users = vec![
-        User { id: 1, name: "Sandra Admin".into(), email: "admin@sandbox.test".into(), is_admin: true, api_token: settings.api_token.clone() },
-        User { id: 2, name: "Sam Seller".into(), email: "sam@sandbox.test".into(), is_admin: false, api_token: format!("{}-sam", settings.api_token) },
-        User { id: 3, name: "Rita Rep".into(), email: "rita@sandbox.test".into(), is_admin: false, api_token: format!("{}-rita", settings.api_token) },
+        User {
+            id: 1,
+            name: "Sandra Admin".into(),
+            email: "admin@sandbox.test".into(),
+            is_admin: true,
+            api_token: settings.api_token.clone(),
+        },
+        User {
+            id: 2,
+            name: "Sam Seller".into(),
+            email: "sam@sandbox.test".into(),
+            is_admin: false,
+            api_token: format!("{}-sam", settings.api_token),
+        },
+        User {
+            id: 3,
+            name: "Rita Rep".into(),
+            email: "rita@sandbox.test".into(),
+            is_admin: false,
+            api_token: format!("{}-rita", settings.api_token),
+        },
     ];
 
     // Two pipelines with their stages.
@@ -66,7 +104,14 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     let mut stage_ids = Vec::new();
     for (p, (pname, stages)) in layout.iter().enumerate() {
         let pid = p as u64 + 1;
-        w.pipelines.put(Pipeline { id: pid, name: (*pname).into(), order_nr: p as u32, is_deleted: false, add_time: year_ago, update_time: year_ago });
+        w.pipelines.put(Pipeline {
+            id: pid,
+            name: (*pname).into(),
+            order_nr: p as u32,
+            is_deleted: false,
+            add_time: year_ago,
+            update_time: year_ago,
+        });
         for (s, sname) in stages.iter().enumerate() {
             let id = w.stages.take_id();
             w.stages.put(Stage {
@@ -85,7 +130,13 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
 
     // Fields: the built-ins each entity lists, then the custom ones with hash keys.
     let builtin = |id: u64, key: &str, name: &str, t: &str| Field {
-        id, key: key.into(), name: name.into(), field_type: t.into(), options: vec![], is_custom: false, add_time: year_ago,
+        id,
+        key: key.into(),
+        name: name.into(),
+        field_type: t.into(),
+        options: vec![],
+        is_custom: false,
+        add_time: year_ago,
     };
     w.person_fields = vec![
         builtin(9001, "name", "Name", "varchar"),
@@ -97,13 +148,26 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
         builtin(9007, "owner_id", "Owner", "user"),
         builtin(9008, "label_ids", "Labels", "set"),
     ];
-    w.organization_fields = vec![builtin(9101, "name", "Name", "varchar"), builtin(9102, "address", "Address", "address"), builtin(9103, "owner_id", "Owner", "user")];
+    w.organization_fields = vec![
+        builtin(9101, "name", "Name", "varchar"),
+        builtin(9102, "address", "Address", "address"),
+        builtin(9103, "owner_id", "Owner", "user"),
+    ];
     w.deal_fields = vec![
         builtin(9201, "title", "Title", "varchar"),
         builtin(9202, "value", "Value", "monetary"),
         // The dealFields spec lists no `stage` or `status` field types: both are enums here.
-        Field { options: stage_ids.iter().map(|(_, id)| (*id, w.stages.get(*id).map(|s| s.name.clone()).unwrap_or_default())).collect(), ..builtin(9203, "stage_id", "Stage", "enum") },
-        Field { options: vec![(1, "open".into()), (2, "won".into()), (3, "lost".into())], ..builtin(9204, "status", "Status", "enum") },
+        Field {
+            options: stage_ids
+                .iter()
+                .map(|(_, id)| (*id, w.stages.get(*id).map(|s| s.name.clone()).unwrap_or_default()))
+                .collect(),
+            ..builtin(9203, "stage_id", "Stage", "enum")
+        },
+        Field {
+            options: vec![(1, "open".into()), (2, "won".into()), (3, "lost".into())],
+            ..builtin(9204, "status", "Status", "enum")
+        },
         builtin(9205, "person_id", "Contact person", "people"),
         builtin(9206, "org_id", "Organization", "org"),
     ];
@@ -114,7 +178,13 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
             key: hash_key(&mut rng),
             name: (*label).into(),
             field_type: (*kind).into(),
-            options: options.iter().map(|o| { option_id += 1; (option_id, (*o).to_owned()) }).collect(),
+            options: options
+                .iter()
+                .map(|o| {
+                    option_id += 1;
+                    (option_id, (*o).to_owned())
+                })
+                .collect(),
             is_custom: true,
             add_time: year_ago,
         };
@@ -128,7 +198,12 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     let org_count = (persons / 5).max(1);
     for id in 1..=org_count as u64 {
         let add = when(&mut rng);
-        let name = format!("{} {} {}", ORG_WORDS[rng.gen_range(0..ORG_WORDS.len())], id, ORG_SUFFIX[rng.gen_range(0..ORG_SUFFIX.len())]);
+        let name = format!(
+            "{} {} {}",
+            ORG_WORDS[rng.gen_range(0..ORG_WORDS.len())],
+            id,
+            ORG_SUFFIX[rng.gen_range(0..ORG_SUFFIX.len())]
+        );
         let custom = custom_values(&w.organization_fields, &mut rng);
         w.organizations.put(Organization {
             id,
@@ -157,21 +232,41 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
         } else if roll < 0.12 && !last_email.is_empty() {
             emails.push(Labeled { value: last_email.clone(), primary: true, label: "work".into() }); // shared
         } else {
-            let e = format!("{}.{}.{id}@example.com", first.to_lowercase(), last.to_lowercase().replace('ü', "u"));
+            let e = format!(
+                "{}.{}.{id}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase().replace('ü', "u")
+            );
             last_email = e.clone();
             emails.push(Labeled { value: e, primary: true, label: "work".into() });
             if rng.gen_bool(0.25) {
-                emails.push(Labeled { value: format!("{}{id}@home.example", first.to_lowercase()), primary: false, label: "home".into() });
+                emails.push(Labeled {
+                    value: format!("{}{id}@home.example", first.to_lowercase()),
+                    primary: false,
+                    label: "home".into(),
+                });
             }
         }
         let mut phones = Vec::new();
         let p: f64 = rng.r#gen();
         if p < 0.10 {
-            phones.push(Labeled { value: format!("555-{:04}", rng.gen_range(0..10_000)), primary: true, label: "work".into() }); // not international
+            phones.push(Labeled {
+                value: format!("555-{:04}", rng.gen_range(0..10_000)),
+                primary: true,
+                label: "work".into(),
+            }); // not international
         } else if p < 0.85 {
-            phones.push(Labeled { value: format!("+3725{:07}", id % 10_000_000), primary: true, label: "mobile".into() });
+            phones.push(Labeled {
+                value: format!("+3725{:07}", id % 10_000_000),
+                primary: true,
+                label: "mobile".into(),
+            });
             if rng.gen_bool(0.2) {
-                phones.push(Labeled { value: format!("+4930{:08}", id % 100_000_000), primary: false, label: "work".into() });
+                phones.push(Labeled {
+                    value: format!("+4930{:08}", id % 100_000_000),
+                    primary: false,
+                    label: "work".into(),
+                });
             }
         }
         let custom = custom_values(&w.person_fields, &mut rng);
@@ -181,7 +276,11 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
             first_name: Some(first.into()),
             last_name: Some(last.into()),
             owner_id: rng.gen_range(1..=3),
-            org_id: if rng.gen_bool(0.8) { Some(rng.gen_range(1..=org_count as u64)) } else { None },
+            org_id: if rng.gen_bool(0.8) {
+                Some(rng.gen_range(1..=org_count as u64))
+            } else {
+                None
+            },
             emails,
             phones,
             is_deleted: rng.gen_bool(0.03),
@@ -198,7 +297,11 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
     for id in 1..=deals as u64 {
         let add = when(&mut rng);
         let (pipeline_id, stage_id) = stage_ids[rng.gen_range(0..stage_ids.len())];
-        let status = match rng.gen_range(0..20) { 0..=11 => "open", 12..=16 => "won", _ => "lost" };
+        let status = match rng.gen_range(0..20) {
+            0..=11 => "open",
+            12..=16 => "won",
+            _ => "lost",
+        };
         let closed = (status != "open").then(|| past(add + Duration::days(rng.gen_range(1..60))));
         let person_id = (persons > 0).then(|| rng.gen_range(1..=persons as u64));
         let custom = custom_values(&w.deal_fields, &mut rng);
@@ -243,7 +346,11 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
             creator_user_id: 1,
             person_id,
             org_id: person_id.and_then(|p| w.persons.get(p)).and_then(|p| p.org_id),
-            deal_id: if rng.gen_bool(0.5) && deals > 0 { Some(rng.gen_range(1..=deals as u64)) } else { None },
+            deal_id: if rng.gen_bool(0.5) && deals > 0 {
+                Some(rng.gen_range(1..=deals as u64))
+            } else {
+                None
+            },
             lead_id: None,
             due_date: Some(add.date().to_string()),
             due_time: Some("10:00".into()),
@@ -268,7 +375,9 @@ pub fn generate(settings: &Settings, persons: usize, now: OffsetDateTime) -> Wor
             creator_id: 1,
             person_id: Some(rng.gen_range(1..=persons.max(1) as u64)),
             organization_id: None,
-            value: rng.gen_bool(0.5).then(|| (f64::from(rng.gen_range(1..100u32)) * 50.0, "EUR".to_owned())),
+            value: rng
+                .gen_bool(0.5)
+                .then(|| (f64::from(rng.gen_range(1..100u32)) * 50.0, "EUR".to_owned())),
             label_ids: vec![],
             source_name: "API".into(),
             is_archived: false,
@@ -294,13 +403,25 @@ fn custom_values(fields: &[Field], rng: &mut StdRng) -> BTreeMap<String, Value> 
         let v = match f.field_type.as_str() {
             "enum" => json!(f.options[rng.gen_range(0..f.options.len())].0),
             "set" => {
-                let picked: Vec<u64> = f.options.iter().filter(|_| rng.gen_bool(0.4)).map(|o| o.0).collect();
-                if picked.is_empty() { continue; }
+                let picked: Vec<u64> =
+                    f.options.iter().filter(|_| rng.gen_bool(0.4)).map(|o| o.0).collect();
+                if picked.is_empty() {
+                    continue;
+                }
                 json!(picked)
             }
-            "monetary" => json!({"value": rng.gen_range(1..1000) * 100, "currency": if rng.gen_bool(0.5) { "EUR" } else { "USD" }}),
-            "date" => json!(format!("{}-{:02}-{:02}", rng.gen_range(1960..2010), rng.gen_range(1..=12), rng.gen_range(1..=28))),
-            "address" => json!({"value": "Narva mnt 5, Tallinn", "locality": "Tallinn", "country": "Estonia", "route": "Narva mnt", "street_number": "5", "postal_code": "10117"}),
+            "monetary" => {
+                json!({"value": rng.gen_range(1..1000) * 100, "currency": if rng.gen_bool(0.5) { "EUR" } else { "USD" }})
+            }
+            "date" => json!(format!(
+                "{}-{:02}-{:02}",
+                rng.gen_range(1960..2010),
+                rng.gen_range(1..=12),
+                rng.gen_range(1..=28)
+            )),
+            "address" => {
+                json!({"value": "Narva mnt 5, Tallinn", "locality": "Tallinn", "country": "Estonia", "route": "Narva mnt", "street_number": "5", "postal_code": "10117"})
+            }
             "phone" => json!(format!("+3725{:07}", rng.gen_range(0..10_000_000))),
             "double" => json!(rng.gen_range(0..100)),
             _ => json!(format!("{} {}", f.name, rng.gen_range(1..1000))),

@@ -7,12 +7,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use super::Settings;
 use super::limits::Limiter;
 use super::model::*;
 use super::oauth::OAuthState;
 use super::table::Table;
 use super::webhooks::{Change, Webhook};
-use super::Settings;
 
 #[derive(Default)]
 pub struct World {
@@ -120,7 +120,13 @@ impl Pipedrive {
     pub fn new(settings: Settings, base_url: String) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = Clock::new(settings.time_scale);
-        let inner = Arc::new(Inner { world: Mutex::new(World::default()), clock, deliveries: tx, base_url, settings });
+        let inner = Arc::new(Inner {
+            world: Mutex::new(World::default()),
+            clock,
+            deliveries: tx,
+            base_url,
+            settings,
+        });
         let pd = Self(inner);
         pd.reset(pd.settings().seed_persons);
         super::webhooks::spawn_dispatcher(pd.clone(), rx);
@@ -218,7 +224,9 @@ impl World {
     ) {
         use super::webhooks::Action;
         let v2_previous = match (action, &v2.0, &v2.1) {
-            (Action::Change, Some(before), Some(after)) => Some(super::listing::changed_fields(before, after)),
+            (Action::Change, Some(before), Some(after)) => {
+                Some(super::listing::changed_fields(before, after))
+            }
             _ => v2.0,
         };
         self.pending.push(Change {

@@ -95,7 +95,9 @@ impl<T: Row> Table<T> {
                 let iter: Box<dyn Iterator<Item = &T>> = match (after, asc) {
                     (None, true) => Box::new(self.rows.values()),
                     (None, false) => Box::new(self.rows.values().rev()),
-                    (Some(a), true) => Box::new(self.rows.range((Bound::Excluded(a), Bound::Unbounded)).map(|(_, v)| v)),
+                    (Some(a), true) => Box::new(
+                        self.rows.range((Bound::Excluded(a), Bound::Unbounded)).map(|(_, v)| v),
+                    ),
                     (Some(a), false) => Box::new(self.rows.range(..a).rev().map(|(_, v)| v)),
                 };
                 out.extend(iter.filter(|r| keep(r)).take(limit + 1));
@@ -105,10 +107,16 @@ impl<T: Row> Table<T> {
                 let iter: Box<dyn Iterator<Item = &(i128, u64)>> = match (after, asc) {
                     (None, true) => Box::new(self.by_update.iter()),
                     (None, false) => Box::new(self.by_update.iter().rev()),
-                    (Some(a), true) => Box::new(self.by_update.range((Bound::Excluded(a), Bound::Unbounded))),
+                    (Some(a), true) => {
+                        Box::new(self.by_update.range((Bound::Excluded(a), Bound::Unbounded)))
+                    }
                     (Some(a), false) => Box::new(self.by_update.range(..a).rev()),
                 };
-                out.extend(iter.filter_map(|(_, id)| self.rows.get(id)).filter(|r| keep(r)).take(limit + 1));
+                out.extend(
+                    iter.filter_map(|(_, id)| self.rows.get(id))
+                        .filter(|r| keep(r))
+                        .take(limit + 1),
+                );
             }
             SortBy::AddTime => {
                 // No index: add-time order is rare in syncs; sort the matches.
@@ -159,12 +167,20 @@ impl Order {
             "id" => SortBy::Id,
             "update_time" => SortBy::UpdateTime,
             "add_time" => SortBy::AddTime,
-            other => return Err(format!("Invalid sort_by value '{other}'. Allowed values: id, update_time, add_time")),
+            other => {
+                return Err(format!(
+                    "Invalid sort_by value '{other}'. Allowed values: id, update_time, add_time"
+                ));
+            }
         };
         let ascending = match direction.unwrap_or("asc") {
             "asc" => true,
             "desc" => false,
-            other => return Err(format!("Invalid sort_direction value '{other}'. Allowed values: asc, desc")),
+            other => {
+                return Err(format!(
+                    "Invalid sort_direction value '{other}'. Allowed values: asc, desc"
+                ));
+            }
         };
         Ok(Self { by, ascending })
     }
@@ -192,7 +208,9 @@ impl Cursor {
     fn after<T: Row>(order: &Order, row: &T) -> Self {
         let (field_value, time_key) = match order.by {
             SortBy::Id => (json!(row.id()), None),
-            SortBy::UpdateTime => (json!(key(row.update_time()).to_string()), Some(key(row.update_time()))),
+            SortBy::UpdateTime => {
+                (json!(key(row.update_time()).to_string()), Some(key(row.update_time())))
+            }
             SortBy::AddTime => (json!(key(row.add_time()).to_string()), Some(key(row.add_time()))),
         };
         Self {
@@ -239,7 +257,14 @@ mod tests {
         for id in 1..=n {
             // Update times run against the ids, so the two orders differ.
             let at = t0 + time::Duration::seconds((n - id) as i64);
-            t.put(Pipeline { id, name: format!("p{id}"), order_nr: 0, is_deleted: false, add_time: at, update_time: at });
+            t.put(Pipeline {
+                id,
+                name: format!("p{id}"),
+                order_nr: 0,
+                is_deleted: false,
+                add_time: at,
+                update_time: at,
+            });
         }
         t
     }
@@ -260,7 +285,11 @@ mod tests {
     #[test]
     fn empty_exact_and_partial_last_pages() {
         let by_id = Order::parse(None, None).unwrap();
-        assert_eq!(all_pages(&table(0), &by_id, 500), (vec![], 1), "empty: one empty page, no cursor");
+        assert_eq!(
+            all_pages(&table(0), &by_id, 500),
+            (vec![], 1),
+            "empty: one empty page, no cursor"
+        );
         let (ids, pages) = all_pages(&table(500), &by_id, 500);
         assert_eq!((ids.len(), pages), (500, 1), "exactly one full page: no next cursor");
         let (ids, pages) = all_pages(&table(1001), &by_id, 500);
@@ -271,7 +300,13 @@ mod tests {
     #[test]
     fn every_order_visits_each_row_once() {
         let t = table(37);
-        for (by, dir) in [("id", "desc"), ("update_time", "asc"), ("update_time", "desc"), ("add_time", "asc"), ("add_time", "desc")] {
+        for (by, dir) in [
+            ("id", "desc"),
+            ("update_time", "asc"),
+            ("update_time", "desc"),
+            ("add_time", "asc"),
+            ("add_time", "desc"),
+        ] {
             let order = Order::parse(Some(by), Some(dir)).unwrap();
             let (ids, _) = all_pages(&t, &order, 5);
             let mut sorted = ids.clone();

@@ -85,10 +85,27 @@ fn normalize_action(a: &str) -> Option<&'static str> {
     })
 }
 
-const OBJECTS: &[&str] = &["activity", "deal", "lead", "note", "organization", "person", "pipeline", "product", "stage", "user", "activityType", "*"];
+const OBJECTS: &[&str] = &[
+    "activity",
+    "deal",
+    "lead",
+    "note",
+    "organization",
+    "person",
+    "pipeline",
+    "product",
+    "stage",
+    "user",
+    "activityType",
+    "*",
+];
 
 fn invalid(field: &str, message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"status": "error", "success": false, "errors": {field: [message]}}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"status": "error", "success": false, "errors": {field: [message]}})),
+    )
+        .into_response()
 }
 
 fn view(w: &Webhook, company_id: u64) -> Value {
@@ -103,12 +120,18 @@ fn view(w: &Webhook, company_id: u64) -> Value {
     })
 }
 
-pub async fn create(State(pd): State<Pipedrive>, Extension(caller): Extension<Caller>, body: Option<Json<Value>>) -> Response {
+pub async fn create(
+    State(pd): State<Pipedrive>,
+    Extension(caller): Extension<Caller>,
+    body: Option<Json<Value>>,
+) -> Response {
     let Some(Json(body)) = body else {
         return invalid("subscription_url", "request body must be JSON");
     };
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let Some(url) = text("subscription_url").filter(|u| u.starts_with("http://") || u.starts_with("https://")) else {
+    let Some(url) =
+        text("subscription_url").filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+    else {
         return invalid("subscription_url", "invalid or non-reachable URL");
     };
     let Some(action) = text("event_action").as_deref().and_then(normalize_action) else {
@@ -126,7 +149,11 @@ pub async fn create(State(pd): State<Pipedrive>, Extension(caller): Extension<Ca
     let mut w = pd.world();
     let user_id = body.get("user_id").and_then(Value::as_u64).unwrap_or(caller.user_id);
     if w.webhooks.iter().filter(|h| h.user_id == user_id).count() >= MAX_PER_USER {
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"status": "error", "success": false, "error": "Webhooks limit reached"}))).into_response();
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"status": "error", "success": false, "error": "Webhooks limit reached"})),
+        )
+            .into_response();
     }
     let id = w.next_webhook_id;
     w.next_webhook_id += 1;
@@ -152,25 +179,41 @@ pub async fn create(State(pd): State<Pipedrive>, Extension(caller): Extension<Ca
     };
     let data = view(&hook, w.company().id);
     w.webhooks.push(hook);
-    (StatusCode::CREATED, Json(json!({"status": "ok", "success": true, "data": data}))).into_response()
+    (StatusCode::CREATED, Json(json!({"status": "ok", "success": true, "data": data})))
+        .into_response()
 }
 
 pub async fn list(State(pd): State<Pipedrive>, Extension(caller): Extension<Caller>) -> Response {
     let w = pd.world();
     let company = w.company().id;
-    let data: Vec<Value> = w.webhooks.iter().filter(|h| h.user_id == caller.user_id || w.user(caller.user_id).is_some_and(|u| u.is_admin)).map(|h| view(h, company)).collect();
+    let data: Vec<Value> = w
+        .webhooks
+        .iter()
+        .filter(|h| {
+            h.user_id == caller.user_id || w.user(caller.user_id).is_some_and(|u| u.is_admin)
+        })
+        .map(|h| view(h, company))
+        .collect();
     Json(json!({"status": "ok", "success": true, "data": data})).into_response()
 }
 
 pub async fn delete(State(pd): State<Pipedrive>, Path(id): Path<String>) -> Response {
     let mut w = pd.world();
     let Ok(id) = id.parse::<u64>() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"status": "error", "success": false, "errors": {"id": ["not found"]}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"status": "error", "success": false, "errors": {"id": ["not found"]}})),
+        )
+            .into_response();
     };
     let before = w.webhooks.len();
     w.webhooks.retain(|h| h.id != id);
     if w.webhooks.len() == before {
-        return (StatusCode::NOT_FOUND, Json(json!({"status": "error", "success": false, "errors": {"id": ["not found"]}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"status": "error", "success": false, "errors": {"id": ["not found"]}})),
+        )
+            .into_response();
     }
     Json(json!({"status": "ok", "success": true})).into_response()
 }
@@ -181,7 +224,8 @@ fn matches(h: &Webhook, c: &Change) -> bool {
         Action::Change => "change",
         Action::Delete => "delete",
     };
-    (h.event_action == "*" || h.event_action == action) && (h.event_object == "*" || h.event_object == c.entity.as_str())
+    (h.event_action == "*" || h.event_action == action)
+        && (h.event_object == "*" || h.event_object == c.entity.as_str())
 }
 
 fn payload(pd: &Pipedrive, h: &Webhook, c: &Change, attempt: u32) -> Value {
@@ -227,13 +271,18 @@ fn payload(pd: &Pipedrive, h: &Webhook, c: &Change, attempt: u32) -> Value {
 /// Takes changes from the handlers and delivers each to every matching webhook.
 pub fn spawn_dispatcher(pd: Pipedrive, mut rx: mpsc::UnboundedReceiver<Change>) {
     tokio::spawn(async move {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         while let Some(change) = rx.recv().await {
             let now = pd.now();
             let targets: Vec<Webhook> = {
                 let mut w = pd.world();
                 // A webhook that keeps failing with no success for 3 days is deleted (§10.4).
-                let limit = time::Duration::try_from(pd.clock().scaled(Duration::from_secs(3 * 86_400))).unwrap_or(time::Duration::DAY);
+                let limit =
+                    time::Duration::try_from(pd.clock().scaled(Duration::from_secs(3 * 86_400)))
+                        .unwrap_or(time::Duration::DAY);
                 w.webhooks.retain(|h| {
                     let since = h.last_success.unwrap_or(h.add_time);
                     !(h.last_failure.is_some_and(|f| f > since) && now - since >= limit)
@@ -277,7 +326,8 @@ async fn deliver(pd: Pipedrive, client: reqwest::Client, hook: Webhook, change: 
         let ok = status.is_some_and(|s| (200..300).contains(&s));
         let now = pd.now();
         let mut w = pd.world();
-        let ban = time::Duration::try_from(pd.clock().scaled(Duration::from_secs(30 * 60))).unwrap_or(time::Duration::minutes(30));
+        let ban = time::Duration::try_from(pd.clock().scaled(Duration::from_secs(30 * 60)))
+            .unwrap_or(time::Duration::minutes(30));
         if let Some(h) = w.webhooks.iter_mut().find(|h| h.id == hook.id) {
             h.last_delivery_time = Some(t1(now));
             h.last_http_status = status;

@@ -56,7 +56,15 @@ pub fn check(spec: &Value, schema: &Value, value: &Value, strict_nulls: bool) ->
     errors
 }
 
-fn walk(spec: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>, depth: usize, strict: bool) {
+fn walk(
+    spec: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+    depth: usize,
+    strict: bool,
+) {
     if depth > 40 {
         return;
     }
@@ -100,7 +108,8 @@ fn walk(spec: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        let numeric_match = value.is_number() && allowed.iter().any(|a| a.as_f64() == value.as_f64());
+        let numeric_match =
+            value.is_number() && allowed.iter().any(|a| a.as_f64() == value.as_f64());
         if !numeric_match && !allowed.contains(value) {
             errors.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
@@ -133,5 +142,9 @@ pub fn assert_matches(file: &str, path: &str, method: &str, status: &str, value:
     let spec = load(file);
     let schema = response_schema(spec, path, method, status);
     let errors = check(spec, schema, value, file.starts_with("brevo"));
-    assert!(errors.is_empty(), "{method} {path} answer does not match {file}:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{method} {path} answer does not match {file}:\n{}",
+        errors.join("\n")
+    );
 }

@@ -41,8 +41,11 @@ impl TestApp {
         config.providers.pipedrive_oauth.server = sandbox.pipedrive_url.clone();
         config.providers.pipedrive_api = sandbox.pipedrive_url.clone();
         config.providers.brevo_api = sandbox.brevo_url.clone();
-        let options = LeptosOptions::builder().output_name("pipebridge").site_root("target/site").build();
-        let app = Application::with_listener(&config, options, listener, pool.clone()).await.expect("the app starts");
+        let options =
+            LeptosOptions::builder().output_name("pipebridge").site_root("target/site").build();
+        let app = Application::with_listener(&config, options, listener, pool.clone())
+            .await
+            .expect("the app starts");
         tokio::spawn(app.run_until_stopped());
         Self { addr, pool, sandbox, config }
     }
@@ -58,9 +61,12 @@ impl TestApp {
     /// Signs up a new user with their company; returns the browser (signed in) and tenant id.
     pub async fn signed_up(&self, email: &str, company: &str) -> (Browser<'_>, String) {
         let mut browser = self.browser();
-        let res = browser.call("sign_up", &[("email", email), ("password", PASSWORD), ("company", company)]).await;
+        let res = browser
+            .call("sign_up", &[("email", email), ("password", PASSWORD), ("company", company)])
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "sign-up failed: {}", res.text().await.unwrap());
-        let location = res.headers().get(LOCATION).expect("sign-up redirects").to_str().unwrap().to_owned();
+        let location =
+            res.headers().get(LOCATION).expect("sign-up redirects").to_str().unwrap().to_owned();
         let tenant = location.strip_prefix("/t/").expect("to the new tenant").to_owned();
         (browser, tenant)
     }
@@ -75,7 +81,11 @@ pub struct Browser<'a> {
 impl Browser<'_> {
     fn client() -> reqwest::Client {
         // A timeout turns a hung request into a failure that names it.
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(std::time::Duration::from_secs(30)).build().unwrap()
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap()
     }
 
     fn remember(&mut self, res: &Response) {
@@ -132,16 +142,15 @@ impl Browser<'_> {
 }
 
 fn serde_urlencoded(form: &[(&str, &str)]) -> String {
-    form.iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -150,5 +159,10 @@ fn encode(s: &str) -> String {
 /// The message of an error answer (the `AppError` JSON).
 pub async fn error_message(res: Response) -> String {
     let value: serde_json::Value = res.json().await.expect("an error answer is JSON");
-    value.as_object().and_then(|o| o.values().next()).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+    value
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }

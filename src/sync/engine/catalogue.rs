@@ -6,14 +6,21 @@ use super::*;
 impl<'s> Engine<'s> {
     /// Starts creating the attributes the mapping needs and Brevo lacks, in a task of its own
     /// (or, when `options.create_missing_attributes` is off, notes them in the run's message).
-    pub(super) fn start_attributes(&mut self) -> Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>> {
+    pub(super) fn start_attributes(
+        &mut self,
+    ) -> Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>> {
         let missing: Vec<(String, &'static str)> = self
             .mapping
             .person_mapping
             .iter()
-            .filter(|(path, attribute)| *path != "email" && !self.cat.catalog.attributes.iter().any(|a| &a.name == *attribute))
+            .filter(|(path, attribute)| {
+                *path != "email"
+                    && !self.cat.catalog.attributes.iter().any(|a| &a.name == *attribute)
+            })
             .map(|(path, attribute)| {
-                let field = path.strip_prefix("custom_fields.").and_then(|n| validate::custom_field(&self.cat.catalog, n));
+                let field = path
+                    .strip_prefix("custom_fields.")
+                    .and_then(|n| validate::custom_field(&self.cat.catalog, n));
                 (attribute.clone(), validate::expected_kind(path, field).unwrap_or("text"))
             })
             .collect();
@@ -38,7 +45,8 @@ impl<'s> Engine<'s> {
                         // run that stopped before the catalog learnt it): Brevo answers 400
                         // `duplicate_parameter`.
                         Err(BrevoError::Duplicate { .. }) => {}
-                        Err(BrevoError::Rejected { status: 400, message }) if message.to_lowercase().contains("already") => {}
+                        Err(BrevoError::Rejected { status: 400, message })
+                            if message.to_lowercase().contains("already") => {}
                         Err(e) => return Err(e.into()),
                     }
                     created.push(AttributeInfo { name, kind: kind.into() });
@@ -50,19 +58,33 @@ impl<'s> Engine<'s> {
     }
 
     /// Waits for the attributes `start_attributes` creates, and has the catalog learn them.
-    pub(super) async fn finish_attributes(&mut self, task: Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>>) -> Result<(), Stop> {
+    pub(super) async fn finish_attributes(
+        &mut self,
+        task: Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>>,
+    ) -> Result<(), Stop> {
         let Some(task) = task else { return Ok(()) };
         let t = Instant::now();
-        let created = task.await.map_err(|e| Stop::Retry(format!("creating the Brevo attributes was interrupted: {e}")))??;
+        let created = task.await.map_err(|e| {
+            Stop::Retry(format!("creating the Brevo attributes was interrupted: {e}"))
+        })??;
         self.spent.add("waiting for attributes", t);
         if !created.is_empty() {
             tracing::info!(count = created.len(), "created the Brevo attributes the mapping needs");
-            self.notes.push(format!("Created Brevo attributes: {}.", created.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")));
-            let mut cat = Catalogue { catalog: self.cat.catalog.clone(), options: self.cat.options.clone(), stage_names: self.cat.stage_names.clone() };
+            self.notes.push(format!(
+                "Created Brevo attributes: {}.",
+                created.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            let mut cat = Catalogue {
+                catalog: self.cat.catalog.clone(),
+                options: self.cat.options.clone(),
+                stage_names: self.cat.stage_names.clone(),
+            };
             cat.catalog.attributes.extend(created);
             self.cat = Arc::new(cat);
             // The cached catalog learns the new attributes (no need to read it all again).
-            if let Some(entry) = self.s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.tenant) {
+            if let Some(entry) =
+                self.s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.tenant)
+            {
                 entry.2 = self.cat.clone();
             }
         }
@@ -72,7 +94,10 @@ impl<'s> Engine<'s> {
 
 /// Reads the catalog: person fields with their options, stages with their names, Brevo's
 /// attributes and lists.
-pub(super) async fn load_catalogue(pd: &PipedriveClient, brevo: &BrevoApi) -> Result<Catalogue, Stop> {
+pub(super) async fn load_catalogue(
+    pd: &PipedriveClient,
+    brevo: &BrevoApi,
+) -> Result<Catalogue, Stop> {
     use crate::mapping::catalog;
     let fields: Vec<Field> = catalog::all(pd, "/api/v2/personFields").await?;
     let stages: Vec<Stage> = catalog::all(pd, "/api/v2/stages").await?;
@@ -80,7 +105,12 @@ pub(super) async fn load_catalogue(pd: &PipedriveClient, brevo: &BrevoApi) -> Re
         .iter()
         .filter(|f| f.is_custom_field)
         .map(|f| {
-            let opts = f.options.iter().flatten().map(|o| (o.id.to_string().trim_matches('"').to_owned(), o.label.clone())).collect();
+            let opts = f
+                .options
+                .iter()
+                .flatten()
+                .map(|o| (o.id.to_string().trim_matches('"').to_owned(), o.label.clone()))
+                .collect();
             (f.field_code.clone(), opts)
         })
         .collect();

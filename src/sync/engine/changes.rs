@@ -12,10 +12,16 @@ impl<'s> Engine<'s> {
             let texts: Vec<String> = chunk.iter().map(i64::to_string).collect();
             let links = store::links(self.pool, self.tenant, "person", &texts).await?;
             let related = related(self.pool, self.tenant, chunk).await?;
-            let org_ids: Vec<String> = links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
-            let known = Known { related, orgs: store::links(self.pool, self.tenant, "organization", &org_ids).await? };
+            let org_ids: Vec<String> =
+                links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
+            let known = Known {
+                related,
+                orgs: store::links(self.pool, self.tenant, "organization", &org_ids).await?,
+            };
             for (id, link) in &links {
-                let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else { continue };
+                let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else {
+                    continue;
+                };
                 let own = link.facts["own"].as_object().cloned().unwrap_or_default();
                 self.count("person").read += 1;
                 let draft = draft(&self.mapping, pid, &email, own, link.org_id, &known);
@@ -38,29 +44,47 @@ impl<'s> Engine<'s> {
         let cp = self.checkpoint("deletions");
         // `/v1/recents` lists every change, not only deletions, at 20 tokens a page: it runs every
         // quarter of an hour, not every minute (Pipedrive's webhooks report deletions at once).
-        if cp.since.is_some_and(|s| s > self.started - DELETIONS_EVERY) && self.retry_persons.is_empty() && !self.force_deletions {
+        if cp.since.is_some_and(|s| s > self.started - DELETIONS_EVERY)
+            && self.retry_persons.is_empty()
+            && !self.force_deletions
+        {
             return Ok(());
         }
         let since = cp.since.unwrap_or(self.started) - OVERLAP;
         let since = since.max(self.started - time::Duration::days(29));
-        let text = format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", since.year(), since.month() as u8, since.day(), since.hour(), since.minute(), since.second());
+        let text = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            since.year(),
+            since.month() as u8,
+            since.day(),
+            since.hour(),
+            since.minute(),
+            since.second()
+        );
         let mut start = 0;
         loop {
             let (recents, next) = self.pd.recents(&text, "person,deal", start).await?;
             for r in recents {
-                let Some(id) = r.id.as_u64().or_else(|| r.id.as_str().and_then(|s| s.parse().ok())) else { continue };
-                let gone = r.data["active_flag"] == json!(false) || r.data["deleted"] == json!(true) || r.data["is_deleted"] == json!(true);
+                let Some(id) = r.id.as_u64().or_else(|| r.id.as_str().and_then(|s| s.parse().ok()))
+                else {
+                    continue;
+                };
+                let gone = r.data["active_flag"] == json!(false)
+                    || r.data["deleted"] == json!(true)
+                    || r.data["is_deleted"] == json!(true);
                 if !gone {
                     continue;
                 }
                 match r.item.as_str() {
                     "person" => self.person_deleted(id as i64).await?,
                     "deal" => {
-                        let links = store::links(self.pool, self.tenant, "deal", &[id.to_string()]).await?;
+                        let links =
+                            store::links(self.pool, self.tenant, "deal", &[id.to_string()]).await?;
                         if let Some(l) = links.get(&id.to_string()) {
                             self.count("deal").deleted += 1;
                             self.dirty.extend(l.person_id);
-                            store::delete_link(self.pool, self.tenant, "deal", &id.to_string()).await?;
+                            store::delete_link(self.pool, self.tenant, "deal", &id.to_string())
+                                .await?;
                         }
                     }
                     _ => {}
@@ -106,7 +130,10 @@ impl<'s> Engine<'s> {
                 self.events.push(PendingEvent {
                     name,
                     person_id: survivor,
-                    properties: Map::from_iter([("mergedPersonId".to_owned(), json!(id)), ("mergedEmail".to_owned(), json!(email))]),
+                    properties: Map::from_iter([
+                        ("mergedPersonId".to_owned(), json!(id)),
+                        ("mergedEmail".to_owned(), json!(email)),
+                    ]),
                 });
             }
         }
@@ -122,15 +149,28 @@ impl<'s> Engine<'s> {
                 if days == 0 {
                     return Ok(());
                 }
-                ListQuery { limit: Some(PAGE), updated_since: Some(self.started - time::Duration::days(i64::from(days))), ..Default::default() }
+                ListQuery {
+                    limit: Some(PAGE),
+                    updated_since: Some(self.started - time::Duration::days(i64::from(days))),
+                    ..Default::default()
+                }
             }
-            Mode::Incremental => ListQuery { limit: Some(PAGE), updated_since: cp.since.map(|s| s - OVERLAP), sort_by_update_time: true, ..Default::default() },
+            Mode::Incremental => ListQuery {
+                limit: Some(PAGE),
+                updated_since: cp.since.map(|s| s - OVERLAP),
+                sort_by_update_time: true,
+                ..Default::default()
+            },
         };
         let added_after = match self.mode {
-            Mode::Backfill => self.started - time::Duration::days(i64::from(self.mapping.options.backfill_event_days)),
+            Mode::Backfill => {
+                self.started
+                    - time::Duration::days(i64::from(self.mapping.options.backfill_event_days))
+            }
             Mode::Incremental => cp.since.unwrap_or(self.started) - OVERLAP,
         };
-        let mut pages = prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None), PAGES_AHEAD);
+        let mut pages =
+            prefetch(self.pd.list_from::<Activity>("/api/v2/activities", query, None), PAGES_AHEAD);
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
@@ -148,9 +188,19 @@ impl<'s> Engine<'s> {
                     self.count("activity").unchanged += 1;
                     continue;
                 }
-                let added = prev.is_none() && parse_time(a.other.get("add_time").and_then(Value::as_str)).is_none_or(|t| t >= added_after);
-                if added { self.count("activity").created += 1 } else { self.count("activity").updated += 1 }
-                let rule = if added { self.rule("added", "activity") } else { self.rule("updated", "activity") };
+                let added = prev.is_none()
+                    && parse_time(a.other.get("add_time").and_then(Value::as_str))
+                        .is_none_or(|t| t >= added_after);
+                if added {
+                    self.count("activity").created += 1
+                } else {
+                    self.count("activity").updated += 1
+                }
+                let rule = if added {
+                    self.rule("added", "activity")
+                } else {
+                    self.rule("updated", "activity")
+                };
                 if let (Some(name), Some(person)) = (rule.filter(|_| !a.is_deleted), a.person_id) {
                     let mut properties = facts.as_object().cloned().unwrap_or_default();
                     properties.insert("activityId".into(), json!(a.id));
@@ -182,7 +232,12 @@ impl<'s> Engine<'s> {
             return Ok(());
         }
         let events = std::mem::take(&mut self.events);
-        let ids: Vec<String> = events.iter().map(|e| e.person_id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e.person_id.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let persons = store::links(self.pool, self.tenant, "person", &ids).await?;
         let mut batch = Vec::new();
         for e in events {
@@ -198,16 +253,49 @@ impl<'s> Engine<'s> {
                     self.count("event").failed += refused.len() as u64;
                     for (i, message) in refused {
                         let Some((name, email, props)) = chunk.get(i) else { continue };
-                        let id = format!("{name}:{email}:{}", props.get("dealId").or(props.get("activityId")).map(Value::to_string).unwrap_or_default());
-                        store::record_error(self.pool, self.tenant, self.run, "event", &id, &format!("Brevo refused the event {name}: {message}"), &json!({"event": name, "email": email, "properties": props})).await?;
+                        let id = format!(
+                            "{name}:{email}:{}",
+                            props
+                                .get("dealId")
+                                .or(props.get("activityId"))
+                                .map(Value::to_string)
+                                .unwrap_or_default()
+                        );
+                        store::record_error(
+                            self.pool,
+                            self.tenant,
+                            self.run,
+                            "event",
+                            &id,
+                            &format!("Brevo refused the event {name}: {message}"),
+                            &json!({"event": name, "email": email, "properties": props}),
+                        )
+                        .await?;
                     }
                 }
-                Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) => return Err(e.into()),
+                Err(
+                    e @ (BrevoError::Transient(_)
+                    | BrevoError::RateLimited { .. }
+                    | BrevoError::BadKey(_)),
+                ) => return Err(e.into()),
                 Err(e) => {
                     self.count("event").failed += chunk.len() as u64;
                     tracing::warn!(error = %e, "Brevo refused a batch of events");
-                    store::record_error(self.pool, self.tenant, self.run, "event", &format!("run-{}", self.run), &format!("Brevo refused events: {e}"),
-                        &json!(chunk.iter().map(|(n, m, p)| json!({"event": n, "email": m, "properties": p})).collect::<Vec<_>>())).await?;
+                    store::record_error(
+                        self.pool,
+                        self.tenant,
+                        self.run,
+                        "event",
+                        &format!("run-{}", self.run),
+                        &format!("Brevo refused events: {e}"),
+                        &json!(
+                            chunk
+                                .iter()
+                                .map(|(n, m, p)| json!({"event": n, "email": m, "properties": p}))
+                                .collect::<Vec<_>>()
+                        ),
+                    )
+                    .await?;
                 }
             }
         }

@@ -28,10 +28,20 @@ impl<'s> Engine<'s> {
     pub(super) fn start_company_contacts(&self) -> Option<AbortOnDrop<HashMap<String, i64>>> {
         // Not when the deals were read before (a resumed backfill): the persons come next.
         let deals_read = self.checkpoints.get("deal").is_some_and(|c| c.backfill_done);
-        if self.mode != Mode::Backfill || !self.mapping.connectors.pipedrive.sync.organizations || deals_read {
+        if self.mode != Mode::Backfill
+            || !self.mapping.connectors.pipedrive.sync.organizations
+            || deals_read
+        {
             return None;
         }
-        let (pool, tenant, pd, brevo, mapping, cat) = (self.pool.clone(), self.tenant, self.pd.clone(), self.brevo.clone(), self.mapping.clone(), self.cat.clone());
+        let (pool, tenant, pd, brevo, mapping, cat) = (
+            self.pool.clone(),
+            self.tenant,
+            self.pd.clone(),
+            self.brevo.clone(),
+            self.mapping.clone(),
+            self.cat.clone(),
+        );
         let all_contacts = self.mapping.connectors.pipedrive.lists.all_contacts;
         let task = async move {
             let mut ids = HashMap::new();
@@ -82,7 +92,8 @@ impl<'s> Engine<'s> {
     /// Brevo's 100-calls-an-hour bucket. What is left continues in the next runs.
     pub(super) async fn companies(&mut self) -> Result<(), Stop> {
         self.company_contacts_ready().await;
-        let (orgs, total) = store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
+        let (orgs, total) =
+            store::companies_to_write(self.pool, self.tenant, COMPANIES_PER_RUN).await?;
         // Company calls share Brevo's 100-calls-an-hour bucket: when it has no call left now, the
         // companies wait for a later run rather than hold this one up.
         let brevo_companies = self.brevo.without_waiting();
@@ -90,10 +101,16 @@ impl<'s> Engine<'s> {
         for org in &orgs {
             let Ok(org_id) = org.pipedrive_id.parse::<i64>() else { continue };
             let name = org.facts["name"].as_str().unwrap_or_default().to_owned();
-            let persons: Vec<String> = store::persons_of_org(self.pool, self.tenant, org_id).await?.iter().map(i64::to_string).collect();
+            let persons: Vec<String> = store::persons_of_org(self.pool, self.tenant, org_id)
+                .await?
+                .iter()
+                .map(i64::to_string)
+                .collect();
             let mut contact_ids = Vec::new();
             let mut found = Vec::new();
-            for link in store::links(self.pool, self.tenant, "person", &persons).await?.into_values() {
+            for link in
+                store::links(self.pool, self.tenant, "person", &persons).await?.into_values()
+            {
                 match (link.brevo_id, link.brevo_ref.as_deref()) {
                     (Some(id), _) => contact_ids.push(id),
                     (None, Some(email)) => {
@@ -110,12 +127,22 @@ impl<'s> Engine<'s> {
                 }
             }
             contact_ids.sort_unstable();
-            let linked: Vec<i64> = org.facts["linked"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+            let linked: Vec<i64> = org.facts["linked"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .collect();
             let result = match org.brevo_ref.clone() {
-                None => brevo_companies.create_company_linked(&name, &contact_ids).await.map(|id| (id, true)),
+                None => brevo_companies
+                    .create_company_linked(&name, &contact_ids)
+                    .await
+                    .map(|id| (id, true)),
                 Some(id) => {
-                    let add: Vec<i64> = contact_ids.iter().filter(|c| !linked.contains(c)).copied().collect();
-                    let remove: Vec<i64> = linked.iter().filter(|c| !contact_ids.contains(c)).copied().collect();
+                    let add: Vec<i64> =
+                        contact_ids.iter().filter(|c| !linked.contains(c)).copied().collect();
+                    let remove: Vec<i64> =
+                        linked.iter().filter(|c| !contact_ids.contains(c)).copied().collect();
                     async {
                         brevo_companies.rename_company(&id, &name).await?;
                         if !add.is_empty() || !remove.is_empty() {
@@ -128,7 +155,11 @@ impl<'s> Engine<'s> {
             };
             let company = match result {
                 Ok((id, created)) => {
-                    if created { self.count("company").created += 1 } else { self.count("company").updated += 1 }
+                    if created {
+                        self.count("company").created += 1
+                    } else {
+                        self.count("company").updated += 1
+                    }
                     written += 1;
                     id
                 }
@@ -163,8 +194,13 @@ impl<'s> Engine<'s> {
 /// created, read from the newest contacts. Contacts that were there before are not among the
 /// newest: the caller looks them up. A process that does not complete within four polls, or an
 /// hour's bucket without a poll left, is an error (the caller falls back to single writes).
-pub(super) async fn created_contacts(brevo: &BrevoApi, list: i64, emails: &[String]) -> Result<HashMap<String, i64>, BrevoError> {
-    let rows: Vec<ImportContact> = emails.iter().map(|email| ImportContact { email, attributes: ["{}", "{}"] }).collect();
+pub(super) async fn created_contacts(
+    brevo: &BrevoApi,
+    list: i64,
+    emails: &[String],
+) -> Result<HashMap<String, i64>, BrevoError> {
+    let rows: Vec<ImportContact> =
+        emails.iter().map(|email| ImportContact { email, attributes: ["{}", "{}"] }).collect();
     let process = brevo.import_json(&rows, &[list]).await?;
     // Polls share the 100-calls-an-hour bucket: four at most, ever further apart (the sandbox
     // takes 0.2 s, Brevo seconds), and none that would wait for the bucket; the persons' first
@@ -172,10 +208,16 @@ pub(super) async fn created_contacts(brevo: &BrevoApi, list: i64, emails: &[Stri
     let waits = [250, 500, 1_000, 2_000].map(Duration::from_millis);
     let process = brevo.without_waiting().wait_process(process, &waits).await?;
     if process.status != "completed" {
-        return Err(BrevoError::Transient(format!("import process {} {}", process.id, process.status)));
+        return Err(BrevoError::Transient(format!(
+            "import process {} {}",
+            process.id, process.status
+        )));
     }
     // Brevo keeps emails in lower case.
     let wanted: HashMap<String, &String> = emails.iter().map(|e| (e.to_lowercase(), e)).collect();
     let newest = brevo.newest_contacts(emails.len().max(50) * 2).await?;
-    Ok(newest.into_iter().filter_map(|c| wanted.get(&c.email?.to_lowercase()).map(|e| ((*e).clone(), c.id))).collect())
+    Ok(newest
+        .into_iter()
+        .filter_map(|c| wanted.get(&c.email?.to_lowercase()).map(|e| ((*e).clone(), c.id)))
+        .collect())
 }

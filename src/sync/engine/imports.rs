@@ -14,7 +14,10 @@ impl<'s> Engine<'s> {
         let deadline = Instant::now() + Duration::from_secs(15 * 60);
         loop {
             let waiting: usize = self.pending.iter().map(|p| p.rows.len()).sum();
-            let (poll_at, wait_at) = (POLL_AT_IMPORTS * self.s.bulk.import_rows, WAIT_AT_IMPORTS * self.s.bulk.import_rows);
+            let (poll_at, wait_at) = (
+                POLL_AT_IMPORTS * self.s.bulk.import_rows,
+                WAIT_AT_IMPORTS * self.s.bulk.import_rows,
+            );
             // A poll is answered beside the loop unless the run must wait for its imports: the
             // loop goes on with the pages meanwhile (a poll takes 50-100 ms while Brevo works
             // on an import), and the answer is taken in on a later page.
@@ -22,12 +25,16 @@ impl<'s> Engine<'s> {
             let beside = match self.polling.take() {
                 Some((ids, mut task)) if must || task.0.is_finished() => {
                     let t = Instant::now();
-                    let answer = (&mut task.0).await.map_err(|e| Stop::Retry(format!("polling Brevo's imports was interrupted: {e}")))?;
+                    let answer = (&mut task.0).await.map_err(|e| {
+                        Stop::Retry(format!("polling Brevo's imports was interrupted: {e}"))
+                    })?;
                     self.spent.add("Brevo: process polls", t);
                     match answer {
                         Ok(processes) => Some((ids, processes)),
                         // The hour's bucket had no call left: a later poll waits for one.
-                        Err(BrevoError::RateLimited { .. }) if !must => return self.save_ready_checkpoint().await,
+                        Err(BrevoError::RateLimited { .. }) if !must => {
+                            return self.save_ready_checkpoint().await;
+                        }
                         Err(BrevoError::RateLimited { .. }) => None,
                         Err(e) => return Err(e.into()),
                     }
@@ -48,7 +55,8 @@ impl<'s> Engine<'s> {
                         // Never waits for the hour's bucket: a drained one fails it at once.
                         let brevo = self.brevo.without_waiting();
                         let task = async move { brevo.recent_processes().await };
-                        self.polling = Some((ids, AbortOnDrop(tokio::spawn(task.in_current_span()))));
+                        self.polling =
+                            Some((ids, AbortOnDrop(tokio::spawn(task.in_current_span()))));
                         return self.save_ready_checkpoint().await;
                     }
                     None
@@ -64,7 +72,8 @@ impl<'s> Engine<'s> {
                     (None, processes)
                 }
             };
-            let mut known: HashMap<i64, crate::brevo::api::Process> = processes.into_iter().map(|p| (p.id, p)).collect();
+            let mut known: HashMap<i64, crate::brevo::api::Process> =
+                processes.into_iter().map(|p| (p.id, p)).collect();
             let mut still = Vec::new();
             for mut import in std::mem::take(&mut self.pending) {
                 // Sent after the poll: the next one tells.
@@ -73,20 +82,30 @@ impl<'s> Engine<'s> {
                     continue;
                 }
                 let mut parts = Vec::with_capacity(1 + import.companions.len());
-                for id in std::iter::once(import.process_id).chain(import.companions.iter().copied()) {
+                for id in
+                    std::iter::once(import.process_id).chain(import.companions.iter().copied())
+                {
                     parts.push(match known.remove(&id) {
                         Some(p) => p,
                         None => match self.brevo.process(id).await {
                             Ok(p) => p,
                             // Brevo forgot it: write the rows again.
-                            Err(BrevoError::UnknownContact) => crate::brevo::api::Process { id, status: "failed".into(), info: None },
+                            Err(BrevoError::UnknownContact) => crate::brevo::api::Process {
+                                id,
+                                status: "failed".into(),
+                                info: None,
+                            },
                             Err(e) => return Err(e.into()),
                         },
                     });
                 }
                 let process = combined(parts);
                 match process.status.as_str() {
-                    "completed" | "failed" | "cancelled" if !import.companions.is_empty() && (process.status != "completed" || dropped_rows(process.info.as_ref())) => {
+                    "completed" | "failed" | "cancelled"
+                        if !import.companions.is_empty()
+                            && (process.status != "completed"
+                                || dropped_rows(process.info.as_ref())) =>
+                    {
                         // One of the lists' imports did not take every row: the rows are imported
                         // again by the lists they go to, as any other group.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import of the last groups did not take every row: importing each group again");
@@ -97,7 +116,15 @@ impl<'s> Engine<'s> {
                                 continue;
                             }
                             let process_id = send_import(&self.brevo, &lists, &rows).await?;
-                            still.push(PendingImport { process_id, companions: Vec::new(), lists, rows, write: import.write, saved: None, ahead: None });
+                            still.push(PendingImport {
+                                process_id,
+                                companions: Vec::new(),
+                                lists,
+                                rows,
+                                write: import.write,
+                                saved: None,
+                                ahead: None,
+                            });
                         }
                     }
                     "completed" if !dropped_rows(process.info.as_ref()) => {
@@ -105,7 +132,9 @@ impl<'s> Engine<'s> {
                         self.apply_import(import).await?;
                         self.spent.add("recording imports", t);
                     }
-                    "completed" | "failed" | "cancelled" if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() => {
+                    "completed" | "failed" | "cancelled"
+                        if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() =>
+                    {
                         // Which rows it dropped Brevo does not say: each half is imported again,
                         // down to a few rows written one by one, which names the failing record.
                         // One bad row among 2,000 costs about 14 imports and 15 single writes,
@@ -115,7 +144,15 @@ impl<'s> Engine<'s> {
                         let (first, second) = import.rows.split_at(import.rows.len() / 2);
                         for half in [first, second] {
                             let process_id = send_import(&self.brevo, &import.lists, half).await?;
-                            still.push(PendingImport { process_id, companions: Vec::new(), lists: import.lists.clone(), rows: half.to_vec(), write: import.write, saved: None, ahead: None });
+                            still.push(PendingImport {
+                                process_id,
+                                companions: Vec::new(),
+                                lists: import.lists.clone(),
+                                rows: half.to_vec(),
+                                write: import.write,
+                                saved: None,
+                                ahead: None,
+                            });
                         }
                         self.forget_import(import.saved).await?;
                     }
@@ -134,11 +171,16 @@ impl<'s> Engine<'s> {
                 return self.save_ready_checkpoint().await;
             }
             // Imports the poll beside the loop could not answer for are asked about at once.
-            if answers_for.is_some_and(|ids| self.pending.iter().any(|p| !ids.contains(&p.process_id))) {
+            if answers_for
+                .is_some_and(|ids| self.pending.iter().any(|p| !ids.contains(&p.process_id)))
+            {
                 continue;
             }
             if Instant::now() > deadline {
-                return Err(Stop::Retry(format!("Brevo has not finished {} contact import(s) after 15 minutes.", self.pending.len())));
+                return Err(Stop::Retry(format!(
+                    "Brevo has not finished {} contact import(s) after 15 minutes.",
+                    self.pending.len()
+                )));
             }
             let t = Instant::now();
             tokio::time::sleep(delay).await;
@@ -165,12 +207,20 @@ impl<'s> Engine<'s> {
     /// take every row, they go before its rows are written again (`undo_links_ahead`). At a
     /// backfill's end this takes the links' writing (a fifth of a second for 10,000 rows) off
     /// the time after the last page.
-    pub(super) fn record_links_ahead(&self, process_id: i64, rows: &[Row]) -> AbortOnDrop<Result<i64, Stop>> {
-        let (pool, tenant, run, recorder) = (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
+    pub(super) fn record_links_ahead(
+        &self,
+        process_id: i64,
+        rows: &[Row],
+    ) -> AbortOnDrop<Result<i64, Stop>> {
+        let (pool, tenant, run, recorder) =
+            (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
         let persons: Vec<i64> = rows.iter().map(|r| r.person_id).collect();
         let links = person_links(rows);
         let task = async move {
-            let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
+            let _turn = recorder
+                .acquire()
+                .await
+                .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
             Ok(store::record_links_ahead(&pool, tenant, run, process_id, &persons, &links).await?)
         };
         AbortOnDrop(tokio::spawn(task.in_current_span()))
@@ -178,7 +228,10 @@ impl<'s> Engine<'s> {
 
     /// An import whose links went in ahead did not take every row: the links go (once written),
     /// and its rows are written again as any others.
-    pub(super) async fn undo_links_ahead(&mut self, import: &mut PendingImport) -> Result<(), Stop> {
+    pub(super) async fn undo_links_ahead(
+        &mut self,
+        import: &mut PendingImport,
+    ) -> Result<(), Stop> {
         let Some(task) = import.ahead.take() else { return Ok(()) };
         let note = links_ahead_note(task).await?;
         store::undo_links_ahead(self.pool, self.tenant, Some(note)).await?;
@@ -193,7 +246,9 @@ impl<'s> Engine<'s> {
         let mut adds: HashMap<i64, Vec<String>> = HashMap::new();
         let mut removes: HashMap<i64, Vec<String>> = HashMap::new();
         for r in &import.rows {
-            for l in r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !import.lists.contains(l)) {
+            for l in
+                r.lists.iter().filter(|l| !r.prev_lists.contains(l) && !import.lists.contains(l))
+            {
                 adds.entry(*l).or_default().push(r.email.clone());
             }
             for l in r.prev_lists.iter().filter(|l| !r.lists.contains(l) && managed.contains(l)) {
@@ -212,7 +267,8 @@ impl<'s> Engine<'s> {
         }
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
-        let resolved: Vec<String> = import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
+        let resolved: Vec<String> =
+            import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
         if let Some(ahead) = import.ahead {
             // The links went in while Brevo worked: they stay, and their note goes.
             let task = async move {
@@ -230,10 +286,20 @@ impl<'s> Engine<'s> {
         let task = async move {
             // The links' text (about the rows' size) is made only in a turn: made before it,
             // every import waiting for one would hold it too.
-            let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
-            let parts: Vec<store::LinkColumns> = import.rows.chunks(import.rows.len().div_ceil(parts).max(1)).map(person_links).collect();
+            let _turn = recorder
+                .acquire()
+                .await
+                .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
+            let parts: Vec<store::LinkColumns> = import
+                .rows
+                .chunks(import.rows.len().div_ceil(parts).max(1))
+                .map(person_links)
+                .collect();
             drop(import.rows);
-            futures_util::future::try_join_all(parts.iter().map(|part| record_links(&pool, tenant, part))).await?;
+            futures_util::future::try_join_all(
+                parts.iter().map(|part| record_links(&pool, tenant, part)),
+            )
+            .await?;
             if let Some(id) = import.saved {
                 store::delete_import(&pool, tenant, id).await?;
             }
@@ -248,17 +314,25 @@ impl<'s> Engine<'s> {
 /// What the imports of the same rows did together: the first still running, else the first
 /// that failed or dropped rows, else the first (all completed).
 pub(super) fn combined(mut parts: Vec<crate::brevo::api::Process>) -> crate::brevo::api::Process {
-    let finished = |p: &crate::brevo::api::Process| matches!(p.status.as_str(), "completed" | "failed" | "cancelled");
+    let finished = |p: &crate::brevo::api::Process| {
+        matches!(p.status.as_str(), "completed" | "failed" | "cancelled")
+    };
     let pick = parts
         .iter()
         .position(|p| !finished(p))
-        .or_else(|| parts.iter().position(|p| p.status != "completed" || dropped_rows(p.info.as_ref())))
+        .or_else(|| {
+            parts.iter().position(|p| p.status != "completed" || dropped_rows(p.info.as_ref()))
+        })
         .unwrap_or(0);
     parts.swap_remove(pick)
 }
 
 /// Whether an import's counters say rows were dropped or changed (`info.import`).
 pub(super) fn dropped_rows(info: Option<&Value>) -> bool {
-    let Some(counters) = info.and_then(|i| i.get("import")).and_then(Value::as_object) else { return false };
-    counters.iter().any(|(k, v)| (k == "invalid_emails" || k.starts_with("duplicate_")) && v.as_u64().unwrap_or(0) > 0)
+    let Some(counters) = info.and_then(|i| i.get("import")).and_then(Value::as_object) else {
+        return false;
+    };
+    counters.iter().any(|(k, v)| {
+        (k == "invalid_emails" || k.starts_with("duplicate_")) && v.as_u64().unwrap_or(0) > 0
+    })
 }

@@ -196,8 +196,13 @@ impl From<PipedriveError> for Stop {
 impl From<BrevoError> for Stop {
     fn from(e: BrevoError) -> Self {
         match e {
-            BrevoError::BadKey(_) => Stop::Fatal("Brevo refused the API key: replace it on the Connections page.".into()),
-            BrevoError::RateLimited { reset_secs } => Stop::Wait(Duration::from_secs(reset_secs.max(5)), "Brevo's rate limit: waiting for it to reset.".into()),
+            BrevoError::BadKey(_) => {
+                Stop::Fatal("Brevo refused the API key: replace it on the Connections page.".into())
+            }
+            BrevoError::RateLimited { reset_secs } => Stop::Wait(
+                Duration::from_secs(reset_secs.max(5)),
+                "Brevo's rate limit: waiting for it to reset.".into(),
+            ),
             other => Stop::Retry(other.to_string()),
         }
     }
@@ -224,7 +229,8 @@ struct Payload {
 
 /// Runs one sync job, records the run and what became of it.
 pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
-    let tenant = job.tenant_id.ok_or_else(|| JobError::Fatal("a sync job without a tenant".into()))?;
+    let tenant =
+        job.tenant_id.ok_or_else(|| JobError::Fatal("a sync job without a tenant".into()))?;
     let payload: Payload = serde_json::from_value(job.payload.clone()).unwrap_or_default();
     let pool = &services.pool;
     let db = |e: sqlx::Error| JobError::Retryable(format!("database: {e}"));
@@ -236,16 +242,26 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         store::reset_for_full_resync(pool, tenant).await.map_err(db)?;
         checkpoints.clear();
     }
-    let backfilled = ["organization", "deal", "lead", "person"].iter().all(|e| checkpoints.get(*e).is_some_and(|c| c.backfill_done));
+    let backfilled = ["organization", "deal", "lead", "person"]
+        .iter()
+        .all(|e| checkpoints.get(*e).is_some_and(|c| c.backfill_done));
     let mode = if backfilled { Mode::Incremental } else { Mode::Backfill };
     let trigger = payload.trigger.clone().unwrap_or_else(|| "schedule".into());
-    let trigger = if ["manual", "schedule", "webhook", "retry"].contains(&trigger.as_str()) { trigger } else { "schedule".into() };
-    let (run, resumed) = store::start_or_resume(pool, tenant, job.id, mode, &trigger, payload.requested_by).await.map_err(db)?;
+    let trigger = if ["manual", "schedule", "webhook", "retry"].contains(&trigger.as_str()) {
+        trigger
+    } else {
+        "schedule".into()
+    };
+    let (run, resumed) =
+        store::start_or_resume(pool, tenant, job.id, mode, &trigger, payload.requested_by)
+            .await
+            .map_err(db)?;
     let span = tracing::info_span!("sync", run = run.id, tenant_id = %tenant, mode = mode.as_str(), resumed);
 
     let started = OffsetDateTime::now_utc();
     let result = async {
-        let mut engine = Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
+        let mut engine =
+            Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
         engine.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
         engine.base_tokens = run.pipedrive_tokens as u64;
         engine.base_calls = run.brevo_calls as u64;
@@ -487,7 +503,8 @@ impl Spent {
 
 impl std::fmt::Display for Spent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect();
+        let parts: Vec<String> =
+            self.0.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect();
         f.write_str(&parts.join(", "))
     }
 }
@@ -498,9 +515,14 @@ fn hash(v: &Value) -> String {
 
 fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
     let t = t?;
-    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok().or_else(|| {
+        time::PrimitiveDateTime::parse(
+            t,
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
         .ok()
-        .or_else(|| time::PrimitiveDateTime::parse(t, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok().map(|p| p.assume_utc()))
+        .map(|p| p.assume_utc())
+    })
 }
 
 /// A progress report that fails is logged and left: the next one carries the same counts.
@@ -517,7 +539,10 @@ type Poll = (HashSet<i64>, AbortOnDrop<Result<Vec<crate::brevo::api::Process>, B
 
 /// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
 /// last one.
-fn prefetch<T: Send + 'static, E: Send + 'static>(stream: impl Stream<Item = Result<T, E>> + Send + 'static, ahead: usize) -> mpsc::Receiver<Result<T, E>> {
+fn prefetch<T: Send + 'static, E: Send + 'static>(
+    stream: impl Stream<Item = Result<T, E>> + Send + 'static,
+    ahead: usize,
+) -> mpsc::Receiver<Result<T, E>> {
     let (tx, rx) = mpsc::channel(ahead);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -532,19 +557,36 @@ fn prefetch<T: Send + 'static, E: Send + 'static>(stream: impl Stream<Item = Res
 }
 
 impl<'s> Engine<'s> {
-    async fn prepare(s: &'s Services, tenant: TenantId, run: i64, mode: Mode, checkpoints: HashMap<String, Checkpoint>, started: OffsetDateTime) -> Result<Engine<'s>, Stop> {
+    async fn prepare(
+        s: &'s Services,
+        tenant: TenantId,
+        run: i64,
+        mode: Mode,
+        checkpoints: HashMap<String, Checkpoint>,
+        started: OffsetDateTime,
+    ) -> Result<Engine<'s>, Stop> {
         let member = Member::worker(tenant);
         let pool = &s.pool;
         let Some((version, yaml)) = crate::mapping::store::current(pool, &member).await? else {
-            return Err(Stop::Fatal("No mapping is saved yet: save one on the Mappings page, then sync.".into()));
+            return Err(Stop::Fatal(
+                "No mapping is saved yet: save one on the Mappings page, then sync.".into(),
+            ));
         };
-        let mapping = MappingConfig::from_yaml(&yaml).map_err(|e| Stop::Fatal(format!("The saved mapping does not read: {}", e.message)))?;
+        let mapping = MappingConfig::from_yaml(&yaml)
+            .map_err(|e| Stop::Fatal(format!("The saved mapping does not read: {}", e.message)))?;
         let pd = connections::pipedrive_client(pool, &s.key, &s.providers, &member, &s.limits)
             .await?
-            .ok_or_else(|| Stop::Fatal("Pipedrive is not connected: connect it on the Connections page.".into()))?;
-        let brevo = connections::brevo_api(pool, &s.key, &member, &s.limits)
-            .await?
-            .ok_or_else(|| Stop::Fatal("Brevo is not connected: add its API key on the Connections page.".into()))?;
+            .ok_or_else(|| {
+                Stop::Fatal(
+                    "Pipedrive is not connected: connect it on the Connections page.".into(),
+                )
+            })?;
+        let brevo =
+            connections::brevo_api(pool, &s.key, &member, &s.limits).await?.ok_or_else(|| {
+                Stop::Fatal(
+                    "Brevo is not connected: add its API key on the Connections page.".into(),
+                )
+            })?;
         // A restarted process starts the company's daily budget from what runs recorded today.
         if let Some(base) = connections::pipedrive_api_base(pool, tenant).await? {
             let budget = s.limits.budget(&base);
@@ -553,12 +595,21 @@ impl<'s> Engine<'s> {
                 budget.preload(spent.max(0) as u64, OffsetDateTime::now_utc());
             }
         }
-        let cached = s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get(&tenant).filter(|(at, v, _)| at.elapsed() < CATALOG_TTL && *v == version).map(|(_, _, c)| c.clone());
+        let cached = s
+            .catalogs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+            .filter(|(at, v, _)| at.elapsed() < CATALOG_TTL && *v == version)
+            .map(|(_, _, c)| c.clone());
         let cat = match cached {
             Some(c) => c,
             None => {
                 let c = Arc::new(load_catalogue(&pd, &brevo).await?);
-                s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant, (Instant::now(), version, c.clone()));
+                s.catalogs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(tenant, (Instant::now(), version, c.clone()));
                 c
             }
         };
@@ -570,7 +621,10 @@ impl<'s> Engine<'s> {
         if !problems.is_empty() {
             // The tenant's accounts changed since the mapping was saved: next time, read them again.
             s.catalogs.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant);
-            return Err(Stop::Fatal(format!("The mapping no longer fits the connected accounts: {}", problems.join(" "))));
+            return Err(Stop::Fatal(format!(
+                "The mapping no longer fits the connected accounts: {}",
+                problems.join(" ")
+            )));
         }
         let sw = mapping.connectors.pipedrive.sync;
         let mut steps = vec!["prepare"];
@@ -663,7 +717,9 @@ impl<'s> Engine<'s> {
         if idle && self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
             self.last_report = Some(Instant::now());
             let (pool, run, p) = (self.pool.clone(), self.run, self.progress());
-            self.reporting = Some(tokio::spawn(async move { record_progress(&pool, run, p).await }.in_current_span()));
+            self.reporting = Some(tokio::spawn(
+                async move { record_progress(&pool, run, p).await }.in_current_span(),
+            ));
         }
     }
 
@@ -710,7 +766,10 @@ impl<'s> Engine<'s> {
         // waited for the imports).
         let undone = store::undo_links_ahead(self.pool, self.tenant, None).await?;
         if undone > 0 {
-            tracing::info!(links = undone, "deleted the links an earlier attempt recorded ahead of unconfirmed imports");
+            tracing::info!(
+                links = undone,
+                "deleted the links an earlier attempt recorded ahead of unconfirmed imports"
+            );
         }
         // Imports an earlier version of the engine saved, and nobody confirmed yet.
         for (id, process_id, lists, rows) in store::pending_imports(self.pool, self.tenant).await? {
@@ -719,8 +778,18 @@ impl<'s> Engine<'s> {
                 self.claimed.entry(row.email.clone()).or_insert(row.person_id);
             }
             // Saved before imports recorded their lists: they targeted the all-contacts list.
-            let lists = lists.unwrap_or_else(|| self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect());
-            self.pending.push(PendingImport { process_id, companions: Vec::new(), lists, rows, write: 0, saved: Some(id), ahead: None });
+            let lists = lists.unwrap_or_else(|| {
+                self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect()
+            });
+            self.pending.push(PendingImport {
+                process_id,
+                companions: Vec::new(),
+                lists,
+                rows,
+                write: 0,
+                saved: Some(id),
+                ahead: None,
+            });
         }
         if !self.retry_persons.is_empty() {
             self.finish_attributes(attributes.take()).await?;
@@ -738,12 +807,18 @@ impl<'s> Engine<'s> {
             // begin. (Taken then, they left Pipedrive's reader idle for a tenth of a second.)
             if self.mode == Mode::Backfill && self.steps[i] == "leads" {
                 let pool = self.pool.clone();
-                self.statistics = Some(AbortOnDrop(tokio::spawn(async move { store::analyze_links(&pool).await }.in_current_span())));
+                self.statistics = Some(AbortOnDrop(tokio::spawn(
+                    async move { store::analyze_links(&pool).await }.in_current_span(),
+                )));
             }
             if self.mode == Mode::Backfill && self.steps[i] == "persons" {
                 let t = Instant::now();
                 match self.statistics.take() {
-                    Some(mut task) => (&mut task.0).await.map_err(|e| Stop::Retry(format!("refreshing the links' statistics was interrupted: {e}")))??,
+                    Some(mut task) => (&mut task.0).await.map_err(|e| {
+                        Stop::Retry(format!(
+                            "refreshing the links' statistics was interrupted: {e}"
+                        ))
+                    })??,
                     None => store::analyze_links(self.pool).await?,
                 }
                 self.spent.add("database: statistics", t);
@@ -784,10 +859,17 @@ impl<'s> Engine<'s> {
         let next = self.steps.get(step + 1..).unwrap_or_default();
         match self.steps[step] {
             "organizations" if next.contains(&"deals") && self.deals_ahead.is_none() => {
-                self.deals_ahead = self.query("deal").map(|(q, c)| prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD));
+                self.deals_ahead = self.query("deal").map(|(q, c)| {
+                    prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD)
+                });
             }
             "deals" if next.contains(&"persons") && self.persons_ahead.is_none() => {
-                self.persons_ahead = self.query("person").map(|(q, c)| prefetch(self.pd.list_from::<Person>("/api/v2/persons", q, c), PERSON_PAGES_AHEAD));
+                self.persons_ahead = self.query("person").map(|(q, c)| {
+                    prefetch(
+                        self.pd.list_from::<Person>("/api/v2/persons", q, c),
+                        PERSON_PAGES_AHEAD,
+                    )
+                });
             }
             _ => {}
         }
@@ -797,7 +879,10 @@ impl<'s> Engine<'s> {
     /// incremental runs after it begin.
     fn checkpoint(&mut self, entity: &str) -> Checkpoint {
         let started = self.started;
-        self.checkpoints.entry(entity.to_owned()).or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() }).clone()
+        self.checkpoints
+            .entry(entity.to_owned())
+            .or_insert_with(|| Checkpoint { since: Some(started), ..Default::default() })
+            .clone()
     }
 
     /// The list query and start cursor for an entity, or `None` when its backfill is done and this
@@ -806,16 +891,28 @@ impl<'s> Engine<'s> {
         let cp = self.checkpoint(entity);
         match self.mode {
             Mode::Backfill if cp.backfill_done => None,
-            Mode::Backfill => Some((ListQuery { limit: Some(PAGE), ..Default::default() }, cp.backfill_cursor)),
+            Mode::Backfill => {
+                Some((ListQuery { limit: Some(PAGE), ..Default::default() }, cp.backfill_cursor))
+            }
             Mode::Incremental => Some((
-                ListQuery { limit: Some(PAGE), updated_since: cp.since.map(|s| s - OVERLAP), sort_by_update_time: true, ..Default::default() },
+                ListQuery {
+                    limit: Some(PAGE),
+                    updated_since: cp.since.map(|s| s - OVERLAP),
+                    sort_by_update_time: true,
+                    ..Default::default()
+                },
                 None,
             )),
         }
     }
 
     /// The checkpoint after a page: the next cursor (backfill) or the latest update time seen.
-    fn advance(&mut self, entity: &str, next_cursor: Option<String>, latest: Option<OffsetDateTime>) -> Checkpoint {
+    fn advance(
+        &mut self,
+        entity: &str,
+        next_cursor: Option<String>,
+        latest: Option<OffsetDateTime>,
+    ) -> Checkpoint {
         let mode = self.mode;
         let cp = self.checkpoints.entry(entity.to_owned()).or_default();
         match mode {
@@ -834,7 +931,12 @@ impl<'s> Engine<'s> {
 
     /// Records a page's links and its checkpoint together, by a task beside the loop (one at a
     /// time, in order), so that the next page is worked on while the database writes this one.
-    async fn save_page(&mut self, entity: &'static str, links: Vec<Link>, cp: Checkpoint) -> Result<(), Stop> {
+    async fn save_page(
+        &mut self,
+        entity: &'static str,
+        links: Vec<Link>,
+        cp: Checkpoint,
+    ) -> Result<(), Stop> {
         self.page_read().await?;
         self.saved().await?;
         let (pool, tenant) = (self.pool.clone(), self.tenant);
@@ -857,7 +959,9 @@ impl<'s> Engine<'s> {
     async fn saved(&mut self) -> Result<(), Stop> {
         if let Some(mut task) = self.saving.take() {
             let t = Instant::now();
-            (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording a page was interrupted: {e}")))??;
+            (&mut task.0)
+                .await
+                .map_err(|e| Stop::Retry(format!("recording a page was interrupted: {e}")))??;
             self.spent.add("database: pages", t);
         }
         Ok(())
@@ -866,7 +970,8 @@ impl<'s> Engine<'s> {
     /// Whether a step must look up what the links know of its records: not in a backfill that
     /// found none of them linked (every record then is new).
     async fn linked(&self, entity: &str) -> Result<bool, Stop> {
-        Ok(self.mode == Mode::Incremental || store::has_links(self.pool, self.tenant, entity).await?)
+        Ok(self.mode == Mode::Incremental
+            || store::has_links(self.pool, self.tenant, entity).await?)
     }
 
     /// Counts a backfill's pages and refreshes the links' statistics as the table doubles (4, 8,
@@ -894,7 +999,11 @@ impl<'s> Engine<'s> {
     }
 
     fn rule(&self, action: &str, object: &str) -> Option<String> {
-        self.mapping.webhooks.iter().find(|r| r.event_action == action && r.event_object == object).map(|r| r.brevo_event.clone())
+        self.mapping
+            .webhooks
+            .iter()
+            .find(|r| r.event_action == action && r.event_object == object)
+            .map(|r| r.brevo_event.clone())
     }
 
     /// Events are sent for changes seen by incremental runs, and by a backfill only for what
@@ -904,11 +1013,12 @@ impl<'s> Engine<'s> {
             Mode::Incremental => true,
             Mode::Backfill => {
                 let days = self.mapping.options.backfill_event_days;
-                days > 0 && when.is_some_and(|t| t >= self.started - time::Duration::days(i64::from(days)))
+                days > 0
+                    && when
+                        .is_some_and(|t| t >= self.started - time::Duration::days(i64::from(days)))
             }
         }
     }
-
 }
 
 #[cfg(test)]
@@ -920,13 +1030,27 @@ mod tests {
     /// the compact JSON, or every record would look changed after an upgrade.
     #[test]
     fn content_hash_is_the_hex_sha256_of_the_json() {
-        assert_eq!(hash(&json!(["a", 1])), "135f17a475a61afdeeaf3759ad2e45ad1c7abb192395abe47e41fc8e395dc1a9");
+        assert_eq!(
+            hash(&json!(["a", 1])),
+            "135f17a475a61afdeeaf3759ad2e45ad1c7abb192395abe47e41fc8e395dc1a9"
+        );
     }
 
     #[test]
     fn the_last_groups_by_list_write_each_row_to_exactly_its_lists() {
         let cases: [&[&[i64]]; 4] = [
-            &[&[2], &[2, 3], &[2, 3, 4], &[2, 3, 4, 6], &[2, 3, 5, 6], &[2, 3, 6], &[2, 4], &[2, 4, 6], &[2, 5, 6], &[2, 6]],
+            &[
+                &[2],
+                &[2, 3],
+                &[2, 3, 4],
+                &[2, 3, 4, 6],
+                &[2, 3, 5, 6],
+                &[2, 3, 6],
+                &[2, 4],
+                &[2, 4, 6],
+                &[2, 5, 6],
+                &[2, 6],
+            ],
             &[&[3], &[4], &[3, 4]],
             &[&[2, 3], &[2, 4], &[2, 3, 4]],
             &[&[7]],
@@ -935,9 +1059,16 @@ mod tests {
             let groups: Vec<Vec<i64>> = groups.iter().map(|g| g.to_vec()).collect();
             let plan = by_list(&groups);
             for g in &groups {
-                let taking: Vec<&Vec<i64>> = plan.iter().filter(|(target, extra)| takes(target, *extra, g)).map(|(target, _)| target).collect();
+                let taking: Vec<&Vec<i64>> = plan
+                    .iter()
+                    .filter(|(target, extra)| takes(target, *extra, g))
+                    .map(|(target, _)| target)
+                    .collect();
                 assert!(!taking.is_empty(), "{g:?} is imported");
-                assert!(taking.iter().all(|t| t.iter().all(|l| g.contains(l))), "{g:?} joins no other list: {taking:?}");
+                assert!(
+                    taking.iter().all(|t| t.iter().all(|l| g.contains(l))),
+                    "{g:?} joins no other list: {taking:?}"
+                );
                 let joined: BTreeSet<i64> = taking.iter().flat_map(|t| t.iter().copied()).collect();
                 assert_eq!(joined, g.iter().copied().collect(), "{g:?} joins all its lists");
             }
@@ -947,14 +1078,17 @@ mod tests {
         let targets: Vec<Vec<i64>> = by_list(&seed).into_iter().map(|(t, _)| t).collect();
         assert_eq!(targets, vec![vec![2], vec![2, 3], vec![2, 4], vec![2, 5], vec![2, 6]]);
         // Groups with no list in common: one import per list.
-        let targets: Vec<Vec<i64>> = by_list(&[vec![3], vec![4], vec![3, 4]]).into_iter().map(|(t, _)| t).collect();
+        let targets: Vec<Vec<i64>> =
+            by_list(&[vec![3], vec![4], vec![3, 4]]).into_iter().map(|(t, _)| t).collect();
         assert_eq!(targets, vec![vec![3], vec![4]]);
     }
 
     #[test]
     fn import_counters_that_mean_dropped_rows() {
         assert!(!dropped_rows(None));
-        assert!(!dropped_rows(Some(&json!({"import": {"created": 5, "updated": 2, "invalid_emails": 0}}))));
+        assert!(!dropped_rows(Some(
+            &json!({"import": {"created": 5, "updated": 2, "invalid_emails": 0}})
+        )));
         assert!(dropped_rows(Some(&json!({"import": {"duplicate_phone_id": 1}}))));
         assert!(dropped_rows(Some(&json!({"import": {"invalid_emails": 3}}))));
     }
@@ -966,9 +1100,15 @@ mod tests {
             "lists": [60], "prev_lists": [], "existed": false, "hash": "ab", "org_id": 3, "has_issues": false
         }]);
         let rows: Vec<Row> = serde_json::from_value(saved).unwrap();
-        assert_eq!(Value::Object(rows[0].attributes()), json!({"FIRSTNAME": "Ann", "COMPANY": "Acme"}));
+        assert_eq!(
+            Value::Object(rows[0].attributes()),
+            json!({"FIRSTNAME": "Ann", "COMPANY": "Acme"})
+        );
         assert_eq!(Value::Object(object(&rows[0].own)), json!({"FIRSTNAME": "Ann"}));
-        assert_eq!(person_link(&rows[0], None).facts, json!({"own": {"FIRSTNAME": "Ann"}, "lists": [60]}));
+        assert_eq!(
+            person_link(&rows[0], None).facts,
+            json!({"own": {"FIRSTNAME": "Ann"}, "lists": [60]})
+        );
     }
 
     #[test]
@@ -983,9 +1123,14 @@ mod tests {
         let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
         let mut expected = store::LinkColumns::from(links.as_slice());
         // The facts' texts differ in spacing and order at most: the same JSON.
-        let parse = |texts: &[String]| texts.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()).collect::<Vec<_>>();
+        let parse = |texts: &[String]| {
+            texts.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()).collect::<Vec<_>>()
+        };
         assert_eq!(parse(&written.facts), parse(&expected.facts));
-        assert_eq!(parse(&written.facts)[0], json!({"own": {"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}, "lists": [60, 61]}));
+        assert_eq!(
+            parse(&written.facts)[0],
+            json!({"own": {"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}, "lists": [60, 61]})
+        );
         (written.facts, expected.facts) = (Vec::new(), Vec::new());
         assert_eq!(written, expected);
         assert!(person_links(&[]).is_empty());
@@ -1001,8 +1146,14 @@ mod tests {
 
     #[test]
     fn v1_and_v2_times_read() {
-        assert_eq!(parse_time(Some("2026-01-02T03:04:05Z")).unwrap().unix_timestamp(), 1_767_323_045);
-        assert_eq!(parse_time(Some("2026-01-02 03:04:05")).unwrap().unix_timestamp(), 1_767_323_045);
+        assert_eq!(
+            parse_time(Some("2026-01-02T03:04:05Z")).unwrap().unix_timestamp(),
+            1_767_323_045
+        );
+        assert_eq!(
+            parse_time(Some("2026-01-02 03:04:05")).unwrap().unix_timestamp(),
+            1_767_323_045
+        );
         assert!(parse_time(Some("yesterday")).is_none());
     }
 }

@@ -9,12 +9,18 @@ impl<'s> Engine<'s> {
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
         // idle; in a backfill it started during the deals), and tasks look up each page's deals,
         // leads and organizations and draft its contacts (`drafts`), two pages at a time.
-        let (mapping, cat, pool, tenant) = (Arc::new(self.mapping.clone()), self.cat.clone(), self.pool.clone(), self.tenant);
+        let (mapping, cat, pool, tenant) =
+            (Arc::new(self.mapping.clone()), self.cat.clone(), self.pool.clone(), self.tenant);
         let read = match self.persons_ahead.take() {
             Some(pages) => pages,
-            None => prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, cursor), PERSON_PAGES_AHEAD),
+            None => prefetch(
+                self.pd.list_from::<Person>("/api/v2/persons", query, cursor),
+                PERSON_PAGES_AHEAD,
+            ),
         };
-        let read = futures_util::stream::unfold(read, |mut pages| async move { pages.recv().await.map(|page| (page, pages)) });
+        let read = futures_util::stream::unfold(read, |mut pages| async move {
+            pages.recv().await.map(|page| (page, pages))
+        });
         let pages = read
             .map(move |page| {
                 let (mapping, cat, pool) = (mapping.clone(), cat.clone(), pool.clone());
@@ -28,12 +34,18 @@ impl<'s> Engine<'s> {
                         let drafts = drafts(&page.items, &mut prepared, &known, &mapping);
                         (page, (prepared, drafts))
                     };
-                    tokio::task::spawn_blocking(cpu).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))
+                    tokio::task::spawn_blocking(cpu).await.map_err(|e| {
+                        Stop::Retry(format!("preparing a page of persons was interrupted: {e}"))
+                    })
                 };
                 // Each page in a task of its own, so that two are worked on at once (the stream
                 // keeps their order); dropped, the task stops.
                 let mut task = AbortOnDrop(tokio::spawn(work.in_current_span()));
-                async move { (&mut task.0).await.map_err(|e| Stop::Retry(format!("preparing a page of persons was interrupted: {e}")))? }
+                async move {
+                    (&mut task.0).await.map_err(|e| {
+                        Stop::Retry(format!("preparing a page of persons was interrupted: {e}"))
+                    })?
+                }
             })
             .buffered(PREPARING);
         let mut stream = prefetch(pages, 2);
@@ -47,7 +59,8 @@ impl<'s> Engine<'s> {
             self.spent.add("waiting for Pipedrive", t);
             let (page, prepared) = page?;
             self.page_read().await?;
-            let latest = page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
+            let latest =
+                page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
             let cp = self.advance("person", page.next_cursor.clone(), latest);
             self.sync_persons(page.items, Some(prepared), Some(cp)).await?;
             if self.mode == Mode::Backfill {
@@ -80,8 +93,13 @@ impl<'s> Engine<'s> {
     pub(super) async fn persons_by_id(&mut self, ids: &[i64]) -> Result<(), Stop> {
         for chunk in ids.chunks(100) {
             let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-            let query = ListQuery { limit: Some(100), extra: vec![("ids".into(), list)], ..Default::default() };
-            let mut pages = prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, None), 1);
+            let query = ListQuery {
+                limit: Some(100),
+                extra: vec![("ids".into(), list)],
+                ..Default::default()
+            };
+            let mut pages =
+                prefetch(self.pd.list_from::<Person>("/api/v2/persons", query, None), 1);
             let mut found = HashSet::new();
             while let Some(page) = pages.recv().await {
                 let page = page?;
@@ -89,7 +107,8 @@ impl<'s> Engine<'s> {
                 self.sync_persons(page.items, None, None).await?;
             }
             // Persons that are gone: nothing to retry.
-            let gone: Vec<String> = chunk.iter().filter(|id| !found.contains(id)).map(i64::to_string).collect();
+            let gone: Vec<String> =
+                chunk.iter().filter(|id| !found.contains(id)).map(i64::to_string).collect();
             store::resolve_errors(self.pool, self.tenant, "person", &gone).await?;
         }
         Ok(())
@@ -97,7 +116,12 @@ impl<'s> Engine<'s> {
 
     /// Decides what each person becomes in Brevo and writes what changed; saves `checkpoint` with
     /// the page's links (or its pending import).
-    pub(super) async fn sync_persons(&mut self, persons: Vec<Person>, ahead: Option<(Vec<Prepared>, Vec<Option<Draft>>)>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+    pub(super) async fn sync_persons(
+        &mut self,
+        persons: Vec<Person>,
+        ahead: Option<(Vec<Prepared>, Vec<Option<Draft>>)>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), Stop> {
         let t = Instant::now();
         let (prepared, drafts) = match ahead {
             Some(ahead) => ahead,
@@ -134,7 +158,10 @@ impl<'s> Engine<'s> {
         // A backfill that found no person linked when it started has nothing to look up by
         // person or by email: every person comes once, and `claimed` knows this run's emails.
         let (existing, owners) = match self.persons_linked {
-            true => tokio::try_join!(store::links(pool, tenant, "person", &id_texts), store::persons_by_email(pool, tenant, &emails))?,
+            true => tokio::try_join!(
+                store::links(pool, tenant, "person", &id_texts),
+                store::persons_by_email(pool, tenant, &emails)
+            )?,
             false => (HashMap::new(), HashMap::new()),
         };
         self.spent.add("database: lookups", t);
@@ -157,7 +184,10 @@ impl<'s> Engine<'s> {
                 }
             };
             let email = out.email.as_str().to_owned();
-            let owner = owners.get(&email).and_then(|o| o.parse::<i64>().ok()).or_else(|| self.claimed.get(&email).copied());
+            let owner = owners
+                .get(&email)
+                .and_then(|o| o.parse::<i64>().ok())
+                .or_else(|| self.claimed.get(&email).copied());
             if let Some(owner) = owner.filter(|o| *o != pid) {
                 self.count("person").skipped += 1;
                 errors.push(RecordError {
@@ -180,7 +210,11 @@ impl<'s> Engine<'s> {
                 });
             }
             if !issues.is_empty() {
-                errors.push(RecordError { id: pid.to_string(), reason: issues.join(" "), payload: json!({"name": p.name, "email": email}) });
+                errors.push(RecordError {
+                    id: pid.to_string(),
+                    reason: issues.join(" "),
+                    payload: json!({"name": p.name, "email": email}),
+                });
             }
             let Some(draft) = draft else { continue };
             let row = row(pid, email, draft, p.org_id.map(|o| o as i64), prev, !issues.is_empty());
@@ -193,9 +227,13 @@ impl<'s> Engine<'s> {
         let t = Instant::now();
         if self.mode == Mode::Backfill && checkpoint.is_some() && !errors.is_empty() {
             // Written beside the loop; the page's checkpoint waits for them.
-            let (pool, tenant, run, recorder) = (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
+            let (pool, tenant, run, recorder) =
+                (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
             let task = async move {
-                let _turn = recorder.acquire().await.map_err(|_| Stop::Retry("the run stopped recording".into()))?;
+                let _turn = recorder
+                    .acquire()
+                    .await
+                    .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
                 Ok(store::record_errors(&pool, tenant, run, "person", &errors).await?)
             };
             self.recording.push_back((self.writes_sent, tokio::spawn(task.in_current_span())));
@@ -213,8 +251,15 @@ impl<'s> Engine<'s> {
 /// The deals (their facts) and the leads (the persons with one) of some persons, from the links.
 pub(super) type Related = (HashMap<i64, Vec<DealFacts>>, HashSet<i64>);
 
-pub(super) async fn related(pool: &PgPool, tenant: TenantId, persons: &[i64]) -> Result<Related, sqlx::Error> {
-    let (deal_links, lead_links) = tokio::try_join!(store::links_of_persons(pool, tenant, "deal", persons), store::links_of_persons(pool, tenant, "lead", persons))?;
+pub(super) async fn related(
+    pool: &PgPool,
+    tenant: TenantId,
+    persons: &[i64],
+) -> Result<Related, sqlx::Error> {
+    let (deal_links, lead_links) = tokio::try_join!(
+        store::links_of_persons(pool, tenant, "deal", persons),
+        store::links_of_persons(pool, tenant, "lead", persons)
+    )?;
     let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
     for l in deal_links {
         let Some(p) = l.person_id else { continue };
@@ -224,7 +269,11 @@ pub(super) async fn related(pool: &PgPool, tenant: TenantId, persons: &[i64]) ->
             stage_id: l.facts["stage_id"].as_u64(),
         });
     }
-    let leads = lead_links.into_iter().filter(|l| !l.facts["archived"].as_bool().unwrap_or(false)).filter_map(|l| l.person_id).collect();
+    let leads = lead_links
+        .into_iter()
+        .filter(|l| !l.facts["archived"].as_bool().unwrap_or(false))
+        .filter_map(|l| l.person_id)
+        .collect();
     Ok((deals, leads))
 }
 
@@ -236,10 +285,18 @@ pub(super) struct Known {
     pub(super) orgs: HashMap<String, Link>,
 }
 
-pub(super) async fn known(pool: &PgPool, tenant: TenantId, persons: &[Person]) -> Result<Known, sqlx::Error> {
+pub(super) async fn known(
+    pool: &PgPool,
+    tenant: TenantId,
+    persons: &[Person],
+) -> Result<Known, sqlx::Error> {
     let ids: Vec<i64> = persons.iter().map(|p| p.id as i64).collect();
-    let org_ids: Vec<String> = persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
-    let (related, orgs) = tokio::try_join!(related(pool, tenant, &ids), store::links(pool, tenant, "organization", &org_ids))?;
+    let org_ids: Vec<String> =
+        persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
+    let (related, orgs) = tokio::try_join!(
+        related(pool, tenant, &ids),
+        store::links(pool, tenant, "organization", &org_ids)
+    )?;
     Ok(Known { related, orgs })
 }
 
@@ -247,9 +304,19 @@ pub(super) async fn known(pool: &PgPool, tenant: TenantId, persons: &[Person]) -
 pub(super) type Prepared = Option<Result<transform::ContactOut, Skip>>;
 
 /// Each person's own attributes (pure: the task that reads the pages computes them).
-pub(super) fn prepare(persons: &[Person], mapping: &MappingConfig, cat: &Catalogue) -> Vec<Prepared> {
+pub(super) fn prepare(
+    persons: &[Person],
+    mapping: &MappingConfig,
+    cat: &Catalogue,
+) -> Vec<Prepared> {
     let country = mapping.options.country();
-    persons.iter().map(|p| (!p.is_deleted).then(|| transform::own_attributes(p, mapping, &cat.catalog, &cat.options, country))).collect()
+    persons
+        .iter()
+        .map(|p| {
+            (!p.is_deleted)
+                .then(|| transform::own_attributes(p, mapping, &cat.catalog, &cat.options, country))
+        })
+        .collect()
 }
 
 /// What a person becomes in Brevo, computed beside the loop from its own attributes and what
@@ -262,12 +329,21 @@ pub(super) struct Draft {
 }
 
 /// What a person with these own attributes becomes, given what the links know (pure).
-pub(super) fn draft(mapping: &MappingConfig, pid: i64, email: &str, own: Map<String, Value>, org_id: Option<i64>, known: &Known) -> Draft {
+pub(super) fn draft(
+    mapping: &MappingConfig,
+    pid: i64,
+    email: &str,
+    own: Map<String, Value>,
+    org_id: Option<i64>,
+    known: &Known,
+) -> Draft {
     let (deals_of, leads) = &known.related;
     let deals = deals_of.get(&pid).map(Vec::as_slice).unwrap_or_default();
-    let org_name = org_id.and_then(|o| known.orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
+    let org_name =
+        org_id.and_then(|o| known.orgs.get(&o.to_string())).and_then(|l| l.facts["name"].as_str());
     let derived = transform::derived(mapping, org_name, &transform::counts(deals));
-    let lists: Vec<i64> = transform::lists(mapping, deals, leads.contains(&pid)).into_iter().collect();
+    let lists: Vec<i64> =
+        transform::lists(mapping, deals, leads.contains(&pid)).into_iter().collect();
     // What the derived attributes override is left out of the own ones, so that the two never
     // share a key and an import joins their texts as they are.
     let mut attributes = own;
@@ -281,19 +357,38 @@ pub(super) fn draft(mapping: &MappingConfig, pid: i64, email: &str, own: Map<Str
 }
 
 /// The draft of every person of a page with a valid email (their own attributes move into it).
-pub(super) fn drafts(persons: &[Person], prepared: &mut [Prepared], known: &Known, mapping: &MappingConfig) -> Vec<Option<Draft>> {
+pub(super) fn drafts(
+    persons: &[Person],
+    prepared: &mut [Prepared],
+    known: &Known,
+    mapping: &MappingConfig,
+) -> Vec<Option<Draft>> {
     persons
         .iter()
         .zip(prepared)
         .map(|(p, out)| match out {
-            Some(Ok(out)) => Some(draft(mapping, p.id as i64, out.email.as_str(), std::mem::take(&mut out.attributes), p.org_id.map(|o| o as i64), known)),
+            Some(Ok(out)) => Some(draft(
+                mapping,
+                p.id as i64,
+                out.email.as_str(),
+                std::mem::take(&mut out.attributes),
+                p.org_id.map(|o| o as i64),
+                known,
+            )),
             _ => None,
         })
         .collect()
 }
 
 /// A contact to write, or `None` when Brevo already has exactly this.
-pub(super) fn row(pid: i64, email: String, draft: Draft, org_id: Option<i64>, prev: Option<&Link>, has_issues: bool) -> Option<Row> {
+pub(super) fn row(
+    pid: i64,
+    email: String,
+    draft: Draft,
+    org_id: Option<i64>,
+    prev: Option<&Link>,
+    has_issues: bool,
+) -> Option<Row> {
     if prev.and_then(|p| p.content_hash.as_deref()) == Some(draft.hash.as_str()) {
         return None;
     }
@@ -301,7 +396,18 @@ pub(super) fn row(pid: i64, email: String, draft: Draft, org_id: Option<i64>, pr
     let same_contact = prev.is_some_and(|p| p.brevo_ref.as_deref() == Some(email.as_str()));
     let prev_lists = prev.filter(|_| same_contact).map(|p| lists_of(&p.facts)).unwrap_or_default();
     let Draft { own, derived, lists, hash } = draft;
-    Some(Row { person_id: pid, email, own, derived, lists, prev_lists, existed: same_contact, hash, org_id, has_issues })
+    Some(Row {
+        person_id: pid,
+        email,
+        own,
+        derived,
+        lists,
+        prev_lists,
+        existed: same_contact,
+        hash,
+        org_id,
+        has_issues,
+    })
 }
 
 /// Persons pages worked on at once beside the loop (their attributes, lookups and drafts).

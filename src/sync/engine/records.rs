@@ -7,7 +7,10 @@ impl<'s> Engine<'s> {
     pub(super) async fn organizations(&mut self) -> Result<(), Stop> {
         let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
         let linked = self.linked("organization").await?;
-        let mut pages = prefetch(self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor), PAGES_AHEAD);
+        let mut pages = prefetch(
+            self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor),
+            PAGES_AHEAD,
+        );
         while let Some(page) = pages.recv().await {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|o| o.id.to_string()).collect();
@@ -33,11 +36,16 @@ impl<'s> Engine<'s> {
                     Some(_) => {
                         self.count("organization").updated += 1;
                         // COMPANY changes on every contact of the organization.
-                        self.dirty.extend(store::persons_of_org(self.pool, self.tenant, org.id as i64).await?);
+                        self.dirty.extend(
+                            store::persons_of_org(self.pool, self.tenant, org.id as i64).await?,
+                        );
                     }
                     None => self.count("organization").created += 1,
                 }
-                let mut facts = prev.map(|p| p.facts.clone()).filter(Value::is_object).unwrap_or_else(|| json!({}));
+                let mut facts = prev
+                    .map(|p| p.facts.clone())
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}));
                 facts["name"] = json!(org.name);
                 links.push(Link {
                     entity: "organization".into(),
@@ -66,7 +74,9 @@ impl<'s> Engine<'s> {
         let linked = self.linked("deal").await?;
         let mut pages = match self.deals_ahead.take() {
             Some(pages) => pages,
-            None => prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD),
+            None => {
+                prefetch(self.pd.list_from::<Deal>("/api/v2/deals", query, cursor), PAGES_AHEAD)
+            }
         };
         while let Some(page) = pages.recv().await {
             let page = page?;
@@ -94,7 +104,11 @@ impl<'s> Engine<'s> {
                     self.count("deal").unchanged += 1;
                     continue;
                 }
-                if prev.is_some() { self.count("deal").updated += 1 } else { self.count("deal").created += 1 }
+                if prev.is_some() {
+                    self.count("deal").updated += 1
+                } else {
+                    self.count("deal").created += 1
+                }
                 self.dirty.extend(prev.and_then(|p| p.person_id));
                 self.dirty.extend(d.person_id.map(|p| p as i64));
                 if let Some(person) = d.person_id.filter(|_| self.events_for(updated)) {
@@ -106,16 +120,31 @@ impl<'s> Engine<'s> {
                         m.extend(extra.as_object().cloned().unwrap_or_default());
                         m
                     };
-                    let rule = if prev.is_none() { self.rule("added", "deal") } else { self.rule("updated", "deal") };
+                    let rule = if prev.is_none() {
+                        self.rule("added", "deal")
+                    } else {
+                        self.rule("updated", "deal")
+                    };
                     let mut new_events = Vec::new();
                     if let Some(name) = rule {
-                        new_events.push(PendingEvent { name, person_id: person as i64, properties: props(json!({})) });
+                        new_events.push(PendingEvent {
+                            name,
+                            person_id: person as i64,
+                            properties: props(json!({})),
+                        });
                     }
                     if let Some(p) = prev {
-                        let (old_status, old_stage) = (p.facts["status"].as_str().unwrap_or("open").to_owned(), p.facts["stage_id"].as_u64());
+                        let (old_status, old_stage) = (
+                            p.facts["status"].as_str().unwrap_or("open").to_owned(),
+                            p.facts["stage_id"].as_u64(),
+                        );
                         if old_status != d.status || old_stage != d.stage_id {
                             let extra = json!({"previousStage": self.stage_label(&old_status, old_stage), "newStage": stage});
-                            new_events.push(PendingEvent { name: STAGE_CHANGED.into(), person_id: person as i64, properties: props(extra) });
+                            new_events.push(PendingEvent {
+                                name: STAGE_CHANGED.into(),
+                                person_id: person as i64,
+                                properties: props(extra),
+                            });
                         }
                     }
                     self.events.extend(new_events);
@@ -141,8 +170,12 @@ impl<'s> Engine<'s> {
         let cp = self.checkpoint("lead");
         let mut start: u64 = match self.mode {
             Mode::Backfill if cp.backfill_done => return Ok(()),
-            Mode::Backfill => cp.backfill_cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
-            Mode::Incremental if cp.since.is_some_and(|s| s > self.started - LEADS_EVERY) => return Ok(()),
+            Mode::Backfill => {
+                cp.backfill_cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0)
+            }
+            Mode::Incremental if cp.since.is_some_and(|s| s > self.started - LEADS_EVERY) => {
+                return Ok(());
+            }
             Mode::Incremental => 0,
         };
         let full_scan = start == 0;
@@ -168,7 +201,11 @@ impl<'s> Engine<'s> {
                     self.count("lead").unchanged += 1;
                     continue;
                 }
-                if prev.is_some() { self.count("lead").updated += 1 } else { self.count("lead").created += 1 }
+                if prev.is_some() {
+                    self.count("lead").updated += 1
+                } else {
+                    self.count("lead").created += 1
+                }
                 self.dirty.extend(prev.and_then(|p| p.person_id));
                 self.dirty.extend(lead.person_id.map(|p| p as i64));
                 links.push(Link {

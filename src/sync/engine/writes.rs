@@ -6,13 +6,25 @@ use super::*;
 impl<'s> Engine<'s> {
     /// Writes contacts: a backfill page into its import groups, an incremental page held with the
     /// next ones (`write_later`), anything else at once.
-    pub(super) async fn write(&mut self, rows: Vec<Row>, checkpoint: Option<Checkpoint>) -> Result<(), Stop> {
+    pub(super) async fn write(
+        &mut self,
+        rows: Vec<Row>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), Stop> {
         // Contacts whose email changed: the old contact leaves our lists.
         // (A backfill that started with no person linked has every row new and no old contact.)
         let moved: Vec<i64> = rows.iter().filter(|r| !r.existed).map(|r| r.person_id).collect();
         if !moved.is_empty() && self.persons_linked {
-            let old = store::links(self.pool, self.tenant, "person", &moved.iter().map(i64::to_string).collect::<Vec<_>>()).await?;
-            for (l, r) in rows.iter().filter_map(|r| old.get(&r.person_id.to_string()).map(|l| (l, r))) {
+            let old = store::links(
+                self.pool,
+                self.tenant,
+                "person",
+                &moved.iter().map(i64::to_string).collect::<Vec<_>>(),
+            )
+            .await?;
+            for (l, r) in
+                rows.iter().filter_map(|r| old.get(&r.person_id.to_string()).map(|l| (l, r)))
+            {
                 if let Some(old_email) = l.brevo_ref.as_deref().filter(|e| *e != r.email) {
                     for list in lists_of(&l.facts) {
                         self.brevo.remove_from_list(list, &[old_email.to_owned()]).await?;
@@ -50,23 +62,43 @@ impl<'s> Engine<'s> {
 
     /// Puts a backfill page's rows in their groups, imports the groups that are full (or have
     /// waited long enough), and keeps the newest checkpoint no waiting row depends on.
-    pub(super) async fn stage(&mut self, rows: Vec<Row>, checkpoint: Checkpoint) -> Result<(), Stop> {
+    pub(super) async fn stage(
+        &mut self,
+        rows: Vec<Row>,
+        checkpoint: Checkpoint,
+    ) -> Result<(), Stop> {
         // `page_read` numbered this page (a stage follows each page of a backfill's persons).
         let page = self.backfill_pages;
         self.held.push_back((page, checkpoint));
         for row in rows {
-            let bucket = self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket { rows: Vec::new(), bytes: 0, since: page });
+            let bucket = self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket {
+                rows: Vec::new(),
+                bytes: 0,
+                since: page,
+            });
             bucket.bytes += row.email.len() + row.own.len() + row.derived.len() + 32;
             bucket.rows.push(row);
         }
         let Bulk { import_rows, hold_pages, held_rows, .. } = self.s.bulk;
-        let due: Vec<Vec<i64>> =
-            self.bulk.iter().filter(|(_, b)| b.rows.len() >= import_rows || b.bytes >= IMPORT_BYTES || page - b.since >= hold_pages).map(|(lists, _)| lists.clone()).collect();
+        let due: Vec<Vec<i64>> = self
+            .bulk
+            .iter()
+            .filter(|(_, b)| {
+                b.rows.len() >= import_rows
+                    || b.bytes >= IMPORT_BYTES
+                    || page - b.since >= hold_pages
+            })
+            .map(|(lists, _)| lists.clone())
+            .collect();
         for lists in due {
             self.flush(&lists).await?;
         }
         while self.bulk.values().map(|b| b.rows.len()).sum::<usize>() > held_rows {
-            let Some(largest) = self.bulk.iter().max_by_key(|(_, b)| b.rows.len()).map(|(lists, _)| lists.clone()) else { break };
+            let Some(largest) =
+                self.bulk.iter().max_by_key(|(_, b)| b.rows.len()).map(|(lists, _)| lists.clone())
+            else {
+                break;
+            };
             self.flush(&largest).await?;
         }
         self.release_checkpoint().await
@@ -84,24 +116,34 @@ impl<'s> Engine<'s> {
     pub(super) async fn flush_all(&mut self) -> Result<(), Stop> {
         let rows: usize = self.bulk.values().map(|b| b.rows.len()).sum();
         tracing::debug!(groups = self.bulk.len(), rows, "importing the groups still waiting");
-        let (single, bulk): (Vec<Vec<i64>>, Vec<Vec<i64>>) = self.bulk.keys().cloned().partition(|lists| self.bulk[lists].rows.len() < BULK_MIN || lists.is_empty());
+        let (single, bulk): (Vec<Vec<i64>>, Vec<Vec<i64>>) = self
+            .bulk
+            .keys()
+            .cloned()
+            .partition(|lists| self.bulk[lists].rows.len() < BULK_MIN || lists.is_empty());
         for lists in single {
             self.flush(&lists).await?;
         }
         let plan = by_list(&bulk);
         let bytes: usize = self.bulk.values().map(|b| b.bytes).sum();
         if plan.len() < bulk.len() && bytes <= IMPORT_BYTES {
-            let rows: Vec<Row> = std::mem::take(&mut self.bulk).into_values().flat_map(|b| b.rows).collect();
+            let rows: Vec<Row> =
+                std::mem::take(&mut self.bulk).into_values().flat_map(|b| b.rows).collect();
             let brevo = self.brevo.clone();
-            let all: Vec<i64> = bulk.iter().flatten().copied().collect::<BTreeSet<i64>>().into_iter().collect();
+            let all: Vec<i64> =
+                bulk.iter().flatten().copied().collect::<BTreeSet<i64>>().into_iter().collect();
             self.spawn_write(async move {
                 let imports = plan.iter().map(|(target, extra)| {
-                    let members: Vec<&Row> = rows.iter().filter(|r| takes(target, *extra, &r.lists)).collect();
+                    let members: Vec<&Row> =
+                        rows.iter().filter(|r| takes(target, *extra, &r.lists)).collect();
                     let brevo = &brevo;
                     async move { send_import(brevo, target, members).await }
                 });
                 let ids = futures_util::future::try_join_all(imports).await?;
-                let (first, companions) = ids.split_first().map(|(f, c)| (*f, c.to_vec())).ok_or_else(|| Stop::Retry("no list to import the last groups into".into()))?;
+                let (first, companions) = ids
+                    .split_first()
+                    .map(|(f, c)| (*f, c.to_vec()))
+                    .ok_or_else(|| Stop::Retry("no list to import the last groups into".into()))?;
                 Ok(Sent::Import(first, companions, all, rows))
             })
             .await?;
@@ -117,7 +159,12 @@ impl<'s> Engine<'s> {
     /// (an import needs a target), one by one. Either way by a task, beside the persons loop.
     pub(super) async fn flush(&mut self, lists: &[i64]) -> Result<(), Stop> {
         let Some(bucket) = self.bulk.remove(lists) else { return Ok(()) };
-        tracing::debug!(?lists, rows = bucket.rows.len(), page = self.backfill_pages, "importing a group");
+        tracing::debug!(
+            ?lists,
+            rows = bucket.rows.len(),
+            page = self.backfill_pages,
+            "importing a group"
+        );
         if bucket.rows.len() < BULK_MIN || lists.is_empty() {
             return self.spawn_one_by_one(bucket.rows).await;
         }
@@ -141,7 +188,10 @@ impl<'s> Engine<'s> {
     }
 
     /// Starts a write task, once fewer than `MAX_INFLIGHT` are on their way.
-    pub(super) async fn spawn_write(&mut self, write: impl Future<Output = Result<Sent, Stop>> + Send + 'static) -> Result<(), Stop> {
+    pub(super) async fn spawn_write(
+        &mut self,
+        write: impl Future<Output = Result<Sent, Stop>> + Send + 'static,
+    ) -> Result<(), Stop> {
         self.company_contacts_ready().await;
         while self.inflight.len() >= MAX_INFLIGHT {
             let t = Instant::now();
@@ -156,13 +206,23 @@ impl<'s> Engine<'s> {
     /// Waits for the oldest write on its way, and takes in what it did.
     pub(super) async fn settle_one(&mut self) -> Result<(), Stop> {
         let Some(task) = self.inflight.pop_front() else { return Ok(()) };
-        let sent = task.await.map_err(|e| Stop::Retry(format!("a write to Brevo was interrupted: {e}")))??;
+        let sent = task
+            .await
+            .map_err(|e| Stop::Retry(format!("a write to Brevo was interrupted: {e}")))??;
         let write = self.writes_settled;
         self.writes_settled += 1;
         match sent {
             Sent::Import(process_id, companions, lists, rows) => {
                 let ahead = self.links_ahead.then(|| self.record_links_ahead(process_id, &rows));
-                self.pending.push(PendingImport { process_id, companions, lists, rows, write, saved: None, ahead });
+                self.pending.push(PendingImport {
+                    process_id,
+                    companions,
+                    lists,
+                    rows,
+                    write,
+                    saved: None,
+                    ahead,
+                });
             }
             Sent::OneByOne(written, stopped) => {
                 let t = Instant::now();
@@ -193,9 +253,19 @@ impl<'s> Engine<'s> {
         self.settle_recording(false).await?;
         // The first checkpoint an unrecorded import (or record error) holds back: those released
         // after the write it came from.
-        let held_from = self.pending.iter().map(|p| p.write + 1).chain(self.recording.iter().map(|(from, _)| *from)).min().unwrap_or(u64::MAX);
+        let held_from = self
+            .pending
+            .iter()
+            .map(|p| p.write + 1)
+            .chain(self.recording.iter().map(|(from, _)| *from))
+            .min()
+            .unwrap_or(u64::MAX);
         let mut ready = None;
-        while self.unsaved_checkpoints.front().is_some_and(|(sent, _)| *sent <= self.writes_settled && *sent < held_from) {
+        while self
+            .unsaved_checkpoints
+            .front()
+            .is_some_and(|(sent, _)| *sent <= self.writes_settled && *sent < held_from)
+        {
             ready = self.unsaved_checkpoints.pop_front().map(|(_, cp)| cp);
         }
         if let Some(cp) = ready {
@@ -211,7 +281,9 @@ impl<'s> Engine<'s> {
         let t = Instant::now();
         while self.recording.front().is_some_and(|(_, task)| wait || task.is_finished()) {
             if let Some((_, task)) = self.recording.pop_front() {
-                task.await.map_err(|e| Stop::Retry(format!("recording an import was interrupted: {e}")))??;
+                task.await.map_err(|e| {
+                    Stop::Retry(format!("recording an import was interrupted: {e}"))
+                })??;
             }
         }
         self.spent.add("waiting for imports to be recorded", t);
@@ -239,8 +311,11 @@ impl<'s> Engine<'s> {
     /// of 1,000 changed persons costs a few imports, not 1,000 calls at Brevo's 10 a second.
     pub(super) async fn write_now(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
         let groups = by_their_lists(rows);
-        let importable = |lists: &Vec<i64>, rows: &Vec<Row>| rows.len() >= BULK_MIN && !lists.is_empty();
-        let bulk = groups.iter().filter(|(l, r)| importable(l, r)).map(|(_, r)| r.len()).sum::<usize>() >= self.s.bulk.write_now_rows;
+        let importable =
+            |lists: &Vec<i64>, rows: &Vec<Row>| rows.len() >= BULK_MIN && !lists.is_empty();
+        let bulk =
+            groups.iter().filter(|(l, r)| importable(l, r)).map(|(_, r)| r.len()).sum::<usize>()
+                >= self.s.bulk.write_now_rows;
         let mut single = Vec::new();
         let mut imported = false;
         for (lists, mut rows) in groups {
@@ -251,7 +326,15 @@ impl<'s> Engine<'s> {
             while !rows.is_empty() {
                 let rest = rows.split_off(rows.len().min(self.s.bulk.import_rows.max(1)));
                 let process_id = send_import(&self.brevo, &lists, &rows).await?;
-                self.pending.push(PendingImport { process_id, companions: Vec::new(), lists: lists.clone(), rows, write: self.writes_settled, saved: None, ahead: None });
+                self.pending.push(PendingImport {
+                    process_id,
+                    companions: Vec::new(),
+                    lists: lists.clone(),
+                    rows,
+                    write: self.writes_settled,
+                    saved: None,
+                    ahead: None,
+                });
                 imported = true;
                 rows = rest;
             }
@@ -301,7 +384,11 @@ impl<'s> Engine<'s> {
                 Err(e) => {
                     self.count("person").failed += 1;
                     let payload = json!({"email": row.email, "attributes": row.attributes(), "lists": row.lists});
-                    errors.push(RecordError { id: row.person_id.to_string(), reason: format!("Brevo refused the contact: {e}"), payload });
+                    errors.push(RecordError {
+                        id: row.person_id.to_string(),
+                        reason: format!("Brevo refused the contact: {e}"),
+                        payload,
+                    });
                     continue;
                 }
             };
@@ -319,20 +406,39 @@ impl<'s> Engine<'s> {
     /// Counts a contact Brevo took, and queues the event the mapping asks for when a person is
     /// added or updated (not in a backfill, which fires no automations for the past).
     pub(super) fn took(&mut self, row: &Row, created: bool, events: bool) {
-        if created { self.count("person").created += 1 } else { self.count("person").updated += 1 }
+        if created {
+            self.count("person").created += 1
+        } else {
+            self.count("person").updated += 1
+        }
         if self.mode == Mode::Incremental && events {
-            let rule = if row.existed { self.rule("updated", "person") } else { self.rule("added", "person") };
+            let rule = if row.existed {
+                self.rule("updated", "person")
+            } else {
+                self.rule("added", "person")
+            };
             if let Some(name) = rule {
-                self.events.push(PendingEvent { name, person_id: row.person_id, properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]) });
+                self.events.push(PendingEvent {
+                    name,
+                    person_id: row.person_id,
+                    properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]),
+                });
             }
         }
     }
 }
 
 /// Sends rows as one import targeting `lists`; returns Brevo's process.
-pub(super) async fn send_import<'r>(brevo: &BrevoApi, lists: &[i64], rows: impl IntoIterator<Item = &'r Row>) -> Result<i64, Stop> {
+pub(super) async fn send_import<'r>(
+    brevo: &BrevoApi,
+    lists: &[i64],
+    rows: impl IntoIterator<Item = &'r Row>,
+) -> Result<i64, Stop> {
     // A row's own and derived attributes never share a key (`draft`).
-    let contacts: Vec<ImportContact> = rows.into_iter().map(|r| ImportContact { email: &r.email, attributes: [&r.own, &r.derived] }).collect();
+    let contacts: Vec<ImportContact> = rows
+        .into_iter()
+        .map(|r| ImportContact { email: &r.email, attributes: [&r.own, &r.derived] })
+        .collect();
     Ok(brevo.import_json(&contacts, lists).await?)
 }
 
@@ -346,26 +452,49 @@ pub(super) struct Written {
 
 /// Writes contacts one at a time, until Brevo or the network fails in a way worth another
 /// attempt (returned with what was written before it; the rows after it are not sent).
-pub(super) async fn send_one_by_one(brevo: &BrevoApi, managed: &BTreeSet<i64>, sms: Option<&str>, rows: Vec<Row>) -> (Vec<Written>, Option<BrevoError>) {
+pub(super) async fn send_one_by_one(
+    brevo: &BrevoApi,
+    managed: &BTreeSet<i64>,
+    sms: Option<&str>,
+    rows: Vec<Row>,
+) -> (Vec<Written>, Option<BrevoError>) {
     let mut written = Vec::new();
     for mut row in rows {
-        let add: Vec<i64> = row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
-        let unlink: Vec<i64> = row.prev_lists.iter().filter(|l| !row.lists.contains(l) && managed.contains(l)).copied().collect();
+        let add: Vec<i64> =
+            row.lists.iter().filter(|l| !row.prev_lists.contains(l)).copied().collect();
+        let unlink: Vec<i64> = row
+            .prev_lists
+            .iter()
+            .filter(|l| !row.lists.contains(l) && managed.contains(l))
+            .copied()
+            .collect();
         let mut attributes = row.attributes();
         let mut result = put_contact(brevo, &row, &attributes, &add, &unlink).await;
         let mut phone_refused = None;
-        if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) = (&result, sms)
+        if let (Err(e @ (BrevoError::InvalidPhone | BrevoError::SmsTaken)), Some(sms)) =
+            (&result, sms)
             && let Some(number) = attributes.remove(sms)
         {
             let reason = match e {
-                BrevoError::SmsTaken => format!("The phone {number} already belongs to another Brevo contact: the contact was synced without SMS."),
-                _ => format!("Brevo refused the phone {number}: the contact was synced without SMS."),
+                BrevoError::SmsTaken => format!(
+                    "The phone {number} already belongs to another Brevo contact: the contact was synced without SMS."
+                ),
+                _ => {
+                    format!("Brevo refused the phone {number}: the contact was synced without SMS.")
+                }
             };
-            phone_refused = Some(RecordError { id: row.person_id.to_string(), reason, payload: json!({"email": row.email, "phone": number}) });
+            phone_refused = Some(RecordError {
+                id: row.person_id.to_string(),
+                reason,
+                payload: json!({"email": row.email, "phone": number}),
+            });
             row.has_issues = true;
             result = put_contact(brevo, &row, &attributes, &add, &unlink).await;
         }
-        if let Err(e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_))) = result {
+        if let Err(
+            e @ (BrevoError::Transient(_) | BrevoError::RateLimited { .. } | BrevoError::BadKey(_)),
+        ) = result
+        {
             return (written, Some(e));
         }
         written.push(Written { row, result, phone_refused });
@@ -374,7 +503,13 @@ pub(super) async fn send_one_by_one(brevo: &BrevoApi, managed: &BTreeSet<i64>, s
 }
 
 /// An existing contact is updated (so it can leave lists), a new one created.
-pub(super) async fn put_contact(brevo: &BrevoApi, row: &Row, attributes: &Map<String, Value>, add: &[i64], unlink: &[i64]) -> Result<Upserted, BrevoError> {
+pub(super) async fn put_contact(
+    brevo: &BrevoApi,
+    row: &Row,
+    attributes: &Map<String, Value>,
+    add: &[i64],
+    unlink: &[i64],
+) -> Result<Upserted, BrevoError> {
     if row.existed {
         match brevo.update_contact(&row.email, attributes, add, unlink).await {
             Ok(()) => return Ok(Upserted::Updated),
@@ -424,14 +559,22 @@ pub(super) fn person_links(rows: &[Row]) -> store::LinkColumns {
 }
 
 /// The note of an import's links recorded ahead (`Engine::record_links_ahead`), once written.
-pub(super) async fn links_ahead_note(mut task: AbortOnDrop<Result<i64, Stop>>) -> Result<i64, Stop> {
-    (&mut task.0).await.map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))?
+pub(super) async fn links_ahead_note(
+    mut task: AbortOnDrop<Result<i64, Stop>>,
+) -> Result<i64, Stop> {
+    (&mut task.0)
+        .await
+        .map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))?
 }
 
 /// Writes links in a transaction of their own, committed without waiting for the disk: should
 /// the database stop before the commit reaches it, the checkpoint saved after it is lost too,
 /// and the rows are read and written again.
-pub(super) async fn record_links(pool: &PgPool, tenant: TenantId, links: &store::LinkColumns) -> Result<(), sqlx::Error> {
+pub(super) async fn record_links(
+    pool: &PgPool,
+    tenant: TenantId,
+    links: &store::LinkColumns,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     store::relaxed_commit(&mut tx).await?;
     store::upsert_link_columns(&mut *tx, tenant, links).await?;
@@ -452,10 +595,21 @@ pub(super) fn by_their_lists(rows: Vec<Row>) -> BTreeMap<Vec<i64>, Vec<Row>> {
 /// lists alone, for the rows that have no other). [`takes`] tells which rows go in each.
 pub(super) fn by_list(groups: &[Vec<i64>]) -> Vec<(Vec<i64>, Option<i64>)> {
     let Some(first) = groups.first() else { return Vec::new() };
-    let common: BTreeSet<i64> = groups.iter().fold(first.iter().copied().collect(), |acc, g| acc.intersection(&g.iter().copied().collect()).copied().collect());
-    let extra: BTreeSet<i64> = groups.iter().flatten().copied().filter(|l| !common.contains(l)).collect();
-    let only_common = groups.iter().any(|g| g.len() == common.len()).then(|| (common.iter().copied().collect(), None));
-    let per_list = extra.into_iter().map(|list| (common.iter().copied().chain([list]).collect::<BTreeSet<i64>>().into_iter().collect(), Some(list)));
+    let common: BTreeSet<i64> = groups.iter().fold(first.iter().copied().collect(), |acc, g| {
+        acc.intersection(&g.iter().copied().collect()).copied().collect()
+    });
+    let extra: BTreeSet<i64> =
+        groups.iter().flatten().copied().filter(|l| !common.contains(l)).collect();
+    let only_common = groups
+        .iter()
+        .any(|g| g.len() == common.len())
+        .then(|| (common.iter().copied().collect(), None));
+    let per_list = extra.into_iter().map(|list| {
+        (
+            common.iter().copied().chain([list]).collect::<BTreeSet<i64>>().into_iter().collect(),
+            Some(list),
+        )
+    });
     only_common.into_iter().chain(per_list).collect()
 }
 
