@@ -1,5 +1,5 @@
-//! Keeping the tables bounded: finished jobs, schedule periods, finished sync runs and resolved
-//! record errors older than the retention are deleted by a job queued once an hour.
+//! Keeping the tables bounded: finished jobs, schedule periods, finished sync runs, resolved
+//! record errors and sent events older than the retention are deleted by a job queued hourly.
 
 use std::time::Duration;
 
@@ -23,13 +23,15 @@ pub struct Pruned {
     pub schedule_ticks: u64,
     pub sync_runs: u64,
     pub record_errors: u64,
+    pub events: u64,
 }
 
 /// Deletes what is older than `retention` and finished.
 pub async fn prune(pool: &PgPool, retention: Duration) -> Result<Pruned, sqlx::Error> {
     let (jobs, schedule_ticks) = queue::prune(pool, retention).await?;
     let (sync_runs, record_errors) = crate::sync::history::prune(pool, retention).await?;
-    Ok(Pruned { jobs, schedule_ticks, sync_runs, record_errors })
+    let events = crate::sync::outbox::prune(pool, retention).await?;
+    Ok(Pruned { jobs, schedule_ticks, sync_runs, record_errors, events })
 }
 
 pub struct PruneHandler {

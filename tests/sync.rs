@@ -1077,3 +1077,119 @@ async fn a_spent_daily_budget_makes_the_sync_wait_not_fail_and_continue_later(po
         sqlx::query_as("select status from sync_runs").fetch_all(&pool).await.unwrap();
     assert_eq!(runs, vec![("succeeded".to_owned(),)]);
 }
+
+/// The outbox: a run stopped after its deals and activities were recorded and before its events
+/// step (its worker gone) loses no event; the run that takes the job over sends each once.
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_run_stopped_before_its_events_step_loses_no_event(pool: PgPool) {
+    let s = setup(&pool, 60, "").await;
+    let t = s.member.tenant_id;
+    s.sync(&pool).await;
+    let persons = s.pd_all("/api/v2/persons").await;
+    let linked: Vec<u64> =
+        sqlx::query_scalar::<_, String>("select pipedrive_id from record_links where tenant_id = $1 and entity = 'person' and brevo_ref is not null")
+            .bind(t)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|id| id.parse().unwrap())
+            .collect();
+    let deals = s.pd_all("/api/v2/deals").await;
+    let moved = deals
+        .iter()
+        .find(|d| {
+            d["status"] == "open"
+                && d["stage_id"].as_u64() == Some(1)
+                && d["person_id"].as_u64().is_some_and(|p| linked.contains(&p))
+        })
+        .expect("an open deal of a synced person in the first stage")
+        .clone();
+    s.pd_admin(
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/deals/{}", moved["id"]),
+        json!({"stage_id": 3}),
+    )
+    .await;
+    let active = persons
+        .iter()
+        .find(|p| p["id"].as_u64().is_some_and(|id| linked.contains(&id)))
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let activity = s
+        .pd_admin(
+            reqwest::Method::POST,
+            "/_sandbox/activities",
+            json!({"subject": "Demo call", "type": "call", "person_id": active}),
+        )
+        .await;
+    let faults = |body: Value| {
+        let (http, url) = (s.http.clone(), format!("{}/_sandbox/faults", s.sb.brevo_url));
+        async move { assert!(http.post(url).json(&body).send().await.unwrap().status().is_success()) }
+    };
+    // Brevo answers slowly: the run is caught between its recorded pages and its events step.
+    faults(json!({"latency_ms": 400})).await;
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let worker = new_worker(&pool, &s.services);
+    let running = tokio::spawn(async move { worker.run_next_job().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&pool, "select count(*) from sync_outbox where tenant_id = $1 and status = 'pending' and event_name = 'activity_logged'", t).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the activity's page was never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    let sent = |state: Value, name: &'static str, key: &'static str, id: Value| {
+        state["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_name"] == name && e["event_properties"][key] == id)
+            .count()
+    };
+    assert_eq!(
+        sent(s.brevo_state().await, "deal_stage_changed", "dealId", moved["id"].clone()),
+        0,
+        "not sent before the stop"
+    );
+    let waiting = count(
+        &pool,
+        "select count(*) from sync_outbox where tenant_id = $1 and status = 'pending'",
+        t,
+    )
+    .await;
+    assert!(waiting >= 2, "the stage change and the activity wait in the outbox ({waiting})");
+
+    // The worker is gone: its lease runs out and another takes the job over.
+    faults(json!({})).await;
+    sqlx::query(
+        "update jobs set lease_expires_at = now() - interval '1 second' where state = 'running'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_, outcome) =
+        new_worker(&pool, &s.services).run_next_job().await.unwrap().expect("the job again");
+    assert_eq!(outcome, Outcome::Succeeded);
+    let state = s.brevo_state().await;
+    assert_eq!(
+        sent(state.clone(), "deal_stage_changed", "dealId", moved["id"].clone()),
+        1,
+        "the stage change, once"
+    );
+    assert_eq!(
+        sent(state, "activity_logged", "activityId", activity["data"]["id"].clone()),
+        1,
+        "the activity, once"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "select count(*) from sync_outbox where tenant_id = $1 and status = 'pending'",
+            t
+        )
+        .await,
+        0
+    );
+}

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod history;
+pub mod outbox;
 pub mod schedule;
 pub mod store;
 
@@ -87,6 +88,7 @@ impl Handler for SyncHandler {
 }
 
 /// Retries failed records: one (`error_id`), or every open one of the tenant; `false` if none.
+/// A person is written again; an event Brevo refused goes back to the outbox.
 pub async fn retry(
     pool: &PgPool,
     member: &Member,
@@ -95,18 +97,24 @@ pub async fn retry(
     member.require_manage()?;
     let t = member.tenant_id;
     let mut tx = pool.begin().await?;
-    let persons: Vec<String> = sqlx::query_scalar(
-        "update record_errors set status = 'retrying'
-         where tenant_id = $1 and status = 'open' and entity = 'person' and ($2::bigint is null or id = $2)
-         returning pipedrive_id",
+    let retried: Vec<(String, String)> = sqlx::query_as(
+        "update record_errors set status = case when entity = 'event' then 'resolved' else 'retrying' end,
+                resolved_at = case when entity = 'event' then now() else resolved_at end
+         where tenant_id = $1 and status = 'open' and entity in ('person', 'event') and ($2::bigint is null or id = $2)
+         returning entity, pipedrive_id",
     )
     .bind(t)
     .bind(error_id)
     .fetch_all(&mut *tx)
     .await?;
-    if persons.is_empty() {
+    if retried.is_empty() {
         return Ok(false);
     }
+    let (events, persons): (Vec<_>, Vec<_>) =
+        retried.into_iter().partition(|(entity, _)| entity == "event");
+    let persons: Vec<String> = persons.into_iter().map(|(_, id)| id).collect();
+    let events: Vec<String> = events.into_iter().map(|(_, id)| id).collect();
+    outbox::requeue(&mut *tx, t, &events).await?;
     // Forget what was written, so the records are written again.
     sqlx::query(
         "update record_links l set content_hash = null from unnest($2::text[]) as i(id)

@@ -279,7 +279,7 @@ pub fn RunPage() -> impl IntoView {
                                                         </td>
                                                         <td>{e.status.clone()}</td>
                                                         <td>
-                                                            {(d.can_manage && e.status == "open" && e.entity == "person").then(|| view! {
+                                                            {(d.can_manage && e.status == "open" && (e.entity == "person" || e.entity == "event")).then(|| view! {
                                                                 <ActionForm action=retry attr:class="inline-form">
                                                                     <input type="hidden" name="tenant_id" value=tenant_id.clone()/>
                                                                     <input type="hidden" name="error_id" value=e.id/>

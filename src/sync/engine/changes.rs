@@ -121,13 +121,11 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        store::delete_link(self.pool, self.tenant, "person", &id.to_string()).await?;
-        store::resolve_errors(self.pool, self.tenant, "person", &[id.to_string()]).await?;
-        self.count("person").deleted += 1;
         if let Some(survivor) = survivor {
             self.dirty.insert(survivor);
             if let Some(name) = self.rule("merged", "person") {
-                self.events.push(PendingEvent {
+                self.events.push(Event {
+                    key: format!("merged:{id}:{survivor}"),
                     name,
                     person_id: survivor,
                     properties: Map::from_iter([
@@ -137,6 +135,11 @@ impl<'s> Engine<'s> {
                 });
             }
         }
+        // The merge's event is durable before the link that tells of the deletion goes.
+        self.flush_events().await?;
+        store::delete_link(self.pool, self.tenant, "person", &id.to_string()).await?;
+        store::resolve_errors(self.pool, self.tenant, "person", &[id.to_string()]).await?;
+        self.count("person").deleted += 1;
         Ok(())
     }
 
@@ -204,7 +207,8 @@ impl<'s> Engine<'s> {
                 if let (Some(name), Some(person)) = (rule.filter(|_| !a.is_deleted), a.person_id) {
                     let mut properties = facts.as_object().cloned().unwrap_or_default();
                     properties.insert("activityId".into(), json!(a.id));
-                    self.events.push(PendingEvent { name, person_id: person as i64, properties });
+                    let key = format!("activity:{}:{content}:{name}", a.id);
+                    self.events.push(Event { key, name, person_id: person as i64, properties });
                 }
                 links.push(Link {
                     entity: "activity".into(),
@@ -215,8 +219,7 @@ impl<'s> Engine<'s> {
                     ..Default::default()
                 });
             }
-            // Events go out before the checkpoint moves past them.
-            self.send_events().await?;
+            // The page's events go to the outbox with its links and checkpoint.
             let cp = match self.mode {
                 Mode::Backfill => self.checkpoint("activity"),
                 Mode::Incremental => self.advance("activity", None, latest),
@@ -226,79 +229,20 @@ impl<'s> Engine<'s> {
         Ok(())
     }
 
-    /// Sends the collected events to the persons' contacts (persons without one are skipped).
+    /// Sends what the outbox holds for the tenant (this run's events and any an earlier run
+    /// left), oldest first.
     pub(super) async fn send_events(&mut self) -> Result<(), Stop> {
-        if self.events.is_empty() {
-            return Ok(());
-        }
-        let events = std::mem::take(&mut self.events);
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| e.person_id.to_string())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let persons = store::links(self.pool, self.tenant, "person", &ids).await?;
-        let mut batch = Vec::new();
-        for e in events {
-            match persons.get(&e.person_id.to_string()).and_then(|l| l.brevo_ref.clone()) {
-                Some(email) => batch.push((e.name, email, e.properties)),
-                None => self.count("event").skipped += 1,
-            }
-        }
-        for chunk in batch.chunks(100) {
-            match self.brevo.track_events(chunk).await {
-                Ok(refused) => {
-                    self.count("event").created += (chunk.len() - refused.len()) as u64;
-                    self.count("event").failed += refused.len() as u64;
-                    for (i, message) in refused {
-                        let Some((name, email, props)) = chunk.get(i) else { continue };
-                        let id = format!(
-                            "{name}:{email}:{}",
-                            props
-                                .get("dealId")
-                                .or(props.get("activityId"))
-                                .map(Value::to_string)
-                                .unwrap_or_default()
-                        );
-                        store::record_error(
-                            self.pool,
-                            self.tenant,
-                            self.run,
-                            "event",
-                            &id,
-                            &format!("Brevo refused the event {name}: {message}"),
-                            &json!({"event": name, "email": email, "properties": props}),
-                        )
-                        .await?;
-                    }
-                }
-                Err(
-                    e @ (BrevoError::Transient(_)
-                    | BrevoError::RateLimited { .. }
-                    | BrevoError::BadKey(_)),
-                ) => return Err(e.into()),
-                Err(e) => {
-                    self.count("event").failed += chunk.len() as u64;
-                    tracing::warn!(error = %e, "Brevo refused a batch of events");
-                    store::record_error(
-                        self.pool,
-                        self.tenant,
-                        self.run,
-                        "event",
-                        &format!("run-{}", self.run),
-                        &format!("Brevo refused events: {e}"),
-                        &json!(
-                            chunk
-                                .iter()
-                                .map(|(n, m, p)| json!({"event": n, "email": m, "properties": p}))
-                                .collect::<Vec<_>>()
-                        ),
-                    )
-                    .await?;
-                }
-            }
-        }
+        self.flush_events().await?;
+        let drained = outbox::drain(self.pool, &self.brevo, self.tenant, self.run).await;
+        let done = match drained {
+            Ok(done) => done,
+            Err(outbox::DrainError::Brevo(e)) => return Err(e.into()),
+            Err(outbox::DrainError::Database(e)) => return Err(e.into()),
+        };
+        let count = self.count("event");
+        count.created += done.sent;
+        count.skipped += done.skipped;
+        count.failed += done.refused;
         Ok(())
     }
 }

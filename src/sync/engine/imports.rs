@@ -265,6 +265,8 @@ impl<'s> Engine<'s> {
             // Imports an older version saved came from a backfill: no events for them.
             self.took(r, !r.existed, import.saved.is_none());
         }
+        // The events of these writes are durable before the links that consume them.
+        self.flush_events().await?;
         let (pool, tenant, recorder) = (self.pool.clone(), self.tenant, self.recorder.clone());
         let held_from = import.write + 1;
         let resolved: Vec<String> =

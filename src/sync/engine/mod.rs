@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::outbox::{self, Event};
 use super::store::{self, Checkpoint, Link, RecordError};
 use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
@@ -360,12 +361,6 @@ struct Bucket {
     since: u64,
 }
 
-struct PendingEvent {
-    name: String,
-    person_id: i64,
-    properties: Map<String, Value>,
-}
-
 pub struct Engine<'s> {
     s: &'s Services,
     pool: &'s PgPool,
@@ -392,7 +387,9 @@ pub struct Engine<'s> {
     /// Contact emails given to a person in this run, or in imports not yet confirmed (their
     /// links are written later): one Pipedrive person per Brevo contact.
     claimed: HashMap<String, i64>,
-    events: Vec<PendingEvent>,
+    /// Events decided and not yet in the outbox: they go there in the transaction that records
+    /// the change they come from (`save_page`), or just before it (`flush_events`).
+    events: Vec<Event>,
     retry_persons: Vec<i64>,
     /// A manual sync checks for deletions whatever the time since the last check.
     force_deletions: bool,
@@ -929,7 +926,15 @@ impl<'s> Engine<'s> {
         cp.clone()
     }
 
-    /// Records a page's links and its checkpoint together, by a task beside the loop (one at a
+    /// Writes the events decided so far to the outbox, before the writes that consume their
+    /// changes (links recorded apart from a page's transaction).
+    async fn flush_events(&mut self) -> Result<(), Stop> {
+        let events = std::mem::take(&mut self.events);
+        outbox::insert(self.pool, self.tenant, self.run, &events).await?;
+        Ok(())
+    }
+
+    /// Records a page's links, events and checkpoint together, by a task beside the loop (one at a
     /// time, in order), so that the next page is worked on while the database writes this one.
     async fn save_page(
         &mut self,
@@ -939,11 +944,14 @@ impl<'s> Engine<'s> {
     ) -> Result<(), Stop> {
         self.page_read().await?;
         self.saved().await?;
-        let (pool, tenant) = (self.pool.clone(), self.tenant);
+        let (pool, tenant, run) = (self.pool.clone(), self.tenant, self.run);
+        // The page's events are consumed with its links and checkpoint: in one transaction.
+        let events = std::mem::take(&mut self.events);
         self.saving = Some(AbortOnDrop(tokio::spawn(
             async move {
                 let mut tx = pool.begin().await?;
                 store::relaxed_commit(&mut tx).await?;
+                outbox::insert(&mut *tx, tenant, run, &events).await?;
                 store::upsert_links(&mut *tx, tenant, &links).await?;
                 store::save_checkpoint(&mut *tx, tenant, entity, &cp).await?;
                 tx.commit().await?;

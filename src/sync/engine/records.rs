@@ -126,8 +126,10 @@ impl<'s> Engine<'s> {
                         self.rule("updated", "deal")
                     };
                     let mut new_events = Vec::new();
+                    let key = |name: &str| format!("deal:{}:{content}:{name}", d.id);
                     if let Some(name) = rule {
-                        new_events.push(PendingEvent {
+                        new_events.push(Event {
+                            key: key(&name),
                             name,
                             person_id: person as i64,
                             properties: props(json!({})),
@@ -140,7 +142,8 @@ impl<'s> Engine<'s> {
                         );
                         if old_status != d.status || old_stage != d.stage_id {
                             let extra = json!({"previousStage": self.stage_label(&old_status, old_stage), "newStage": stage});
-                            new_events.push(PendingEvent {
+                            new_events.push(Event {
+                                key: key(STAGE_CHANGED),
                                 name: STAGE_CHANGED.into(),
                                 person_id: person as i64,
                                 properties: props(extra),

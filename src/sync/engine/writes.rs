@@ -398,6 +398,8 @@ impl<'s> Engine<'s> {
             links.push(person_link(&row, brevo_id));
         }
         store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+        // The events of these writes are durable before the links that consume them.
+        self.flush_events().await?;
         store::upsert_links(self.pool, self.tenant, &links).await?;
         store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
         Ok(())
@@ -418,7 +420,8 @@ impl<'s> Engine<'s> {
                 self.rule("added", "person")
             };
             if let Some(name) = rule {
-                self.events.push(PendingEvent {
+                self.events.push(Event {
+                    key: format!("person:{}:{}:{name}", row.person_id, row.hash),
                     name,
                     person_id: row.person_id,
                     properties: Map::from_iter([("personId".to_owned(), json!(row.person_id))]),
