@@ -1193,3 +1193,114 @@ async fn a_run_stopped_before_its_events_step_loses_no_event(pool: PgPool) {
         0
     );
 }
+
+/// Lease fencing: once another worker holds the job, the run that lost it commits nothing more,
+/// and once its worker has noticed (at its next heartbeat), none of its tasks writes to Brevo.
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_run_that_lost_its_lease_commits_and_writes_nothing_more(pool: PgPool) {
+    let s = setup(&pool, 1_500, "").await;
+    let t = s.member.tenant_id;
+    let faults = |body: Value| {
+        let (http, url) = (s.http.clone(), format!("{}/_sandbox/faults", s.sb.brevo_url));
+        async move { assert!(http.post(url).json(&body).send().await.unwrap().status().is_success()) }
+    };
+    faults(json!({"latency_ms": 150})).await;
+    let services = Arc::new(
+        Services::new(
+            pool.clone(),
+            s.services.key.clone(),
+            s.services.providers.clone(),
+            s.services.limits.clone(),
+        )
+        .with_bulk(sync::Bulk { import_rows: 100, hold_pages: 1, ..Default::default() }),
+    );
+    let worker = Worker::new(
+        pool.clone(),
+        WorkerSettings {
+            lease: std::time::Duration::from_millis(1500),
+            ..WorkerSettings::default()
+        },
+    )
+    .register(sync::JOB_SYNC, SyncHandler::new(services));
+    sync::request(&pool, &s.member, false).await.unwrap();
+    let running = tokio::spawn(async move { worker.run_next_job().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(
+        &pool,
+        "select count(*) from sync_checkpoints where tenant_id = $1 and entity = 'person'",
+        t,
+    )
+    .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the backfill never reached the persons");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Another worker takes the job over (as after an expired lease).
+    let taken: time::OffsetDateTime = sqlx::query_scalar(
+        "update jobs set lease_owner = 'the-other-worker', lease_expires_at = now() + interval '10 minutes'
+         where state = 'running' returning now()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (_, outcome) = running.await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome, Outcome::LeaseLost);
+    let requests = || async {
+        let log: Value = s
+            .http
+            .get(format!("{}/_sandbox/requests", s.sb.brevo_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log["requests"].as_array().unwrap().len()
+    };
+    let pd_requests = || async {
+        let log: Value = s
+            .http
+            .get(format!("{}/_sandbox/requests", s.sb.pipedrive_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log.as_array().unwrap().len()
+    };
+    let (after_stop, pd_after_stop) = (requests().await, pd_requests().await);
+    let stopped: time::OffsetDateTime =
+        sqlx::query_scalar("select now()").fetch_one(&pool).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(requests().await, after_stop, "no task of the stopped run writes to Brevo");
+    assert_eq!(pd_requests().await, pd_after_stop, "no task of the stopped run reads Pipedrive");
+    let linked_late: i64 = sqlx::query_scalar(
+        "select count(*) from record_links where tenant_id = $1 and updated_at > $2",
+    )
+    .bind(t)
+    .bind(stopped)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(linked_late, 0, "no task of the stopped run records links");
+    let late: i64 = sqlx::query_scalar(
+        "select count(*) from sync_checkpoints where tenant_id = $1 and updated_at > $2",
+    )
+    .bind(t)
+    .bind(taken)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(late, 0, "no checkpoint committed after the takeover");
+    let late_events: i64 = sqlx::query_scalar(
+        "select count(*) from sync_outbox where tenant_id = $1 and created_at > $2",
+    )
+    .bind(t)
+    .bind(taken)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(late_events, 0);
+}

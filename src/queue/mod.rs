@@ -92,6 +92,9 @@ pub struct Job {
     pub attempts: i32,
     pub max_attempts: i32,
     pub concurrency_key: Option<String>,
+    /// The lease holder that claimed it: what the job's commits check they still are.
+    #[sqlx(skip)]
+    pub owner: String,
 }
 
 /// Enqueues a job; `None` when a queued or running job has the same dedupe key. Takes any
@@ -172,7 +175,7 @@ pub async fn claim(
                     continue;
                 }
             }
-            let job: Job = sqlx::query_as(
+            let mut job: Job = sqlx::query_as(
                 "update jobs set state = 'running', attempts = attempts + 1, lease_owner = $2,
                         lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
                  where id = $1
@@ -184,6 +187,7 @@ pub async fn claim(
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
+            job.owner = owner.to_owned();
             return Ok(Some(job));
         }
         tx.rollback().await?;
@@ -206,6 +210,24 @@ async fn bury_abandoned(pool: &PgPool) -> Result<(), sqlx::Error> {
         tracing::warn!(job_id = id, "job dead: its worker stopped during the last attempt");
     }
     Ok(())
+}
+
+/// Whether `owner` still holds the job's lease, checked inside a transaction that is about to
+/// commit the job's work: the row is locked until that commit, so no other worker can take the
+/// job over between the check and the commit (a lease fence).
+pub async fn holds_lease(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    owner: &str,
+) -> Result<bool, sqlx::Error> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "select id from jobs where id = $1 and lease_owner = $2 and state = 'running' for share",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(tx)
+    .await?;
+    Ok(held.is_some())
 }
 
 /// Renews the lease; `false` when the job is no longer this owner's (lease lost).

@@ -136,7 +136,10 @@ impl Worker {
             return Ok((job, Outcome::Dead));
         };
 
-        // The heartbeat renews the lease; if it finds the lease gone, the job is abandoned.
+        // The heartbeat renews the lease; if it finds the lease gone, the job is abandoned. When
+        // it cannot renew for two thirds of the lease, the job is abandoned too: before the lease
+        // runs out and another worker may take the job, this one has stopped (and every task of
+        // the job with it).
         let (lost_tx, mut lost_rx) = watch::channel(false);
         let beat = {
             let (pool, owner, lease, id) =
@@ -144,11 +147,17 @@ impl Worker {
             AbortOnDrop(tokio::spawn(async move {
                 let mut every = tokio::time::interval(lease / 3);
                 every.tick().await;
+                let mut renewed = tokio::time::Instant::now();
                 loop {
                     every.tick().await;
                     match heartbeat(&pool, id, &owner, lease).await {
-                        Ok(true) => {}
+                        Ok(true) => renewed = tokio::time::Instant::now(),
                         Ok(false) => {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) if renewed.elapsed() >= lease * 2 / 3 => {
+                            tracing::warn!(error = %e, "the lease could not be renewed in time: the job is given up");
                             let _ = lost_tx.send(true);
                             return;
                         }

@@ -339,6 +339,28 @@ pub async fn checkpoints(
         .collect())
 }
 
+/// The job lease a run holds: its commits of links, events and checkpoints check it.
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    pub job: i64,
+    pub owner: String,
+}
+
+/// A transaction for the run's work, or `None` when the run no longer holds its lease (another
+/// worker took the job over): then nothing of this run may be committed.
+pub async fn fenced(
+    pool: &PgPool,
+    lease: &Lease,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if crate::queue::holds_lease(&mut tx, lease.job, &lease.owner).await? {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
+}
+
 pub async fn save_checkpoint<'e>(
     db: impl PgExecutor<'e>,
     tenant: TenantId,

@@ -8,7 +8,7 @@ impl<'s> Engine<'s> {
     /// (or, when `options.create_missing_attributes` is off, notes them in the run's message).
     pub(super) fn start_attributes(
         &mut self,
-    ) -> Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>> {
+    ) -> Option<AbortOnDrop<Result<Vec<AttributeInfo>, Stop>>> {
         let missing: Vec<(String, &'static str)> = self
             .mapping
             .person_mapping
@@ -35,7 +35,7 @@ impl<'s> Engine<'s> {
             return None;
         }
         let brevo = self.brevo.clone();
-        Some(tokio::spawn(
+        Some(AbortOnDrop::spawn(
             async move {
                 let mut created = Vec::new();
                 for (name, kind) in missing {
@@ -60,7 +60,7 @@ impl<'s> Engine<'s> {
     /// Waits for the attributes `start_attributes` creates, and has the catalog learn them.
     pub(super) async fn finish_attributes(
         &mut self,
-        task: Option<tokio::task::JoinHandle<Result<Vec<AttributeInfo>, Stop>>>,
+        task: Option<AbortOnDrop<Result<Vec<AttributeInfo>, Stop>>>,
     ) -> Result<(), Stop> {
         let Some(task) = task else { return Ok(()) };
         let t = Instant::now();

@@ -97,7 +97,7 @@ impl<'s> Engine<'s> {
         }
         let cp = Checkpoint { since: Some(self.started), ..cp };
         self.checkpoints.insert("deletions".into(), cp.clone());
-        store::save_checkpoint(self.pool, self.tenant, "deletions", &cp).await?;
+        self.save_checkpoint("deletions", &cp).await?;
         Ok(())
     }
 

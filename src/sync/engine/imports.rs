@@ -279,7 +279,7 @@ impl<'s> Engine<'s> {
                 store::resolve_errors(&pool, tenant, "person", &resolved).await?;
                 Ok(())
             };
-            self.recording.push_back((held_from, tokio::spawn(task.in_current_span())));
+            self.recording.push_back((held_from, AbortOnDrop::spawn(task.in_current_span())));
             return Ok(());
         }
         // Once the persons are read, nothing else needs the database: the links go in two halves
@@ -308,7 +308,7 @@ impl<'s> Engine<'s> {
             store::resolve_errors(&pool, tenant, "person", &resolved).await?;
             Ok(())
         };
-        self.recording.push_back((held_from, tokio::spawn(task.in_current_span())));
+        self.recording.push_back((held_from, AbortOnDrop::spawn(task.in_current_span())));
         Ok(())
     }
 }

@@ -263,6 +263,7 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
     let result = async {
         let mut engine =
             Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
+        engine.lease = store::Lease { job: job.id, owner: job.owner.clone() };
         engine.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
         engine.base_tokens = run.pipedrive_tokens as u64;
         engine.base_calls = run.brevo_calls as u64;
@@ -366,6 +367,8 @@ pub struct Engine<'s> {
     pool: &'s PgPool,
     tenant: TenantId,
     run: i64,
+    /// The job's lease: links, events and checkpoints commit only while it is held.
+    lease: store::Lease,
     mode: Mode,
     pd: PipedriveClient,
     brevo: BrevoApi,
@@ -405,7 +408,7 @@ pub struct Engine<'s> {
     spent: Spent,
     /// Writes on their way: each import (or batch of contacts written one at a time) is sent by
     /// a task of its own, so the persons go on being read and prepared meanwhile.
-    inflight: VecDeque<tokio::task::JoinHandle<Result<Sent, Stop>>>,
+    inflight: VecDeque<AbortOnDrop<Result<Sent, Stop>>>,
     /// Persons checkpoints no waiting row depends on, oldest first, each with the number of
     /// writes sent before it: saved once those are settled and their imports recorded.
     unsaved_checkpoints: VecDeque<(u64, Checkpoint)>,
@@ -417,7 +420,7 @@ pub struct Engine<'s> {
     /// Links of confirmed imports, and record errors of a backfill's pages, being written by tasks
     /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
     /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
-    recording: VecDeque<(u64, tokio::task::JoinHandle<Result<(), Stop>>)>,
+    recording: VecDeque<(u64, AbortOnDrop<Result<(), Stop>>)>,
     /// One turn at a time: more slowed the loop's lookups, and two at a time after the last
     /// page held twice the links in memory (a backfill peaked at 198 MiB against 180).
     recorder: Arc<tokio::sync::Semaphore>,
@@ -430,7 +433,7 @@ pub struct Engine<'s> {
     links_ahead: bool,
     /// When the progress was last recorded, and the report on its way (see `report`).
     last_report: Option<Instant>,
-    reporting: Option<tokio::task::JoinHandle<()>>,
+    reporting: Option<AbortOnDrop<()>>,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
     last_poll: Option<Instant>,
     polls: usize,
@@ -522,6 +525,12 @@ fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
     })
 }
 
+/// What a run that lost its job's lease stops with: another worker runs the job now, and this
+/// one commits nothing more.
+fn lease_lost() -> Stop {
+    Stop::Retry("another worker took this sync over (the lease was lost); this one stopped".into())
+}
+
 /// A progress report that fails is logged and left: the next one carries the same counts.
 async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
     if let Err(e) = store::progress(pool, run, &p).await {
@@ -530,18 +539,30 @@ async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
 }
 
 /// Pages read ahead of the loop that works on them.
-type Pages<T> = mpsc::Receiver<Result<crate::pipedrive::client::Page<T>, PipedriveError>>;
+type Pages<T> = Prefetched<Result<crate::pipedrive::client::Page<T>, PipedriveError>>;
 /// A poll of Brevo's processes on its way, with the imports (process ids) it answers for.
 type Poll = (HashSet<i64>, AbortOnDrop<Result<Vec<crate::brevo::api::Process>, BrevoError>>);
+
+/// Items read ahead by a task of their own, which ends with the reader.
+pub(super) struct Prefetched<T> {
+    rx: mpsc::Receiver<T>,
+    _task: AbortOnDrop<()>,
+}
+
+impl<T> Prefetched<T> {
+    pub(super) async fn recv(&mut self) -> Option<T> {
+        self.rx.recv().await
+    }
+}
 
 /// A stream of pages, fetched `ahead` pages ahead by its own task while the caller writes the
 /// last one.
 fn prefetch<T: Send + 'static, E: Send + 'static>(
     stream: impl Stream<Item = Result<T, E>> + Send + 'static,
     ahead: usize,
-) -> mpsc::Receiver<Result<T, E>> {
+) -> Prefetched<Result<T, E>> {
     let (tx, rx) = mpsc::channel(ahead);
-    tokio::spawn(async move {
+    let task = AbortOnDrop::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(page) = stream.next().await {
             let stop = page.is_err();
@@ -550,7 +571,7 @@ fn prefetch<T: Send + 'static, E: Send + 'static>(
             }
         }
     });
-    rx
+    Prefetched { rx, _task: task }
 }
 
 impl<'s> Engine<'s> {
@@ -652,6 +673,7 @@ impl<'s> Engine<'s> {
             pool,
             tenant,
             run,
+            lease: store::Lease::default(),
             mode,
             pd,
             brevo,
@@ -714,7 +736,7 @@ impl<'s> Engine<'s> {
         if idle && self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
             self.last_report = Some(Instant::now());
             let (pool, run, p) = (self.pool.clone(), self.run, self.progress());
-            self.reporting = Some(tokio::spawn(
+            self.reporting = Some(AbortOnDrop::spawn(
                 async move { record_progress(&pool, run, p).await }.in_current_span(),
             ));
         }
@@ -754,7 +776,7 @@ impl<'s> Engine<'s> {
             for entity in ["deletions", "activity"] {
                 if !self.checkpoints.contains_key(entity) {
                     let cp = self.checkpoint(entity);
-                    store::save_checkpoint(self.pool, self.tenant, entity, &cp).await?;
+                    self.save_checkpoint(entity, &cp).await?;
                 }
             }
         }
@@ -930,7 +952,20 @@ impl<'s> Engine<'s> {
     /// changes (links recorded apart from a page's transaction).
     async fn flush_events(&mut self) -> Result<(), Stop> {
         let events = std::mem::take(&mut self.events);
-        outbox::insert(self.pool, self.tenant, self.run, &events).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = store::fenced(self.pool, &self.lease).await?.ok_or_else(lease_lost)?;
+        outbox::insert(&mut *tx, self.tenant, self.run, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves a checkpoint, if the run still holds its lease.
+    async fn save_checkpoint(&self, entity: &str, cp: &Checkpoint) -> Result<(), Stop> {
+        let mut tx = store::fenced(self.pool, &self.lease).await?.ok_or_else(lease_lost)?;
+        store::save_checkpoint(&mut *tx, self.tenant, entity, cp).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -944,12 +979,13 @@ impl<'s> Engine<'s> {
     ) -> Result<(), Stop> {
         self.page_read().await?;
         self.saved().await?;
-        let (pool, tenant, run) = (self.pool.clone(), self.tenant, self.run);
+        let (pool, tenant, run, lease) =
+            (self.pool.clone(), self.tenant, self.run, self.lease.clone());
         // The page's events are consumed with its links and checkpoint: in one transaction.
         let events = std::mem::take(&mut self.events);
         self.saving = Some(AbortOnDrop(tokio::spawn(
             async move {
-                let mut tx = pool.begin().await?;
+                let mut tx = store::fenced(&pool, &lease).await?.ok_or_else(lease_lost)?;
                 store::relaxed_commit(&mut tx).await?;
                 outbox::insert(&mut *tx, tenant, run, &events).await?;
                 store::upsert_links(&mut *tx, tenant, &links).await?;
@@ -1163,5 +1199,30 @@ mod tests {
             1_767_323_045
         );
         assert!(parse_time(Some("yesterday")).is_none());
+    }
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A reader that stops reading (its run ended or was dropped) takes the task that reads
+    /// ahead for it along: no page is fetched after that.
+    #[tokio::test]
+    async fn pages_read_ahead_stop_with_their_reader() {
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let pages = futures_util::stream::unfold(fetched.clone(), |fetched| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            fetched.fetch_add(1, Ordering::SeqCst);
+            Some((Ok::<_, ()>(()), fetched))
+        });
+        let mut ahead = prefetch(pages, 1);
+        ahead.recv().await.unwrap().unwrap();
+        drop(ahead);
+        let at_drop = fetched.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(fetched.load(Ordering::SeqCst), at_drop);
     }
 }

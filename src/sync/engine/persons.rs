@@ -236,7 +236,8 @@ impl<'s> Engine<'s> {
                     .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
                 Ok(store::record_errors(&pool, tenant, run, "person", &errors).await?)
             };
-            self.recording.push_back((self.writes_sent, tokio::spawn(task.in_current_span())));
+            self.recording
+                .push_back((self.writes_sent, AbortOnDrop::spawn(task.in_current_span())));
         } else {
             store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
         }

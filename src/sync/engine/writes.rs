@@ -55,7 +55,7 @@ impl<'s> Engine<'s> {
         let rows = std::mem::take(&mut self.later);
         self.write_now(rows).await?;
         if let Some(cp) = self.later_checkpoint.take() {
-            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
+            self.save_checkpoint("person", &cp).await?;
         }
         Ok(())
     }
@@ -198,7 +198,7 @@ impl<'s> Engine<'s> {
             self.settle_one().await?;
             self.spent.add("waiting for Brevo to take writes", t);
         }
-        self.inflight.push_back(tokio::spawn(write.in_current_span()));
+        self.inflight.push_back(AbortOnDrop::spawn(write.in_current_span()));
         self.writes_sent += 1;
         Ok(())
     }
@@ -270,7 +270,7 @@ impl<'s> Engine<'s> {
         }
         if let Some(cp) = ready {
             let t = Instant::now();
-            store::save_checkpoint(self.pool, self.tenant, "person", &cp).await?;
+            self.save_checkpoint("person", &cp).await?;
             self.spent.add("database: checkpoints", t);
         }
         Ok(())
