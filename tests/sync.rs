@@ -202,6 +202,10 @@ impl Setup {
         res.json().await.unwrap_or(Value::Null)
     }
 
+    async fn get_json(&self, url: &str) -> Value {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     async fn brevo_state(&self) -> Value {
         self.http
             .get(format!("{}/_sandbox/state", self.sb.brevo_url))
@@ -1247,60 +1251,24 @@ async fn a_run_that_lost_its_lease_commits_and_writes_nothing_more(pool: PgPool)
     let (_, outcome) = running.await.unwrap().unwrap().unwrap();
     assert_eq!(outcome, Outcome::LeaseLost);
     let requests = || async {
-        let log: Value = s
-            .http
-            .get(format!("{}/_sandbox/requests", s.sb.brevo_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["requests"].as_array().unwrap().len()
+        let brevo = s.get_json(&format!("{}/_sandbox/requests", s.sb.brevo_url)).await;
+        let pipedrive = s.get_json(&format!("{}/_sandbox/requests", s.sb.pipedrive_url)).await;
+        (brevo["requests"].as_array().unwrap().len(), pipedrive.as_array().unwrap().len())
     };
-    let pd_requests = || async {
-        let log: Value = s
-            .http
-            .get(format!("{}/_sandbox/requests", s.sb.pipedrive_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log.as_array().unwrap().len()
-    };
-    let (after_stop, pd_after_stop) = (requests().await, pd_requests().await);
+    let after_stop = requests().await;
     let stopped: time::OffsetDateTime =
         sqlx::query_scalar("select now()").fetch_one(&pool).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(requests().await, after_stop, "no task of the stopped run writes to Brevo");
-    assert_eq!(pd_requests().await, pd_after_stop, "no task of the stopped run reads Pipedrive");
-    let linked_late: i64 = sqlx::query_scalar(
-        "select count(*) from record_links where tenant_id = $1 and updated_at > $2",
-    )
-    .bind(t)
-    .bind(stopped)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(linked_late, 0, "no task of the stopped run records links");
-    let late: i64 = sqlx::query_scalar(
-        "select count(*) from sync_checkpoints where tenant_id = $1 and updated_at > $2",
-    )
-    .bind(t)
-    .bind(taken)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(late, 0, "no checkpoint committed after the takeover");
-    let late_events: i64 = sqlx::query_scalar(
-        "select count(*) from sync_outbox where tenant_id = $1 and created_at > $2",
-    )
-    .bind(t)
-    .bind(taken)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(late_events, 0);
+    assert_eq!(requests().await, after_stop, "no task of the stopped run calls Brevo or Pipedrive");
+    let since = |sql: &'static str, at: time::OffsetDateTime| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(t).bind(at).fetch_one(&pool).await.unwrap() }
+    };
+    let links = "select count(*) from record_links where tenant_id = $1 and updated_at > $2";
+    assert_eq!(since(links, stopped).await, 0, "no task of the stopped run records links");
+    let checkpoints =
+        "select count(*) from sync_checkpoints where tenant_id = $1 and updated_at > $2";
+    assert_eq!(since(checkpoints, taken).await, 0, "no checkpoint committed after the takeover");
+    let events = "select count(*) from sync_outbox where tenant_id = $1 and created_at > $2";
+    assert_eq!(since(events, taken).await, 0, "no event committed after the takeover");
 }
