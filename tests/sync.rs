@@ -1272,3 +1272,17 @@ async fn a_run_that_lost_its_lease_commits_and_writes_nothing_more(pool: PgPool)
     let events = "select count(*) from sync_outbox where tenant_id = $1 and created_at > $2";
     assert_eq!(since(events, taken).await, 0, "no event committed after the takeover");
 }
+
+/// With `sync.persons` off, a backfill writes no contact at all (the companies' head start
+/// used to create email-only contacts).
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn with_persons_off_no_contact_is_written(pool: PgPool) {
+    let s = setup(&pool, 60, "").await;
+    let (_, yaml) = pipebridge::mapping::store::current(&pool, &s.member).await.unwrap().unwrap();
+    let off = yaml.replacen("persons: true", "persons: false", 1);
+    assert_ne!(off, yaml);
+    pipebridge::mapping::store::save(&pool, &s.member, &off, None).await.unwrap();
+    s.sync(&pool).await;
+    let state = s.brevo_state().await;
+    assert_eq!(state["contacts"].as_array().unwrap().len(), 0, "{}", state["contacts"]);
+}

@@ -26,12 +26,11 @@ impl<'s> Engine<'s> {
     /// contacts). Their imports fill them in later. It only saves time: what it misses, the
     /// companies step looks up.
     pub(super) fn start_company_contacts(&self) -> Option<AbortOnDrop<HashMap<String, i64>>> {
-        // Not when the deals were read before (a resumed backfill): the persons come next.
+        // Not when the deals were read before (a resumed backfill): the persons come next. And
+        // only when persons are synced: it writes contacts, which `sync.persons: false` forbids.
         let deals_read = self.checkpoints.get("deal").is_some_and(|c| c.backfill_done);
-        if self.mode != Mode::Backfill
-            || !self.mapping.connectors.pipedrive.sync.organizations
-            || deals_read
-        {
+        let sync = self.mapping.connectors.pipedrive.sync;
+        if self.mode != Mode::Backfill || !sync.organizations || !sync.persons || deals_read {
             return None;
         }
         let (pool, tenant, pd, brevo, mapping, cat) = (
