@@ -612,19 +612,6 @@ pub async fn resolve_errors(
 
 // --- pending imports ---------------------------------------------------------------------------
 
-/// Imports an earlier version of the engine saved and nobody confirmed: id, process, target lists
-/// (`None`: saved before imports recorded them) and rows. This version keeps its imports in
-/// memory until Brevo confirms them (the checkpoints wait for them), and only reads these.
-pub async fn pending_imports(
-    pool: &PgPool,
-    tenant: TenantId,
-) -> Result<Vec<(i64, i64, Option<Vec<i64>>, Value)>, sqlx::Error> {
-    sqlx::query_as("select id, process_id, list_ids, rows from sync_imports where tenant_id = $1 and recorded is null order by id")
-        .bind(tenant)
-        .fetch_all(pool)
-        .await
-}
-
 /// Records the links of an import Brevo has accepted and not yet confirmed, with a note of whose
 /// they are, in one transaction committed without waiting for the disk; returns the note's id
 /// (deleted by [`delete_import`] once Brevo confirms, or with the links by [`undo_links_ahead`]).

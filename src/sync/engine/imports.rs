@@ -122,7 +122,6 @@ impl<'s> Engine<'s> {
                                 lists,
                                 rows,
                                 write: import.write,
-                                saved: None,
                                 ahead: None,
                             });
                         }
@@ -150,17 +149,14 @@ impl<'s> Engine<'s> {
                                 lists: import.lists.clone(),
                                 rows: half.to_vec(),
                                 write: import.write,
-                                saved: None,
                                 ahead: None,
                             });
                         }
-                        self.forget_import(import.saved).await?;
                     }
                     "completed" | "failed" | "cancelled" => {
                         tracing::info!(process.id, status = %process.status, "an import did not take every row: writing them one by one");
                         self.undo_links_ahead(&mut import).await?;
                         self.write_one_by_one(import.rows).await?;
-                        self.forget_import(import.saved).await?;
                     }
                     _ => still.push(import),
                 }
@@ -190,14 +186,6 @@ impl<'s> Engine<'s> {
                 delay = delay.mul_f64(1.5).min(Duration::from_secs(30));
             }
         }
-    }
-
-    /// Drops an import's saved copy, if an earlier version of the engine saved one.
-    pub(super) async fn forget_import(&self, saved: Option<i64>) -> Result<(), Stop> {
-        if let Some(id) = saved {
-            store::delete_import(self.pool, self.tenant, id).await?;
-        }
-        Ok(())
     }
 
     /// Records the links of an import Brevo accepted while Brevo processes it (a task beside the
@@ -262,8 +250,7 @@ impl<'s> Engine<'s> {
             self.brevo.remove_from_list(list, &emails).await?;
         }
         for r in &import.rows {
-            // Imports an older version saved came from a backfill: no events for them.
-            self.took(r, !r.existed, import.saved.is_none());
+            self.took(r, !r.existed, true);
         }
         // The events of these writes are durable before the links that consume them.
         self.flush_events().await?;
@@ -302,9 +289,6 @@ impl<'s> Engine<'s> {
                 parts.iter().map(|part| record_links(&pool, tenant, part)),
             )
             .await?;
-            if let Some(id) = import.saved {
-                store::delete_import(&pool, tenant, id).await?;
-            }
             store::resolve_errors(&pool, tenant, "person", &resolved).await?;
             Ok(())
         };

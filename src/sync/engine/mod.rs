@@ -102,6 +102,59 @@ const PAGES_AHEAD: usize = 8;
 /// digits, `-`, `_`).
 pub const STAGE_CHANGED: &str = "deal_stage_changed";
 
+/// A run's steps, in the order their data depends on each other (see the module's comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Prepare,
+    Organizations,
+    Deals,
+    Leads,
+    Persons,
+    Deletions,
+    RelatedPersons,
+    Activities,
+    Events,
+    Companies,
+}
+
+impl Step {
+    /// The steps of a run: those of the entities the mapping syncs, in order.
+    fn plan(sync: crate::mapping::SyncSwitches, mode: Mode) -> Vec<Step> {
+        let incremental = mode == Mode::Incremental;
+        [
+            (Step::Prepare, true),
+            (Step::Organizations, sync.organizations),
+            (Step::Deals, sync.deals),
+            (Step::Leads, sync.leads),
+            (Step::Persons, sync.persons),
+            (Step::Deletions, incremental && sync.persons),
+            (Step::RelatedPersons, incremental && sync.persons),
+            (Step::Activities, sync.activities),
+            (Step::Events, true),
+            (Step::Companies, sync.organizations),
+        ]
+        .into_iter()
+        .filter_map(|(step, on)| on.then_some(step))
+        .collect()
+    }
+
+    /// Its name, as the run's `phase` shows it on the Sync pages.
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::Organizations => "organizations",
+            Step::Deals => "deals",
+            Step::Leads => "leads",
+            Step::Persons => "persons",
+            Step::Deletions => "deletions",
+            Step::RelatedPersons => "related persons",
+            Step::Activities => "activities",
+            Step::Events => "events",
+            Step::Companies => "companies",
+        }
+    }
+}
+
 /// What the sync jobs need from the application.
 pub struct Services {
     pub pool: PgPool,
@@ -306,16 +359,13 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
 
 /// A contact to write, and what Brevo had before. A backfill holds tens of thousands while
 /// their groups fill, so the attributes are kept as JSON text (a quarter of the memory of maps).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 struct Row {
     person_id: i64,
     email: String,
     /// The attributes from the person alone (kept in the link, to compute the others again).
-    #[serde(deserialize_with = "json_text")]
     own: Box<str>,
-    /// The attributes computed from its organization and deals. (Rows an older version saved
-    /// held every attribute under `attributes`.)
-    #[serde(default = "empty_object", alias = "attributes", deserialize_with = "json_text")]
+    /// The attributes computed from its organization and deals.
     derived: Box<str>,
     lists: Vec<i64>,
     prev_lists: Vec<i64>,
@@ -344,15 +394,6 @@ fn object(text: &str) -> Map<String, Value> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<str>, D::Error> {
-    let map = Map::<String, Value>::deserialize(d)?;
-    Ok(object_text(&map))
-}
-
-fn empty_object() -> Box<str> {
-    "{}".into()
-}
-
 /// Backfill rows waiting for their import, all going to the same lists.
 struct Bucket {
     rows: Vec<Row>,
@@ -379,7 +420,7 @@ pub struct Engine<'s> {
     counts: Counts,
     base_tokens: u64,
     base_calls: u64,
-    steps: Vec<&'static str>,
+    steps: Vec<Step>,
     step: usize,
     /// Persons whose deals, leads or organization changed.
     dirty: BTreeSet<i64>,
@@ -479,8 +520,6 @@ struct PendingImport {
     rows: Vec<Row>,
     /// The write it came from, numbered as `writes_sent` counts them.
     write: u64,
-    /// Its row in `sync_imports`: imports an earlier version of the engine saved there.
-    saved: Option<i64>,
     /// Its links being recorded ahead of Brevo's answer (`Engine::links_ahead`): the task, which
     /// gives the note that tells whose links they are.
     ahead: Option<AbortOnDrop<Result<i64, Stop>>>,
@@ -644,30 +683,7 @@ impl<'s> Engine<'s> {
                 problems.join(" ")
             )));
         }
-        let sw = mapping.connectors.pipedrive.sync;
-        let mut steps = vec!["prepare"];
-        if sw.organizations {
-            steps.push("organizations");
-        }
-        if sw.deals {
-            steps.push("deals");
-        }
-        if sw.leads {
-            steps.push("leads");
-        }
-        if sw.persons {
-            steps.push("persons");
-        }
-        if mode == Mode::Incremental && sw.persons {
-            steps.extend(["deletions", "related persons"]);
-        }
-        if sw.activities {
-            steps.push("activities");
-        }
-        steps.push("events");
-        if sw.organizations {
-            steps.push("companies");
-        }
+        let steps = Step::plan(mapping.connectors.pipedrive.sync, mode);
         Ok(Engine {
             s,
             pool,
@@ -754,7 +770,7 @@ impl<'s> Engine<'s> {
 
     fn progress(&self) -> store::Progress {
         store::Progress {
-            phase: self.steps.get(self.step).copied().unwrap_or("finishing"),
+            phase: self.steps.get(self.step).map_or("finishing", |s| s.as_str()),
             steps_done: self.step as i32,
             steps_total: self.steps.len() as i32,
             counts: self.counts.clone(),
@@ -790,26 +806,6 @@ impl<'s> Engine<'s> {
                 "deleted the links an earlier attempt recorded ahead of unconfirmed imports"
             );
         }
-        // Imports an earlier version of the engine saved, and nobody confirmed yet.
-        for (id, process_id, lists, rows) in store::pending_imports(self.pool, self.tenant).await? {
-            let rows = serde_json::from_value::<Vec<Row>>(rows).unwrap_or_default();
-            for row in &rows {
-                self.claimed.entry(row.email.clone()).or_insert(row.person_id);
-            }
-            // Saved before imports recorded their lists: they targeted the all-contacts list.
-            let lists = lists.unwrap_or_else(|| {
-                self.mapping.connectors.pipedrive.lists.all_contacts.into_iter().collect()
-            });
-            self.pending.push(PendingImport {
-                process_id,
-                companions: Vec::new(),
-                lists,
-                rows,
-                write: 0,
-                saved: Some(id),
-                ahead: None,
-            });
-        }
         if !self.retry_persons.is_empty() {
             self.finish_attributes(attributes.take()).await?;
             let ids = std::mem::take(&mut self.retry_persons);
@@ -818,19 +814,20 @@ impl<'s> Engine<'s> {
         for i in 1..self.steps.len() {
             self.step = i;
             self.report_now().await;
-            if !matches!(self.steps[i], "organizations" | "deals" | "leads") {
+            let step = self.steps[i];
+            if !matches!(step, Step::Organizations | Step::Deals | Step::Leads) {
                 self.finish_attributes(attributes.take()).await?;
             }
             // The persons' lookups by person need statistics that count the deals' links: taken
             // beside the leads (whose links are looked up by id), waited for when the persons
             // begin. (Taken then, they left Pipedrive's reader idle for a tenth of a second.)
-            if self.mode == Mode::Backfill && self.steps[i] == "leads" {
+            if self.mode == Mode::Backfill && step == Step::Leads {
                 let pool = self.pool.clone();
                 self.statistics = Some(AbortOnDrop(tokio::spawn(
                     async move { store::analyze_links(&pool).await }.in_current_span(),
                 )));
             }
-            if self.mode == Mode::Backfill && self.steps[i] == "persons" {
+            if self.mode == Mode::Backfill && step == Step::Persons {
                 let t = Instant::now();
                 match self.statistics.take() {
                     Some(mut task) => (&mut task.0).await.map_err(|e| {
@@ -842,21 +839,21 @@ impl<'s> Engine<'s> {
                 }
                 self.spent.add("database: statistics", t);
             }
-            if self.steps[i] == "deals" {
+            if step == Step::Deals {
                 self.company_contacts_task = self.start_company_contacts();
             }
             self.read_ahead(i);
-            match self.steps[i] {
-                "organizations" => self.organizations().await?,
-                "deals" => self.deals().await?,
-                "leads" => self.leads().await?,
-                "persons" => self.persons().await?,
-                "deletions" => self.deletions().await?,
-                "related persons" => self.related_persons().await?,
-                "activities" => self.activities().await?,
-                "events" => self.send_events().await?,
-                "companies" => self.companies().await?,
-                _ => {}
+            match step {
+                Step::Prepare => {}
+                Step::Organizations => self.organizations().await?,
+                Step::Deals => self.deals().await?,
+                Step::Leads => self.leads().await?,
+                Step::Persons => self.persons().await?,
+                Step::Deletions => self.deletions().await?,
+                Step::RelatedPersons => self.related_persons().await?,
+                Step::Activities => self.activities().await?,
+                Step::Events => self.send_events().await?,
+                Step::Companies => self.companies().await?,
             }
             self.saved().await?;
         }
@@ -877,12 +874,12 @@ impl<'s> Engine<'s> {
         }
         let next = self.steps.get(step + 1..).unwrap_or_default();
         match self.steps[step] {
-            "organizations" if next.contains(&"deals") && self.deals_ahead.is_none() => {
+            Step::Organizations if next.contains(&Step::Deals) && self.deals_ahead.is_none() => {
                 self.deals_ahead = self.query("deal").map(|(q, c)| {
                     prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD)
                 });
             }
-            "deals" if next.contains(&"persons") && self.persons_ahead.is_none() => {
+            Step::Deals if next.contains(&Step::Persons) && self.persons_ahead.is_none() => {
                 self.persons_ahead = self.query("person").map(|(q, c)| {
                     prefetch(
                         self.pd.list_from::<Person>("/api/v2/persons", q, c),
@@ -1128,6 +1125,46 @@ mod tests {
     }
 
     #[test]
+    fn the_steps_follow_the_switches_and_the_mode() {
+        let all = crate::mapping::SyncSwitches::default();
+        let names =
+            |sync, mode| Step::plan(sync, mode).into_iter().map(Step::as_str).collect::<Vec<_>>();
+        assert_eq!(
+            names(all, Mode::Incremental),
+            [
+                "prepare",
+                "organizations",
+                "deals",
+                "leads",
+                "persons",
+                "deletions",
+                "related persons",
+                "activities",
+                "events",
+                "companies"
+            ]
+        );
+        assert_eq!(
+            names(all, Mode::Backfill),
+            [
+                "prepare",
+                "organizations",
+                "deals",
+                "leads",
+                "persons",
+                "activities",
+                "events",
+                "companies"
+            ]
+        );
+        let few = crate::mapping::SyncSwitches { persons: false, organizations: false, ..all };
+        assert_eq!(
+            names(few, Mode::Incremental),
+            ["prepare", "deals", "leads", "activities", "events"]
+        );
+    }
+
+    #[test]
     fn import_counters_that_mean_dropped_rows() {
         assert!(!dropped_rows(None));
         assert!(!dropped_rows(Some(
@@ -1138,31 +1175,35 @@ mod tests {
     }
 
     #[test]
-    fn rows_an_older_version_saved_still_read() {
-        let saved = json!([{
-            "person_id": 7, "email": "ann@x.test", "own": {"FIRSTNAME": "Ann"}, "attributes": {"FIRSTNAME": "Ann", "COMPANY": "Acme"},
-            "lists": [60], "prev_lists": [], "existed": false, "hash": "ab", "org_id": 3, "has_issues": false
-        }]);
-        let rows: Vec<Row> = serde_json::from_value(saved).unwrap();
-        assert_eq!(
-            Value::Object(rows[0].attributes()),
-            json!({"FIRSTNAME": "Ann", "COMPANY": "Acme"})
-        );
-        assert_eq!(Value::Object(object(&rows[0].own)), json!({"FIRSTNAME": "Ann"}));
-        assert_eq!(
-            person_link(&rows[0], None).facts,
-            json!({"own": {"FIRSTNAME": "Ann"}, "lists": [60]})
-        );
-    }
-
-    #[test]
     fn person_links_written_from_texts_equal_the_links() {
-        let rows: Vec<Row> = serde_json::from_value(json!([
-            {"person_id": 7, "email": "ann@x.test", "own": {"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}, "derived": {"COMPANY": "Acme"},
-             "lists": [60, 61], "prev_lists": [], "existed": false, "hash": "ab01", "org_id": 3, "has_issues": false},
-            {"person_id": 8, "email": "bo\\b@x.test", "own": {}, "lists": [], "prev_lists": [60], "existed": true, "hash": "cd", "org_id": null, "has_issues": true}
-        ]))
-        .unwrap();
+        let row = |person_id,
+                   email: &str,
+                   own: Value,
+                   derived: Value,
+                   lists: Vec<i64>,
+                   prev_lists: Vec<i64>| Row {
+            person_id,
+            email: email.to_owned(),
+            own: object_text(own.as_object().unwrap()),
+            derived: object_text(derived.as_object().unwrap()),
+            lists,
+            prev_lists,
+            existed: person_id == 8,
+            hash: format!("h{person_id}"),
+            org_id: (person_id == 7).then_some(3),
+            has_issues: person_id == 8,
+        };
+        let rows = vec![
+            row(
+                7,
+                "ann@x.test",
+                json!({"FIRSTNAME": "Ann \"A\"", "SMS": "+33600000001"}),
+                json!({"COMPANY": "Acme"}),
+                vec![60, 61],
+                vec![],
+            ),
+            row(8, "bo\\b@x.test", json!({}), json!({}), vec![], vec![60]),
+        ];
         let mut written = person_links(&rows);
         let links: Vec<Link> = rows.iter().map(|r| person_link(r, None)).collect();
         let mut expected = store::LinkColumns::from(links.as_slice());

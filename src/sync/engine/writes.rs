@@ -220,7 +220,6 @@ impl<'s> Engine<'s> {
                     lists,
                     rows,
                     write,
-                    saved: None,
                     ahead,
                 });
             }
@@ -332,7 +331,6 @@ impl<'s> Engine<'s> {
                     lists: lists.clone(),
                     rows,
                     write: self.writes_settled,
-                    saved: None,
                     ahead: None,
                 });
                 imported = true;
