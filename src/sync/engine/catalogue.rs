@@ -1,7 +1,22 @@
 //! What a run knows of both sides (Pipedrive's fields and stages, Brevo's attributes and lists),
 //! and the attributes the mapping needs that it creates in Brevo.
 
-use super::*;
+use super::Catalogue;
+use super::Engine;
+use super::Stop;
+use crate::brevo::BrevoError;
+use crate::brevo::api::BrevoApi;
+use crate::mapping::transform::FieldOptions;
+use crate::mapping::validate;
+use crate::mapping::validate::AttributeInfo;
+use crate::mapping::validate::Catalog;
+use crate::pipedrive::client::PipedriveClient;
+use crate::pipedrive::models::Field;
+use crate::pipedrive::models::Stage;
+use crate::task::AbortOnDrop;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     /// Starts creating the attributes the mapping needs and Brevo lacks, in a task of its own

@@ -1,7 +1,33 @@
 //! What only incremental runs do: persons touched by the earlier steps, deletions and merges,
 //! activities, and the events they send.
 
-use super::*;
+use super::DELETIONS_EVERY;
+use super::Engine;
+use super::OVERLAP;
+use super::PAGE;
+use super::PAGES_AHEAD;
+use super::Stop;
+use super::hash;
+use super::parse_time;
+use super::persons::Known;
+use super::persons::draft;
+use super::persons::related;
+use super::persons::row;
+use super::prefetch;
+use super::writes::lists_of;
+use crate::mapping::DeletedPersons;
+use crate::mapping::transform;
+use crate::pipedrive::client::ListQuery;
+use crate::pipedrive::models::Activity;
+use crate::sync::Mode;
+use crate::sync::outbox;
+use crate::sync::outbox::Event;
+use crate::sync::store;
+use crate::sync::store::Checkpoint;
+use crate::sync::store::Link;
+use serde_json::Map;
+use serde_json::Value;
+use serde_json::json;
 
 impl<'s> Engine<'s> {
     /// Persons whose deals, leads or organization changed, recomputed from what the links hold.

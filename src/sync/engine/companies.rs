@@ -1,7 +1,33 @@
 //! Brevo companies for organizations, a few per run, and a backfill's head start on their contacts'
 //! ids.
 
-use super::*;
+use super::BULK_MIN;
+use super::COMPANIES_PER_RUN;
+use super::COMPANY_CONTACTS_AHEAD;
+use super::Engine;
+use super::PAGE;
+use super::Stop;
+use super::persons::prepare;
+use crate::brevo::BrevoError;
+use crate::brevo::api::BrevoApi;
+use crate::brevo::api::ImportContact;
+use crate::brevo::api::Upserted;
+use crate::pipedrive::client::ListQuery;
+use crate::pipedrive::models::Person;
+use crate::sync::Mode;
+use crate::sync::store;
+use crate::sync::store::Link;
+use crate::task::AbortOnDrop;
+use futures_util::StreamExt;
+use serde_json::Map;
+use serde_json::Value;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::pin::pin;
+use std::time::Duration;
+use std::time::Instant;
+use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     /// Waits for the companies' head start (`start_company_contacts`) to end, and keeps what it

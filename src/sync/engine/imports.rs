@@ -1,7 +1,30 @@
 //! Brevo's imports: polled until Brevo has processed them, then recorded; rows an import dropped
 //! are imported again or written one by one.
 
-use super::*;
+use super::BULK_MIN;
+use super::EAGER_POLLS;
+use super::Engine;
+use super::POLL_AT_IMPORTS;
+use super::POLL_EVERY;
+use super::POLL_SOON;
+use super::PendingImport;
+use super::Row;
+use super::Stop;
+use super::WAIT_AT_IMPORTS;
+use super::person_links;
+use super::writes::by_their_lists;
+use super::writes::links_ahead_note;
+use super::writes::record_links;
+use super::writes::send_import;
+use crate::brevo::BrevoError;
+use crate::mapping::transform;
+use crate::sync::store;
+use crate::task::AbortOnDrop;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use std::time::Instant;
+use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     /// Confirms pending imports: a completed one has its list memberships and links recorded; one

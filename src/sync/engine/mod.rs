@@ -15,13 +15,12 @@
 //! run knows of both sides in `catalogue`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -29,20 +28,20 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::outbox::{self, Event};
-use super::store::{self, Checkpoint, Link, RecordError};
+use super::store::{self, Checkpoint, Link};
 use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
 use crate::brevo::BrevoError;
-use crate::brevo::api::{BrevoApi, ImportContact, Upserted};
+use crate::brevo::api::BrevoApi;
 use crate::connections::{self, ConnectError, Providers};
 use crate::domain::TenantId;
-use crate::mapping::transform::{self, DealFacts, FieldOptions, Issue, Skip};
-use crate::mapping::validate::{self, AttributeInfo, Catalog, Severity};
-use crate::mapping::{DeletedPersons, MappingConfig};
+use crate::mapping::MappingConfig;
+use crate::mapping::transform::FieldOptions;
+use crate::mapping::validate::{self, Catalog, Severity};
 use crate::pipedrive::PipedriveError;
 use crate::pipedrive::client::{ListQuery, PipedriveClient};
 use crate::pipedrive::limits::Registry;
-use crate::pipedrive::models::{Activity, Deal, Field, Organization, Person, Stage};
+use crate::pipedrive::models::{Deal, Person};
 use crate::queue::{Job, JobError};
 use crate::secrets::SecretKey;
 use crate::task::AbortOnDrop;
@@ -55,7 +54,8 @@ mod persons;
 mod records;
 mod writes;
 
-use self::{catalogue::*, persons::*, writes::*};
+use self::catalogue::load_catalogue;
+use self::writes::{Written, person_links};
 
 /// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
 /// the content hashes drop what was already written.
@@ -1064,7 +1064,10 @@ impl<'s> Engine<'s> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::imports::dropped_rows;
+    use super::writes::{by_list, person_link, takes};
     use super::*;
 
     /// Content hashes are stored in the links: the text must stay the lowercase hex SHA-256 of

@@ -1,7 +1,40 @@
 //! The persons: each page's deals, leads and organizations looked up beside the loop, its contacts
 //! drafted, and the loop that decides what to write.
 
-use super::*;
+use super::Catalogue;
+use super::Engine;
+use super::PERSON_PAGES_AHEAD;
+use super::Row;
+use super::Stop;
+use super::hash;
+use super::object_text;
+use super::parse_time;
+use super::prefetch;
+use super::writes::lists_of;
+use crate::domain::TenantId;
+use crate::mapping::MappingConfig;
+use crate::mapping::transform;
+use crate::mapping::transform::DealFacts;
+use crate::mapping::transform::Issue;
+use crate::mapping::transform::Skip;
+use crate::pipedrive::client::ListQuery;
+use crate::pipedrive::models::Person;
+use crate::sync::Mode;
+use crate::sync::store;
+use crate::sync::store::Checkpoint;
+use crate::sync::store::Link;
+use crate::sync::store::RecordError;
+use crate::task::AbortOnDrop;
+use futures_util::StreamExt;
+use serde_json::Map;
+use serde_json::Value;
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     pub(super) async fn persons(&mut self) -> Result<(), Stop> {

@@ -1,7 +1,24 @@
 //! Organizations, deals and leads: read page by page, their links recorded (the persons' lookups
 //! read them).
 
-use super::*;
+use super::Engine;
+use super::LEADS_EVERY;
+use super::PAGE;
+use super::PAGES_AHEAD;
+use super::STAGE_CHANGED;
+use super::Stop;
+use super::hash;
+use super::parse_time;
+use super::prefetch;
+use crate::pipedrive::models::Deal;
+use crate::pipedrive::models::Organization;
+use crate::sync::Mode;
+use crate::sync::outbox::Event;
+use crate::sync::store;
+use crate::sync::store::Link;
+use serde_json::Value;
+use serde_json::json;
+use std::collections::HashMap;
 
 impl<'s> Engine<'s> {
     pub(super) async fn organizations(&mut self) -> Result<(), Stop> {

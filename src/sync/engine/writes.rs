@@ -1,7 +1,39 @@
 //! Writing contacts: rows grouped by their lists into imports, or written one by one; writes on
 //! their way, and the checkpoint that waits for them.
 
-use super::*;
+use super::BULK_MIN;
+use super::Bucket;
+use super::Bulk;
+use super::Engine;
+use super::IMPORT_BYTES;
+use super::MAX_INFLIGHT;
+use super::PendingImport;
+use super::Row;
+use super::Sent;
+use super::Stop;
+use super::object;
+use crate::brevo::BrevoError;
+use crate::brevo::api::BrevoApi;
+use crate::brevo::api::ImportContact;
+use crate::brevo::api::Upserted;
+use crate::domain::TenantId;
+use crate::mapping::transform;
+use crate::sync::Mode;
+use crate::sync::outbox::Event;
+use crate::sync::store;
+use crate::sync::store::Checkpoint;
+use crate::sync::store::Link;
+use crate::sync::store::RecordError;
+use crate::task::AbortOnDrop;
+use serde_json::Map;
+use serde_json::Value;
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::time::Instant;
+use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     /// Writes contacts: a backfill page into its import groups, an incremental page held with the
