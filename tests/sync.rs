@@ -135,6 +135,22 @@ webhooks:
     Setup { sb, member, worker, services, lists, http }
 }
 
+/// A sync worker in a process of its own (src/bin/queue_probe.rs), to be killed with SIGKILL.
+fn worker_process(pool: &PgPool, key: &pipebridge::secrets::SecretKey) -> std::process::Child {
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    std::process::Command::new(env!("CARGO_BIN_EXE_pipebridge-queue-probe"))
+        .env("DATABASE_URL", url)
+        .env("PROBE_SECRET_KEY", key.to_base64())
+        .env("PROBE_LEASE_MS", "60000")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker process starts")
+}
+
 /// A worker, as another process would have.
 fn new_worker(pool: &PgPool, services: &Arc<Services>) -> Worker {
     Worker::new(
@@ -1082,8 +1098,9 @@ async fn a_spent_daily_budget_makes_the_sync_wait_not_fail_and_continue_later(po
     assert_eq!(runs, vec![("succeeded".to_owned(),)]);
 }
 
-/// The outbox: a run stopped after its deals and activities were recorded and before its events
-/// step (its worker gone) loses no event; the run that takes the job over sends each once.
+/// The outbox: a worker process killed (SIGKILL) after its run recorded its deals and
+/// activities and before its events step loses no event; the worker that takes the job over
+/// sends each once.
 #[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
 async fn a_run_stopped_before_its_events_step_loses_no_event(pool: PgPool) {
     let s = setup(&pool, 60, "").await;
@@ -1135,15 +1152,14 @@ async fn a_run_stopped_before_its_events_step_loses_no_event(pool: PgPool) {
     // Brevo answers slowly: the run is caught between its recorded pages and its events step.
     faults(json!({"latency_ms": 400})).await;
     sync::request(&pool, &s.member, false).await.unwrap();
-    let worker = new_worker(&pool, &s.services);
-    let running = tokio::spawn(async move { worker.run_next_job().await });
+    let mut process = worker_process(&pool, &s.services.key);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while count(&pool, "select count(*) from sync_outbox where tenant_id = $1 and status = 'pending' and event_name = 'activity_logged'", t).await == 0 {
         assert!(std::time::Instant::now() < deadline, "the activity's page was never recorded");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    running.abort();
-    let _ = running.await;
+    process.kill().unwrap();
+    process.wait().unwrap();
     let sent = |state: Value, name: &'static str, key: &'static str, id: Value| {
         state["events"]
             .as_array()

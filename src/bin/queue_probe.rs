@@ -2,7 +2,9 @@
 //! queue tests (tests/queue_processes.rs) and for checking a deployment's queue by hand:
 //! `DATABASE_URL` and `PROBE_LEASE_MS` from the environment; handles `probe.record` (records its
 //! run in `queue_probe`, sleeping `payload.sleep_ms`) and `probe.hang` (sleeps for an hour, unless
-//! `PROBE_HANG_RETURNS` is set: then returns at once).
+//! `PROBE_HANG_RETURNS` is set: then returns at once). With `PROBE_SECRET_KEY` (the base64 key
+//! the connections were sealed with) it also runs sync jobs, as the server's workers do, for the
+//! sync crash tests (tests/sync.rs).
 
 use std::time::Duration;
 
@@ -59,9 +61,24 @@ async fn main() -> anyhow::Result<()> {
     let worker = Worker::new(pool.clone(), settings);
     let owner = worker.owner().to_owned();
     println!("worker {owner} ready");
-    let worker = worker
-        .register("probe.record", Record(pool, owner))
+    let mut worker = worker
+        .register("probe.record", Record(pool.clone(), owner))
         .register("probe.hang", Hang(std::env::var("PROBE_HANG_RETURNS").is_ok()));
+    if let Ok(key) = std::env::var("PROBE_SECRET_KEY") {
+        use pipebridge::sync;
+        let key = pipebridge::secrets::SecretKey::from_base64(&key)?;
+        let limits = std::sync::Arc::new(
+            pipebridge::pipedrive::limits::Registry::new(80, 10_000_000, 0.1)
+                .with_brevo_rates(1_000, 1_000_000)
+                .with_retry_base(Duration::from_millis(10)),
+        );
+        // Connections keep their own API base: the providers matter for OAuth refreshes only.
+        let providers = pipebridge::connections::Providers::sandbox("http://127.0.0.1:3000");
+        let services = std::sync::Arc::new(sync::Services::new(pool, key, providers, limits));
+        worker = worker
+            .register(sync::JOB_SYNC, sync::SyncHandler::new(services.clone()))
+            .register(sync::JOB_FULL_RESYNC, sync::SyncHandler::new(services));
+    }
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     worker.run(stop_rx).await;
     Ok(())
