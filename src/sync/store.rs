@@ -45,8 +45,8 @@ pub async fn upsert_links<'e>(
 }
 
 /// Links as the database takes them in: an array per column, each record's facts a JSON text of
-/// its own. (One JSON array of whole links, taken apart by `jsonb_to_recordset`, cost the
-/// database half as much again: 5,000 persons' links in 115-130 ms against 83-89.)
+/// its own (one JSON array of whole links, taken apart by `jsonb_to_recordset`, cost the
+/// database more: docs/benchmarks.md, ninth session).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LinkColumns {
     pub entity: Vec<String>,
@@ -132,8 +132,8 @@ pub async fn upsert_link_columns<'e>(
 
 /// The lookups below probe the index once per key (`lateral … limit 1`, which the planner does
 /// not turn into a join). Over links loaded moments ago, before any statistics, `= any($n)` was
-/// planned as a scan comparing every row with every key (500 keys among 70,000 links: 380 ms);
-/// a plain join of the unnested keys, as a hash join over every link of the entity (18 ms). The
+/// planned as a scan comparing every row with every key, and a plain join of the unnested keys
+/// as a hash join over every link of the entity. The
 /// lookup by person cannot be limited: it relies on the statistics a backfill refreshes as the
 /// table grows ([`analyze_links`]).
 const LINK_COLUMNS: &str = "l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l.person_id, l.org_id, encode(l.content_hash, 'hex') as content_hash, l.facts";
@@ -292,8 +292,8 @@ pub async fn next_companies(
 }
 
 /// The first `limit` organizations with synced contacts whose Brevo company is missing or out of
-/// date, and how many such organizations there are. (Both look at every organization, 35 ms
-/// each for 20,000 of them: asked for at once, on two connections.)
+/// date, and how many such organizations there are (both look at every organization: asked for
+/// at once, on two connections).
 pub async fn companies_to_write(
     pool: &PgPool,
     tenant: TenantId,

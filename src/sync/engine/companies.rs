@@ -33,8 +33,7 @@ impl<'s> Engine<'s> {
     /// Waits for the companies' head start (`start_company_contacts`) to end, and keeps what it
     /// found. Before the first contact write of the persons: the companies' contacts are created
     /// before an import reaches them, so that they are the newest contacts when the head start
-    /// reads their ids. (In the bench it ends during the deals: one import, a poll and one
-    /// listing, 0.3 s in the sandbox; Brevo may take seconds, and the polls stop at 3.75 s.)
+    /// reads their ids. (Brevo may take seconds for the import: the task's polls are bounded.)
     pub(super) async fn company_contacts_ready(&mut self) {
         if let Some(mut task) = self.company_contacts_task.take() {
             let t = Instant::now();
@@ -227,8 +226,8 @@ pub(super) async fn created_contacts(
     let rows: Vec<ImportContact> =
         emails.iter().map(|email| ImportContact { email, attributes: ["{}", "{}"] }).collect();
     let process = brevo.import_json(&rows, &[list]).await?;
-    // Polls share the 100-calls-an-hour bucket: four at most, ever further apart (the sandbox
-    // takes 0.2 s, Brevo seconds), and none that would wait for the bucket; the persons' first
+    // Polls share the 100-calls-an-hour bucket: four at most, ever further apart, and none that
+    // would wait for the bucket; the persons' first
     // write waits for this task. Past them the caller goes on one by one.
     let waits = [250, 500, 1_000, 2_000].map(Duration::from_millis);
     let process = brevo.without_waiting().wait_process(process, &waits).await?;

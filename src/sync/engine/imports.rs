@@ -42,8 +42,7 @@ impl<'s> Engine<'s> {
                 WAIT_AT_IMPORTS * self.s.bulk.import_rows,
             );
             // A poll is answered beside the loop unless the run must wait for its imports: the
-            // loop goes on with the pages meanwhile (a poll takes 50-100 ms while Brevo works
-            // on an import), and the answer is taken in on a later page.
+            // loop goes on with the pages meanwhile, and the answer is taken in on a later page.
             let must = wait || waiting >= wait_at;
             let beside = match self.polling.take() {
                 Some((ids, mut task)) if must || task.0.is_finished() => {
@@ -158,9 +157,8 @@ impl<'s> Engine<'s> {
                         if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() =>
                     {
                         // Which rows it dropped Brevo does not say: each half is imported again,
-                        // down to a few rows written one by one, which names the failing record.
-                        // One bad row among 2,000 costs about 14 imports and 15 single writes,
-                        // not 2,000 calls.
+                        // down to a few rows written one by one, which names the failing record:
+                        // a bad row costs a logarithmic number of imports, not a call per row.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import did not take every row: importing each half again");
                         self.undo_links_ahead(&mut import).await?;
                         let (first, second) = import.rows.split_at(import.rows.len() / 2);

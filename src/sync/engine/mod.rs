@@ -68,9 +68,8 @@ const BULK_MIN: usize = 10;
 /// Rows of unconfirmed imports, in full imports (`Bulk::import_rows`), that make a backfill ask
 /// Brevo how its imports went: the confirmed ones are recorded as the persons are read, not all
 /// at the end, and their rows leave memory. Polls share Brevo's 100-calls-an-hour bucket: a run's
-/// first `EAGER_POLLS` come at most every `POLL_SOON`, the next ones every `POLL_EVERY`. (Polled
-/// every 2 s, a backfill of 100,000 persons still had 1.3 s of links to record after its last
-/// page; every 0.5 s, 0.4 s, for 6 more calls.)
+/// first `EAGER_POLLS` come at most every `POLL_SOON`, the next ones every `POLL_EVERY` (what
+/// the eager polls buy: docs/benchmarks.md, eighth session).
 const POLL_AT_IMPORTS: usize = 1;
 const POLL_SOON: Duration = Duration::from_millis(500);
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -93,8 +92,7 @@ const PAGE: u32 = 500;
 const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded and
 /// more while it is prepared). Pipedrive's limiter keeps the slots a waiting reader leaves (a
-/// sliding window), so a few pages cover a pause of the persons loop; with 12, the reader, ahead
-/// of a loop that cannot follow it, held 30 MiB more at the peak for no gain.
+/// sliding window), so a few pages cover a pause of the persons loop; more only hold memory.
 const PERSON_PAGES_AHEAD: usize = 4;
 /// Pages of organizations, deals and activities read ahead of the one being recorded.
 const PAGES_AHEAD: usize = 8;
@@ -173,9 +171,8 @@ type CachedCatalogue = (Instant, i32, Arc<Catalogue>);
 /// list memberships then cost no call of their own.
 #[derive(Debug, Clone, Copy)]
 pub struct Bulk {
-    /// Rows an import carries at most (5,000 rows of the seed mapping are about 2 MB of JSON;
-    /// Brevo takes 10 MB, and an import stops at 8 MB whatever its rows). 10,000 saved 7
-    /// imports of 31 but not time, and held 200 MB at the peak.
+    /// Rows an import carries at most (Brevo takes 10 MB of JSON, and an import stops at 8 MB
+    /// whatever its rows; larger imports held more memory for no time saved).
     pub import_rows: usize,
     /// Pages a row waits for its group to fill, at most: after a restart, the pages since the
     /// oldest waiting row are read again.
@@ -188,7 +185,7 @@ pub struct Bulk {
     /// one by one (then every group of at least `BULK_MIN` with the same lists is one import).
     /// Fewer are cheaper one by one: imports must be confirmed by polls of `/v3/processes`,
     /// which share Brevo's 100-calls-an-hour bucket with companies (a drained bucket makes a
-    /// poll wait up to 36 s, the time of about 330 single writes).
+    /// poll wait up to 36 s).
     pub write_now_rows: usize,
 }
 
@@ -462,8 +459,7 @@ pub struct Engine<'s> {
     /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
     /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
     recording: VecDeque<(u64, AbortOnDrop<Result<(), Stop>>)>,
-    /// One turn at a time: more slowed the loop's lookups, and two at a time after the last
-    /// page held twice the links in memory (a backfill peaked at 198 MiB against 180).
+    /// One turn at a time: more slowed the loop's lookups and held more links in memory.
     recorder: Arc<tokio::sync::Semaphore>,
     /// Whether persons had links when this step started (see `sync_persons`).
     persons_linked: bool,

@@ -138,13 +138,13 @@ impl<'s> Engine<'s> {
 
     /// Imports every waiting group (the end of the persons).
     ///
-    /// Nothing else overlaps these imports: Brevo's limiter spaces them (9 in any 1.1 s), then
+    /// Nothing else overlaps these imports: Brevo's limiter spaces them, then
     /// they are processed and recorded. When the groups outnumber their lists (the seed mapping:
     /// ten groups over the all-contacts list and four more), each list beyond those every group
     /// has gets one import instead, with those common lists, of every waiting row in it, and the
     /// rows in the common lists only get one more. A row goes into one import per list it has
     /// beyond the common ones, each creating or updating it with all its attributes, so no
-    /// import leaves a contact half-written: five imports leave together where ten took 1.1 s.
+    /// import leaves a contact half-written, and fewer imports leave sooner.
     pub(super) async fn flush_all(&mut self) -> Result<(), Stop> {
         let rows: usize = self.bulk.values().map(|b| b.rows.len()).sum();
         tracing::debug!(groups = self.bulk.len(), rows, "importing the groups still waiting");
@@ -339,7 +339,7 @@ impl<'s> Engine<'s> {
     /// Writes contacts before returning (an incremental run, a retry). When `Bulk::write_now_rows`
     /// of them can go in imports, each group of at least `BULK_MIN` going to the same lists is one
     /// import, which Brevo confirms before this returns; the rest go one by one meanwhile. A burst
-    /// of 1,000 changed persons costs a few imports, not 1,000 calls at Brevo's 10 a second.
+    /// of changed persons costs a few imports, not a call per person.
     pub(super) async fn write_now(&mut self, rows: Vec<Row>) -> Result<(), Stop> {
         let groups = by_their_lists(rows);
         let importable =
