@@ -93,9 +93,35 @@ pub struct Attribute {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Process {
     pub id: i64,
+    /// Brevo's word for it (`queued`, `in_process`, `completed`, ...): see [`Process::state`].
     pub status: String,
     #[serde(default)]
     pub info: Option<Value>,
+}
+
+/// Where a Brevo process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Queued or in process.
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Process {
+    pub fn state(&self) -> ProcessState {
+        match self.status.as_str() {
+            "completed" => ProcessState::Completed,
+            "failed" => ProcessState::Failed,
+            "cancelled" => ProcessState::Cancelled,
+            _ => ProcessState::Running,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.state() != ProcessState::Running
+    }
 }
 
 /// Emails that joined or left a list, and those that did not.
@@ -427,7 +453,7 @@ impl BrevoApi {
         for wait in waits {
             tokio::time::sleep(*wait).await;
             let p = self.process(id).await?;
-            if matches!(p.status.as_str(), "completed" | "failed" | "cancelled") {
+            if p.finished() {
                 return Ok(p);
             }
             status = p.status;

@@ -484,11 +484,32 @@ pub async fn progress(pool: &PgPool, run: i64, p: &Progress) -> Result<(), sqlx:
     .map(|_| ())
 }
 
-/// Ends a run (`succeeded`, `failed`), or marks it `waiting` (it continues later).
+/// Where a run stands (`sync_runs.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    /// Stopped for now (a rate limit, the daily budget, a retry): it continues later.
+    Waiting,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Ends a run (succeeded, failed), or marks it waiting (it continues later).
 pub async fn set_status(
     pool: &PgPool,
     run: i64,
-    status: &str,
+    status: RunStatus,
     message: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -498,7 +519,7 @@ pub async fn set_status(
          where id = $1",
     )
     .bind(run)
-    .bind(status)
+    .bind(status.as_str())
     .bind(message)
     .execute(pool)
     .await

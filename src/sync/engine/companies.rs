@@ -231,7 +231,7 @@ pub(super) async fn created_contacts(
     // write waits for this task. Past them the caller goes on one by one.
     let waits = [250, 500, 1_000, 2_000].map(Duration::from_millis);
     let process = brevo.without_waiting().wait_process(process, &waits).await?;
-    if process.status != "completed" {
+    if process.state() != crate::brevo::api::ProcessState::Completed {
         return Err(BrevoError::Transient(format!(
             "import process {} {}",
             process.id, process.status

@@ -17,6 +17,7 @@ use super::writes::links_ahead_note;
 use super::writes::record_links;
 use super::writes::send_import;
 use crate::brevo::BrevoError;
+use crate::brevo::api::ProcessState;
 use crate::mapping::transform;
 use crate::sync::store;
 use crate::task::AbortOnDrop;
@@ -122,12 +123,11 @@ impl<'s> Engine<'s> {
                     });
                 }
                 let process = combined(parts);
-                match process.status.as_str() {
-                    "completed" | "failed" | "cancelled"
-                        if !import.companions.is_empty()
-                            && (process.status != "completed"
-                                || dropped_rows(process.info.as_ref())) =>
-                    {
+                let took_all = process.state() == ProcessState::Completed
+                    && !dropped_rows(process.info.as_ref());
+                match process.state() {
+                    ProcessState::Running => still.push(import),
+                    _ if !import.companions.is_empty() && !took_all => {
                         // One of the lists' imports did not take every row: the rows are imported
                         // again by the lists they go to, as any other group.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import of the last groups did not take every row: importing each group again");
@@ -148,14 +148,12 @@ impl<'s> Engine<'s> {
                             });
                         }
                     }
-                    "completed" if !dropped_rows(process.info.as_ref()) => {
+                    _ if took_all => {
                         let t = Instant::now();
                         self.apply_import(import).await?;
                         self.spent.add("recording imports", t);
                     }
-                    "completed" | "failed" | "cancelled"
-                        if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() =>
-                    {
+                    _ if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() => {
                         // Which rows it dropped Brevo does not say: each half is imported again,
                         // down to a few rows written one by one, which names the failing record:
                         // a bad row costs a logarithmic number of imports, not a call per row.
@@ -174,12 +172,11 @@ impl<'s> Engine<'s> {
                             });
                         }
                     }
-                    "completed" | "failed" | "cancelled" => {
+                    _ => {
                         tracing::info!(process.id, status = %process.status, "an import did not take every row: writing them one by one");
                         self.undo_links_ahead(&mut import).await?;
                         self.write_one_by_one(import.rows).await?;
                     }
-                    _ => still.push(import),
                 }
             }
             self.pending = still;
@@ -321,14 +318,13 @@ impl<'s> Engine<'s> {
 /// What the imports of the same rows did together: the first still running, else the first
 /// that failed or dropped rows, else the first (all completed).
 pub(super) fn combined(mut parts: Vec<crate::brevo::api::Process>) -> crate::brevo::api::Process {
-    let finished = |p: &crate::brevo::api::Process| {
-        matches!(p.status.as_str(), "completed" | "failed" | "cancelled")
-    };
     let pick = parts
         .iter()
-        .position(|p| !finished(p))
+        .position(|p| !p.finished())
         .or_else(|| {
-            parts.iter().position(|p| p.status != "completed" || dropped_rows(p.info.as_ref()))
+            parts
+                .iter()
+                .position(|p| p.state() != ProcessState::Completed || dropped_rows(p.info.as_ref()))
         })
         .unwrap_or(0);
     parts.swap_remove(pick)

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::outbox::{self, Event};
-use super::store::{self, Checkpoint, Link};
+use super::store::{self, Checkpoint, Link, RunStatus};
 use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
 use crate::brevo::BrevoError;
@@ -329,25 +329,27 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
 
     match result {
         Ok(message) => {
-            store::set_status(pool, run.id, "succeeded", message.as_deref()).await.map_err(db)?;
+            store::set_status(pool, run.id, RunStatus::Succeeded, message.as_deref())
+                .await
+                .map_err(db)?;
             tracing::info!(run = run.id, "sync run succeeded");
             Ok(())
         }
         Err(Stop::Wait(delay, why)) => {
-            store::set_status(pool, run.id, "waiting", Some(&why)).await.map_err(db)?;
+            store::set_status(pool, run.id, RunStatus::Waiting, Some(&why)).await.map_err(db)?;
             tracing::info!(run = run.id, ?delay, %why, "sync run waits");
             Err(JobError::Snooze(delay))
         }
         Err(Stop::Retry(why)) => {
             let last = job.attempts >= job.max_attempts;
-            let status = if last { "failed" } else { "waiting" };
+            let status = if last { RunStatus::Failed } else { RunStatus::Waiting };
             let message = if last { why.clone() } else { format!("{why} — retrying shortly.") };
             store::set_status(pool, run.id, status, Some(&message)).await.map_err(db)?;
             tracing::warn!(run = run.id, %why, "sync run interrupted");
             Err(JobError::Retryable(why))
         }
         Err(Stop::Fatal(why)) => {
-            store::set_status(pool, run.id, "failed", Some(&why)).await.map_err(db)?;
+            store::set_status(pool, run.id, RunStatus::Failed, Some(&why)).await.map_err(db)?;
             tracing::warn!(run = run.id, %why, "sync run failed");
             Err(JobError::Fatal(why))
         }
