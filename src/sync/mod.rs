@@ -51,6 +51,40 @@ pub struct EntityCounts {
     pub deleted: u64,
 }
 
+/// What a sync reads, writes and counts: the Pipedrive records, and the Brevo events and
+/// companies they become. Its name is the text of `record_links.entity`, `record_errors.entity`,
+/// the checkpoints and the run's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Organization,
+    Deal,
+    Lead,
+    Person,
+    Activity,
+    Event,
+    Company,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Organization => "organization",
+            Entity::Deal => "deal",
+            Entity::Lead => "lead",
+            Entity::Person => "person",
+            Entity::Activity => "activity",
+            Entity::Event => "event",
+            Entity::Company => "company",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Counts per entity (`person`, `organization`, `deal`, `activity`, `lead`, `event`).
 pub type Counts = BTreeMap<String, EntityCounts>;
 
@@ -111,7 +145,7 @@ pub async fn retry(
         return Ok(false);
     }
     let (events, persons): (Vec<_>, Vec<_>) =
-        retried.into_iter().partition(|(entity, _)| entity == "event");
+        retried.into_iter().partition(|(entity, _)| entity == Entity::Event.as_str());
     let persons: Vec<String> = persons.into_iter().map(|(_, id)| id).collect();
     let events: Vec<String> = events.into_iter().map(|(_, id)| id).collect();
     outbox::requeue(&mut *tx, t, &events).await?;

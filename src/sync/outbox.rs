@@ -8,6 +8,7 @@
 //! the commit that marks it sent. Each event carries the key of the change it comes from, so a
 //! change read again after a crash, while its event still waits, queues nothing new.
 
+use crate::sync::Entity;
 use serde_json::{Map, Value, json};
 use sqlx::{PgExecutor, PgPool};
 
@@ -105,7 +106,7 @@ pub async fn drain(
             return Ok(done);
         }
         let persons: Vec<String> = batch.iter().map(|e| e.person_id.to_string()).collect();
-        let contacts = store::links(pool, tenant, "person", &persons).await?;
+        let contacts = store::links(pool, tenant, Entity::Person, &persons).await?;
         let (mut to_send, mut ids, mut no_contact) = (Vec::new(), Vec::new(), Vec::new());
         for e in batch {
             match contacts.get(&e.person_id.to_string()).and_then(|l| l.brevo_ref.clone()) {
@@ -213,7 +214,7 @@ async fn dead_letter(
         pool,
         tenant,
         run,
-        "event",
+        Entity::Event,
         &error_id(id),
         &format!("Brevo refused the event {name}: {message}"),
         &json!({"event": name, "email": email, "properties": props}),

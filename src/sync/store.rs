@@ -1,6 +1,7 @@
 //! The sync engine's tables: runs, checkpoints, record links, record errors and pending imports.
 //! Every statement is scoped by tenant. Links are written a page at a time (one statement).
 
+use crate::sync::Entity;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -142,7 +143,7 @@ const LINK_COLUMNS: &str = "l.entity, l.pipedrive_id, l.brevo_ref, l.brevo_id, l
 pub async fn links(
     pool: &PgPool,
     tenant: TenantId,
-    entity: &str,
+    entity: Entity,
     ids: &[String],
 ) -> Result<HashMap<String, Link>, sqlx::Error> {
     let rows: Vec<Link> = sqlx::query_as(&format!(
@@ -150,7 +151,7 @@ pub async fn links(
          cross join lateral (select * from record_links r where r.tenant_id = $1 and r.entity = $2 and r.pipedrive_id = i.id limit 1) as l"
     ))
         .bind(tenant)
-        .bind(entity)
+        .bind(entity.as_str())
         .bind(ids)
         .fetch_all(pool)
         .await?;
@@ -166,7 +167,7 @@ pub async fn links(
 pub async fn links_of_persons(
     pool: &PgPool,
     tenant: TenantId,
-    entity: &str,
+    entity: Entity,
     persons: &[i64],
 ) -> Result<Vec<Link>, sqlx::Error> {
     let (Some(&lo), Some(&hi)) = (persons.iter().min(), persons.iter().max()) else {
@@ -178,7 +179,7 @@ pub async fn links_of_persons(
             "select {LINK_COLUMNS} from record_links l where l.tenant_id = $1 and l.entity = $2 and l.person_id between $3 and $4"
         ))
         .bind(tenant)
-        .bind(entity)
+        .bind(entity.as_str())
         .bind(lo)
         .bind(hi)
         .fetch_all(pool)
@@ -192,7 +193,7 @@ pub async fn links_of_persons(
         "select {LINK_COLUMNS} from unnest($3::bigint[]) as i(id) join record_links l on l.tenant_id = $1 and l.entity = $2 and l.person_id = i.id"
     ))
         .bind(tenant)
-        .bind(entity)
+        .bind(entity.as_str())
         .bind(persons)
         .fetch_all(pool)
         .await
@@ -233,12 +234,16 @@ pub async fn analyze_links(pool: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 /// Whether the tenant has any link of this entity.
-pub async fn has_links(pool: &PgPool, tenant: TenantId, entity: &str) -> Result<bool, sqlx::Error> {
+pub async fn has_links(
+    pool: &PgPool,
+    tenant: TenantId,
+    entity: Entity,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "select exists (select 1 from record_links where tenant_id = $1 and entity = $2)",
     )
     .bind(tenant)
-    .bind(entity)
+    .bind(entity.as_str())
     .fetch_one(pool)
     .await
 }
@@ -259,14 +264,14 @@ pub async fn persons_of_org(
 pub async fn delete_link<'e>(
     db: impl PgExecutor<'e>,
     tenant: TenantId,
-    entity: &str,
+    entity: Entity,
     id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "delete from record_links where tenant_id = $1 and entity = $2 and pipedrive_id = $3",
     )
     .bind(tenant)
-    .bind(entity)
+    .bind(entity.as_str())
     .bind(id)
     .execute(db)
     .await
@@ -545,7 +550,7 @@ pub async fn record_error(
     pool: &PgPool,
     tenant: TenantId,
     run: i64,
-    entity: &str,
+    entity: Entity,
     id: &str,
     reason: &str,
     payload: &Value,
@@ -574,7 +579,7 @@ pub async fn record_errors(
     pool: &PgPool,
     tenant: TenantId,
     run: i64,
-    entity: &str,
+    entity: Entity,
     errors: &[RecordError],
 ) -> Result<(), sqlx::Error> {
     let mut last: HashMap<&str, &RecordError> = HashMap::new();
@@ -595,7 +600,7 @@ pub async fn record_errors(
     )
     .bind(tenant)
     .bind(run)
-    .bind(entity)
+    .bind(entity.as_str())
     .bind(ids)
     .bind(reasons)
     .bind(payloads)
@@ -608,7 +613,7 @@ pub async fn record_errors(
 pub async fn resolve_errors(
     pool: &PgPool,
     tenant: TenantId,
-    entity: &str,
+    entity: Entity,
     ids: &[String],
 ) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
@@ -624,7 +629,7 @@ pub async fn resolve_errors(
                                           limit 1) as open)",
     )
     .bind(tenant)
-    .bind(entity)
+    .bind(entity.as_str())
     .bind(ids)
     .execute(pool)
     .await

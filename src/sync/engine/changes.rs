@@ -1,6 +1,7 @@
 //! What only incremental runs do: persons touched by the earlier steps, deletions and merges,
 //! activities, and the events they send.
 
+use super::DELETIONS;
 use super::DELETIONS_EVERY;
 use super::Engine;
 use super::OVERLAP;
@@ -19,6 +20,7 @@ use crate::mapping::DeletedPersons;
 use crate::mapping::transform;
 use crate::pipedrive::client::ListQuery;
 use crate::pipedrive::models::Activity;
+use crate::sync::Entity;
 use crate::sync::Mode;
 use crate::sync::outbox;
 use crate::sync::outbox::Event;
@@ -36,24 +38,24 @@ impl<'s> Engine<'s> {
         let mut rows = Vec::new();
         for chunk in ids.chunks(PAGE as usize) {
             let texts: Vec<String> = chunk.iter().map(i64::to_string).collect();
-            let links = store::links(self.pool, self.tenant, "person", &texts).await?;
+            let links = store::links(self.pool, self.tenant, Entity::Person, &texts).await?;
             let related = related(self.pool, self.tenant, chunk).await?;
             let org_ids: Vec<String> =
                 links.values().filter_map(|l| l.org_id).map(|o| o.to_string()).collect();
             let known = Known {
                 related,
-                orgs: store::links(self.pool, self.tenant, "organization", &org_ids).await?,
+                orgs: store::links(self.pool, self.tenant, Entity::Organization, &org_ids).await?,
             };
             for (id, link) in &links {
                 let (Some(email), Ok(pid)) = (link.brevo_ref.clone(), id.parse::<i64>()) else {
                     continue;
                 };
                 let own = link.facts["own"].as_object().cloned().unwrap_or_default();
-                self.count("person").read += 1;
+                self.count(Entity::Person).read += 1;
                 let draft = draft(&self.mapping, pid, &email, own, link.org_id, &known);
                 match row(pid, email, draft, link.org_id, Some(link), false) {
                     Some(r) => rows.push(r),
-                    None => self.count("person").unchanged += 1,
+                    None => self.count(Entity::Person).unchanged += 1,
                 }
             }
             // Written together, so that those going to the same lists make one import.
@@ -67,7 +69,7 @@ impl<'s> Engine<'s> {
 
     /// Deleted persons and deals since the last check (`/v1/recents`: v2 lists leave them out).
     pub(super) async fn deletions(&mut self) -> Result<(), Stop> {
-        let cp = self.checkpoint("deletions");
+        let cp = self.checkpoint(DELETIONS);
         // `/v1/recents` lists every change, not only deletions, at 20 tokens a page: it runs every
         // quarter of an hour, not every minute (Pipedrive's webhooks report deletions at once).
         if cp.since.is_some_and(|s| s > self.started - DELETIONS_EVERY)
@@ -105,12 +107,18 @@ impl<'s> Engine<'s> {
                     "person" => self.person_deleted(id as i64).await?,
                     "deal" => {
                         let links =
-                            store::links(self.pool, self.tenant, "deal", &[id.to_string()]).await?;
-                        if let Some(l) = links.get(&id.to_string()) {
-                            self.count("deal").deleted += 1;
-                            self.dirty.extend(l.person_id);
-                            store::delete_link(self.pool, self.tenant, "deal", &id.to_string())
+                            store::links(self.pool, self.tenant, Entity::Deal, &[id.to_string()])
                                 .await?;
+                        if let Some(l) = links.get(&id.to_string()) {
+                            self.count(Entity::Deal).deleted += 1;
+                            self.dirty.extend(l.person_id);
+                            store::delete_link(
+                                self.pool,
+                                self.tenant,
+                                Entity::Deal,
+                                &id.to_string(),
+                            )
+                            .await?;
                         }
                     }
                     _ => {}
@@ -122,8 +130,8 @@ impl<'s> Engine<'s> {
             }
         }
         let cp = Checkpoint { since: Some(self.started), ..cp };
-        self.checkpoints.insert("deletions".into(), cp.clone());
-        self.save_checkpoint("deletions", &cp).await?;
+        self.checkpoints.insert(DELETIONS.into(), cp.clone());
+        self.save_checkpoint(DELETIONS, &cp).await?;
         Ok(())
     }
 
@@ -132,7 +140,7 @@ impl<'s> Engine<'s> {
     pub(super) async fn person_deleted(&mut self, id: i64) -> Result<(), Stop> {
         // Changed earlier in this run and not written yet: not to be written now.
         self.later.retain(|r| r.person_id != id);
-        let links = store::links(self.pool, self.tenant, "person", &[id.to_string()]).await?;
+        let links = store::links(self.pool, self.tenant, Entity::Person, &[id.to_string()]).await?;
         let Some(link) = links.get(&id.to_string()) else { return Ok(()) };
         let Some(email) = link.brevo_ref.clone() else { return Ok(()) };
         let survivor = self.seen_emails.get(&email).copied().filter(|s| *s != id);
@@ -149,7 +157,7 @@ impl<'s> Engine<'s> {
         }
         if let Some(survivor) = survivor {
             self.dirty.insert(survivor);
-            if let Some(name) = self.rule("merged", "person") {
+            if let Some(name) = self.rule("merged", Entity::Person) {
                 self.events.push(Event {
                     key: format!("merged:{id}:{survivor}"),
                     name,
@@ -163,14 +171,14 @@ impl<'s> Engine<'s> {
         }
         // The merge's event is durable before the link that tells of the deletion goes.
         self.flush_events().await?;
-        store::delete_link(self.pool, self.tenant, "person", &id.to_string()).await?;
-        store::resolve_errors(self.pool, self.tenant, "person", &[id.to_string()]).await?;
-        self.count("person").deleted += 1;
+        store::delete_link(self.pool, self.tenant, Entity::Person, &id.to_string()).await?;
+        store::resolve_errors(self.pool, self.tenant, Entity::Person, &[id.to_string()]).await?;
+        self.count(Entity::Person).deleted += 1;
         Ok(())
     }
 
     pub(super) async fn activities(&mut self) -> Result<(), Stop> {
-        let cp = self.checkpoint("activity");
+        let cp = self.checkpoint(Entity::Activity.as_str());
         let query = match self.mode {
             // No events for the past: only the last `backfill_event_days` days are read at all.
             Mode::Backfill => {
@@ -204,31 +212,31 @@ impl<'s> Engine<'s> {
             let page = page?;
             let ids: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
             self.saved().await?;
-            let existing = store::links(self.pool, self.tenant, "activity", &ids).await?;
+            let existing = store::links(self.pool, self.tenant, Entity::Activity, &ids).await?;
             let mut links = Vec::new();
             let mut latest = None;
             for a in &page.items {
-                self.count("activity").read += 1;
+                self.count(Entity::Activity).read += 1;
                 latest = latest.max(parse_time(a.update_time.as_deref()));
                 let facts = json!({"type": a.kind, "subject": a.subject, "done": a.done, "deal_id": a.deal_id, "due_date": a.other.get("due_date")});
                 let content = hash(&json!([facts, a.person_id, a.is_deleted]));
                 let prev = existing.get(&a.id.to_string());
                 if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
-                    self.count("activity").unchanged += 1;
+                    self.count(Entity::Activity).unchanged += 1;
                     continue;
                 }
                 let added = prev.is_none()
                     && parse_time(a.other.get("add_time").and_then(Value::as_str))
                         .is_none_or(|t| t >= added_after);
                 if added {
-                    self.count("activity").created += 1
+                    self.count(Entity::Activity).created += 1
                 } else {
-                    self.count("activity").updated += 1
+                    self.count(Entity::Activity).updated += 1
                 }
                 let rule = if added {
-                    self.rule("added", "activity")
+                    self.rule("added", Entity::Activity)
                 } else {
-                    self.rule("updated", "activity")
+                    self.rule("updated", Entity::Activity)
                 };
                 if let (Some(name), Some(person)) = (rule.filter(|_| !a.is_deleted), a.person_id) {
                     let mut properties = facts.as_object().cloned().unwrap_or_default();
@@ -237,7 +245,7 @@ impl<'s> Engine<'s> {
                     self.events.push(Event { key, name, person_id: person as i64, properties });
                 }
                 links.push(Link {
-                    entity: "activity".into(),
+                    entity: Entity::Activity.to_string(),
                     pipedrive_id: a.id.to_string(),
                     person_id: a.person_id.map(|p| p as i64),
                     content_hash: Some(content),
@@ -247,10 +255,10 @@ impl<'s> Engine<'s> {
             }
             // The page's events go to the outbox with its links and checkpoint.
             let cp = match self.mode {
-                Mode::Backfill => self.checkpoint("activity"),
-                Mode::Incremental => self.advance("activity", None, latest),
+                Mode::Backfill => self.checkpoint(Entity::Activity.as_str()),
+                Mode::Incremental => self.advance(Entity::Activity, None, latest),
             };
-            self.save_page("activity", links, cp).await?;
+            self.save_page(Entity::Activity, links, cp).await?;
         }
         Ok(())
     }
@@ -265,7 +273,7 @@ impl<'s> Engine<'s> {
             Err(outbox::DrainError::Brevo(e)) => return Err(e.into()),
             Err(outbox::DrainError::Database(e)) => return Err(e.into()),
         };
-        let count = self.count("event");
+        let count = self.count(Entity::Event);
         count.created += done.sent;
         count.skipped += done.skipped;
         count.failed += done.refused;

@@ -14,6 +14,7 @@ use crate::brevo::api::ImportContact;
 use crate::brevo::api::Upserted;
 use crate::pipedrive::client::ListQuery;
 use crate::pipedrive::models::Person;
+use crate::sync::Entity;
 use crate::sync::Mode;
 use crate::sync::store;
 use crate::sync::store::Link;
@@ -53,7 +54,8 @@ impl<'s> Engine<'s> {
     pub(super) fn start_company_contacts(&self) -> Option<AbortOnDrop<HashMap<String, i64>>> {
         // Not when the deals were read before (a resumed backfill): the persons come next. And
         // only when persons are synced: it writes contacts, which `sync.persons: false` forbids.
-        let deals_read = self.checkpoints.get("deal").is_some_and(|c| c.backfill_done);
+        let deals_read =
+            self.checkpoints.get(Entity::Deal.as_str()).is_some_and(|c| c.backfill_done);
         let sync = self.mapping.connectors.pipedrive.sync;
         if self.mode != Mode::Backfill || !sync.organizations || !sync.persons || deals_read {
             return None;
@@ -133,7 +135,7 @@ impl<'s> Engine<'s> {
             let mut contact_ids = Vec::new();
             let mut found = Vec::new();
             for link in
-                store::links(self.pool, self.tenant, "person", &persons).await?.into_values()
+                store::links(self.pool, self.tenant, Entity::Person, &persons).await?.into_values()
             {
                 match (link.brevo_id, link.brevo_ref.as_deref()) {
                     (Some(id), _) => contact_ids.push(id),
@@ -180,9 +182,9 @@ impl<'s> Engine<'s> {
             let company = match result {
                 Ok((id, created)) => {
                     if created {
-                        self.count("company").created += 1
+                        self.count(Entity::Company).created += 1
                     } else {
-                        self.count("company").updated += 1
+                        self.count(Entity::Company).updated += 1
                     }
                     written += 1;
                     id

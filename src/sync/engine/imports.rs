@@ -19,6 +19,7 @@ use super::writes::send_import;
 use crate::brevo::BrevoError;
 use crate::brevo::api::ProcessState;
 use crate::mapping::transform;
+use crate::sync::Entity;
 use crate::sync::store;
 use crate::task::AbortOnDrop;
 use serde_json::Value;
@@ -281,7 +282,7 @@ impl<'s> Engine<'s> {
             let task = async move {
                 let note = links_ahead_note(ahead).await?;
                 store::delete_import(&pool, tenant, note).await?;
-                store::resolve_errors(&pool, tenant, "person", &resolved).await?;
+                store::resolve_errors(&pool, tenant, Entity::Person, &resolved).await?;
                 Ok(())
             };
             self.recording.push_back((held_from, AbortOnDrop::spawn(task.in_current_span())));
@@ -307,7 +308,7 @@ impl<'s> Engine<'s> {
                 parts.iter().map(|part| record_links(&pool, tenant, part)),
             )
             .await?;
-            store::resolve_errors(&pool, tenant, "person", &resolved).await?;
+            store::resolve_errors(&pool, tenant, Entity::Person, &resolved).await?;
             Ok(())
         };
         self.recording.push_back((held_from, AbortOnDrop::spawn(task.in_current_span())));

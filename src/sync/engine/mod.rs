@@ -14,6 +14,7 @@
 //! runs add) and `companies`; writing contacts in `writes`, Brevo's imports in `imports`, what a
 //! run knows of both sides in `catalogue`.
 
+use crate::sync::Entity;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +84,8 @@ const COMPANIES_PER_RUN: i64 = 10;
 const COMPANY_CONTACTS_AHEAD: usize = 40;
 /// The catalog (fields, stages, attributes, lists) is read again after this long.
 const CATALOG_TTL: Duration = Duration::from_secs(15 * 60);
+/// The checkpoint of the scan for deleted and merged persons (beside the entities' own).
+const DELETIONS: &str = "deletions";
 /// Deleted and merged persons are looked for this often (see `deletions`).
 const DELETIONS_EVERY: time::Duration = time::Duration::minutes(15);
 /// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
@@ -293,9 +296,9 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         store::reset_for_full_resync(pool, tenant).await.map_err(db)?;
         checkpoints.clear();
     }
-    let backfilled = ["organization", "deal", "lead", "person"]
+    let backfilled = [Entity::Organization, Entity::Deal, Entity::Lead, Entity::Person]
         .iter()
-        .all(|e| checkpoints.get(*e).is_some_and(|c| c.backfill_done));
+        .all(|e| checkpoints.get(e.as_str()).is_some_and(|c| c.backfill_done));
     let mode = if backfilled { Mode::Incremental } else { Mode::Backfill };
     let trigger = payload.trigger.clone().unwrap_or_else(|| "schedule".into());
     let trigger = if ["manual", "schedule", "webhook", "retry"].contains(&trigger.as_str()) {
@@ -739,8 +742,8 @@ impl<'s> Engine<'s> {
         })
     }
 
-    fn count(&mut self, entity: &str) -> &mut EntityCounts {
-        self.counts.entry(entity.to_owned()).or_default()
+    fn count(&mut self, entity: Entity) -> &mut EntityCounts {
+        self.counts.entry(entity.to_string()).or_default()
     }
 
     /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds),
@@ -787,7 +790,7 @@ impl<'s> Engine<'s> {
         let mut attributes = self.start_attributes();
         if self.mode == Mode::Backfill {
             // What changes while the backfill runs is for the first incremental run to see.
-            for entity in ["deletions", "activity"] {
+            for entity in [DELETIONS, Entity::Activity.as_str()] {
                 if !self.checkpoints.contains_key(entity) {
                     let cp = self.checkpoint(entity);
                     self.save_checkpoint(entity, &cp).await?;
@@ -873,12 +876,12 @@ impl<'s> Engine<'s> {
         let next = self.steps.get(step + 1..).unwrap_or_default();
         match self.steps[step] {
             Step::Organizations if next.contains(&Step::Deals) && self.deals_ahead.is_none() => {
-                self.deals_ahead = self.query("deal").map(|(q, c)| {
+                self.deals_ahead = self.query(Entity::Deal).map(|(q, c)| {
                     prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD)
                 });
             }
             Step::Deals if next.contains(&Step::Persons) && self.persons_ahead.is_none() => {
-                self.persons_ahead = self.query("person").map(|(q, c)| {
+                self.persons_ahead = self.query(Entity::Person).map(|(q, c)| {
                     prefetch(
                         self.pd.list_from::<Person>("/api/v2/persons", q, c),
                         PERSON_PAGES_AHEAD,
@@ -901,8 +904,8 @@ impl<'s> Engine<'s> {
 
     /// The list query and start cursor for an entity, or `None` when its backfill is done and this
     /// run is still a backfill (of the other entities).
-    fn query(&mut self, entity: &str) -> Option<(ListQuery, Option<String>)> {
-        let cp = self.checkpoint(entity);
+    fn query(&mut self, entity: Entity) -> Option<(ListQuery, Option<String>)> {
+        let cp = self.checkpoint(entity.as_str());
         match self.mode {
             Mode::Backfill if cp.backfill_done => None,
             Mode::Backfill => {
@@ -923,12 +926,12 @@ impl<'s> Engine<'s> {
     /// The checkpoint after a page: the next cursor (backfill) or the latest update time seen.
     fn advance(
         &mut self,
-        entity: &str,
+        entity: Entity,
         next_cursor: Option<String>,
         latest: Option<OffsetDateTime>,
     ) -> Checkpoint {
         let mode = self.mode;
-        let cp = self.checkpoints.entry(entity.to_owned()).or_default();
+        let cp = self.checkpoints.entry(entity.to_string()).or_default();
         match mode {
             Mode::Backfill => {
                 cp.backfill_done = next_cursor.is_none();
@@ -968,7 +971,7 @@ impl<'s> Engine<'s> {
     /// time, in order), so that the next page is worked on while the database writes this one.
     async fn save_page(
         &mut self,
-        entity: &'static str,
+        entity: Entity,
         links: Vec<Link>,
         cp: Checkpoint,
     ) -> Result<(), Stop> {
@@ -984,7 +987,7 @@ impl<'s> Engine<'s> {
                 store::relaxed_commit(&mut tx).await?;
                 outbox::insert(&mut *tx, tenant, run, &events).await?;
                 store::upsert_links(&mut *tx, tenant, &links).await?;
-                store::save_checkpoint(&mut *tx, tenant, entity, &cp).await?;
+                store::save_checkpoint(&mut *tx, tenant, entity.as_str(), &cp).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1008,7 +1011,7 @@ impl<'s> Engine<'s> {
 
     /// Whether a step must look up what the links know of its records: not in a backfill that
     /// found none of them linked (every record then is new).
-    async fn linked(&self, entity: &str) -> Result<bool, Stop> {
+    async fn linked(&self, entity: Entity) -> Result<bool, Stop> {
         Ok(self.mode == Mode::Incremental
             || store::has_links(self.pool, self.tenant, entity).await?)
     }
@@ -1037,11 +1040,11 @@ impl<'s> Engine<'s> {
         Ok(())
     }
 
-    fn rule(&self, action: &str, object: &str) -> Option<String> {
+    fn rule(&self, action: &str, object: Entity) -> Option<String> {
         self.mapping
             .webhooks
             .iter()
-            .find(|r| r.event_action == action && r.event_object == object)
+            .find(|r| r.event_action == action && r.event_object == object.as_str())
             .map(|r| r.brevo_event.clone())
     }
 

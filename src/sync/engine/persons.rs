@@ -19,6 +19,7 @@ use crate::mapping::transform::Issue;
 use crate::mapping::transform::Skip;
 use crate::pipedrive::client::ListQuery;
 use crate::pipedrive::models::Person;
+use crate::sync::Entity;
 use crate::sync::Mode;
 use crate::sync::store;
 use crate::sync::store::Checkpoint;
@@ -38,7 +39,7 @@ use tracing::Instrument;
 
 impl<'s> Engine<'s> {
     pub(super) async fn persons(&mut self) -> Result<(), Stop> {
-        let Some((query, cursor)) = self.query("person") else { return Ok(()) };
+        let Some((query, cursor)) = self.query(Entity::Person) else { return Ok(()) };
         // Beside the loop, one task reads the pages (they queue, so Pipedrive's limiter is never
         // idle; in a backfill it started during the deals), and tasks look up each page's deals,
         // leads and organizations and draft its contacts (`drafts`), two pages at a time.
@@ -83,7 +84,7 @@ impl<'s> Engine<'s> {
             .buffered(PREPARING);
         let mut stream = prefetch(pages, 2);
         if self.mode == Mode::Backfill {
-            self.persons_linked = store::has_links(self.pool, self.tenant, "person").await?;
+            self.persons_linked = store::has_links(self.pool, self.tenant, Entity::Person).await?;
             self.links_ahead = !self.persons_linked;
         }
         loop {
@@ -94,7 +95,7 @@ impl<'s> Engine<'s> {
             self.page_read().await?;
             let latest =
                 page.items.iter().filter_map(|p| parse_time(p.update_time.as_deref())).max();
-            let cp = self.advance("person", page.next_cursor.clone(), latest);
+            let cp = self.advance(Entity::Person, page.next_cursor.clone(), latest);
             self.sync_persons(page.items, Some(prepared), Some(cp)).await?;
             if self.mode == Mode::Backfill {
                 self.confirm_imports(false).await?;
@@ -142,7 +143,7 @@ impl<'s> Engine<'s> {
             // Persons that are gone: nothing to retry.
             let gone: Vec<String> =
                 chunk.iter().filter(|id| !found.contains(id)).map(i64::to_string).collect();
-            store::resolve_errors(self.pool, self.tenant, "person", &gone).await?;
+            store::resolve_errors(self.pool, self.tenant, Entity::Person, &gone).await?;
         }
         Ok(())
     }
@@ -170,7 +171,7 @@ impl<'s> Engine<'s> {
         // Who already holds each email in Brevo.
         let mut emails: Vec<String> = Vec::new();
         for (p, out) in persons.iter().zip(&prepared) {
-            self.count("person").read += 1;
+            self.count(Entity::Person).read += 1;
             self.done.insert(p.id as i64);
             self.dirty.remove(&(p.id as i64));
             for e in p.emails.iter().filter_map(|e| crate::domain::Email::parse(&e.value).ok()) {
@@ -192,7 +193,7 @@ impl<'s> Engine<'s> {
         // person or by email: every person comes once, and `claimed` knows this run's emails.
         let (existing, owners) = match self.persons_linked {
             true => tokio::try_join!(
-                store::links(pool, tenant, "person", &id_texts),
+                store::links(pool, tenant, Entity::Person, &id_texts),
                 store::persons_by_email(pool, tenant, &emails)
             )?,
             false => (HashMap::new(), HashMap::new()),
@@ -206,7 +207,7 @@ impl<'s> Engine<'s> {
             let out = match out {
                 Ok(o) => o,
                 Err(Skip::NoValidEmail) => {
-                    self.count("person").skipped += 1;
+                    self.count(Entity::Person).skipped += 1;
                     let payload = json!({"name": p.name, "emails": p.emails.iter().map(|e| &e.value).collect::<Vec<_>>()});
                     errors.push(RecordError {
                         id: pid.to_string(),
@@ -222,7 +223,7 @@ impl<'s> Engine<'s> {
                 .and_then(|o| o.parse::<i64>().ok())
                 .or_else(|| self.claimed.get(&email).copied());
             if let Some(owner) = owner.filter(|o| *o != pid) {
-                self.count("person").skipped += 1;
+                self.count(Entity::Person).skipped += 1;
                 errors.push(RecordError {
                     id: pid.to_string(),
                     reason: format!("The email {email} is also on Pipedrive person #{owner}, which is synced to that Brevo contact: give this person its own email, or merge the two in Pipedrive."),
@@ -253,7 +254,7 @@ impl<'s> Engine<'s> {
             let row = row(pid, email, draft, p.org_id.map(|o| o as i64), prev, !issues.is_empty());
             match row {
                 Some(r) => rows.push(r),
-                None => self.count("person").unchanged += 1,
+                None => self.count(Entity::Person).unchanged += 1,
             }
         }
         self.spent.add("transform", t);
@@ -267,12 +268,12 @@ impl<'s> Engine<'s> {
                     .acquire()
                     .await
                     .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
-                Ok(store::record_errors(&pool, tenant, run, "person", &errors).await?)
+                Ok(store::record_errors(&pool, tenant, run, Entity::Person, &errors).await?)
             };
             self.recording
                 .push_back((self.writes_sent, AbortOnDrop::spawn(task.in_current_span())));
         } else {
-            store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+            store::record_errors(self.pool, self.tenant, self.run, Entity::Person, &errors).await?;
         }
         self.spent.add("database: record errors", t);
         for id in deleted {
@@ -291,8 +292,8 @@ pub(super) async fn related(
     persons: &[i64],
 ) -> Result<Related, sqlx::Error> {
     let (deal_links, lead_links) = tokio::try_join!(
-        store::links_of_persons(pool, tenant, "deal", persons),
-        store::links_of_persons(pool, tenant, "lead", persons)
+        store::links_of_persons(pool, tenant, Entity::Deal, persons),
+        store::links_of_persons(pool, tenant, Entity::Lead, persons)
     )?;
     let mut deals: HashMap<i64, Vec<DealFacts>> = HashMap::new();
     for l in deal_links {
@@ -329,7 +330,7 @@ pub(super) async fn known(
         persons.iter().filter_map(|p| p.org_id).map(|o| o.to_string()).collect();
     let (related, orgs) = tokio::try_join!(
         related(pool, tenant, &ids),
-        store::links(pool, tenant, "organization", &org_ids)
+        store::links(pool, tenant, Entity::Organization, &org_ids)
     )?;
     Ok(Known { related, orgs })
 }

@@ -12,6 +12,7 @@ use super::parse_time;
 use super::prefetch;
 use crate::pipedrive::models::Deal;
 use crate::pipedrive::models::Organization;
+use crate::sync::Entity;
 use crate::sync::Mode;
 use crate::sync::outbox::Event;
 use crate::sync::store;
@@ -22,8 +23,8 @@ use std::collections::HashMap;
 
 impl<'s> Engine<'s> {
     pub(super) async fn organizations(&mut self) -> Result<(), Stop> {
-        let Some((query, cursor)) = self.query("organization") else { return Ok(()) };
-        let linked = self.linked("organization").await?;
+        let Some((query, cursor)) = self.query(Entity::Organization) else { return Ok(()) };
+        let linked = self.linked(Entity::Organization).await?;
         let mut pages = prefetch(
             self.pd.list_from::<Organization>("/api/v2/organizations", query, cursor),
             PAGES_AHEAD,
@@ -34,30 +35,30 @@ impl<'s> Engine<'s> {
             // (A page whose links are still being recorded may hold some of these records.)
             let existing = if linked {
                 self.saved().await?;
-                store::links(self.pool, self.tenant, "organization", &ids).await?
+                store::links(self.pool, self.tenant, Entity::Organization, &ids).await?
             } else {
                 HashMap::new()
             };
             let mut links = Vec::new();
             let mut latest = None;
             for org in &page.items {
-                self.count("organization").read += 1;
+                self.count(Entity::Organization).read += 1;
                 latest = latest.max(parse_time(org.update_time.as_deref()));
                 let content = hash(&json!({"name": org.name}));
                 let prev = existing.get(&org.id.to_string());
                 if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
-                    self.count("organization").unchanged += 1;
+                    self.count(Entity::Organization).unchanged += 1;
                     continue;
                 }
                 match prev {
                     Some(_) => {
-                        self.count("organization").updated += 1;
+                        self.count(Entity::Organization).updated += 1;
                         // COMPANY changes on every contact of the organization.
                         self.dirty.extend(
                             store::persons_of_org(self.pool, self.tenant, org.id as i64).await?,
                         );
                     }
-                    None => self.count("organization").created += 1,
+                    None => self.count(Entity::Organization).created += 1,
                 }
                 let mut facts = prev
                     .map(|p| p.facts.clone())
@@ -65,7 +66,7 @@ impl<'s> Engine<'s> {
                     .unwrap_or_else(|| json!({}));
                 facts["name"] = json!(org.name);
                 links.push(Link {
-                    entity: "organization".into(),
+                    entity: Entity::Organization.to_string(),
                     pipedrive_id: org.id.to_string(),
                     brevo_ref: prev.and_then(|p| p.brevo_ref.clone()),
                     content_hash: Some(content),
@@ -73,8 +74,8 @@ impl<'s> Engine<'s> {
                     ..Default::default()
                 });
             }
-            let cp = self.advance("organization", page.next_cursor, latest);
-            self.save_page("organization", links, cp).await?;
+            let cp = self.advance(Entity::Organization, page.next_cursor, latest);
+            self.save_page(Entity::Organization, links, cp).await?;
         }
         Ok(())
     }
@@ -87,8 +88,8 @@ impl<'s> Engine<'s> {
     }
 
     pub(super) async fn deals(&mut self) -> Result<(), Stop> {
-        let Some((query, cursor)) = self.query("deal") else { return Ok(()) };
-        let linked = self.linked("deal").await?;
+        let Some((query, cursor)) = self.query(Entity::Deal) else { return Ok(()) };
+        let linked = self.linked(Entity::Deal).await?;
         let mut pages = match self.deals_ahead.take() {
             Some(pages) => pages,
             None => {
@@ -101,14 +102,14 @@ impl<'s> Engine<'s> {
             // (A page whose links are still being recorded may hold some of these records.)
             let existing = if linked {
                 self.saved().await?;
-                store::links(self.pool, self.tenant, "deal", &ids).await?
+                store::links(self.pool, self.tenant, Entity::Deal, &ids).await?
             } else {
                 HashMap::new()
             };
             let mut links = Vec::new();
             let mut latest = None;
             for d in &page.items {
-                self.count("deal").read += 1;
+                self.count(Entity::Deal).read += 1;
                 let updated = parse_time(d.update_time.as_deref());
                 latest = latest.max(updated);
                 let facts = json!({
@@ -118,13 +119,13 @@ impl<'s> Engine<'s> {
                 let content = hash(&json!([facts, d.person_id]));
                 let prev = existing.get(&d.id.to_string());
                 if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
-                    self.count("deal").unchanged += 1;
+                    self.count(Entity::Deal).unchanged += 1;
                     continue;
                 }
                 if prev.is_some() {
-                    self.count("deal").updated += 1
+                    self.count(Entity::Deal).updated += 1
                 } else {
-                    self.count("deal").created += 1
+                    self.count(Entity::Deal).created += 1
                 }
                 self.dirty.extend(prev.and_then(|p| p.person_id));
                 self.dirty.extend(d.person_id.map(|p| p as i64));
@@ -138,9 +139,9 @@ impl<'s> Engine<'s> {
                         m
                     };
                     let rule = if prev.is_none() {
-                        self.rule("added", "deal")
+                        self.rule("added", Entity::Deal)
                     } else {
-                        self.rule("updated", "deal")
+                        self.rule("updated", Entity::Deal)
                     };
                     let mut new_events = Vec::new();
                     let key = |name: &str| format!("deal:{}:{content}:{name}", d.id);
@@ -170,7 +171,7 @@ impl<'s> Engine<'s> {
                     self.events.extend(new_events);
                 }
                 links.push(Link {
-                    entity: "deal".into(),
+                    entity: Entity::Deal.to_string(),
                     pipedrive_id: d.id.to_string(),
                     person_id: d.person_id.map(|p| p as i64),
                     org_id: d.org_id.map(|o| o as i64),
@@ -179,15 +180,15 @@ impl<'s> Engine<'s> {
                     ..Default::default()
                 });
             }
-            let cp = self.advance("deal", page.next_cursor, latest);
-            self.save_page("deal", links, cp).await?;
+            let cp = self.advance(Entity::Deal, page.next_cursor, latest);
+            self.save_page(Entity::Deal, links, cp).await?;
         }
         Ok(())
     }
 
     /// Leads (v1, offset pages, no `updated_since`): all of them in a backfill, then at most hourly.
     pub(super) async fn leads(&mut self) -> Result<(), Stop> {
-        let cp = self.checkpoint("lead");
+        let cp = self.checkpoint(Entity::Lead.as_str());
         let mut start: u64 = match self.mode {
             Mode::Backfill if cp.backfill_done => return Ok(()),
             Mode::Backfill => {
@@ -199,7 +200,7 @@ impl<'s> Engine<'s> {
             Mode::Incremental => 0,
         };
         let full_scan = start == 0;
-        let linked = self.linked("lead").await?;
+        let linked = self.linked(Entity::Lead).await?;
         let mut seen: Vec<String> = Vec::new();
         loop {
             let (leads, next) = self.pd.leads(start, u64::from(PAGE)).await?;
@@ -207,29 +208,29 @@ impl<'s> Engine<'s> {
             // (A page whose links are still being recorded may hold some of these records.)
             let existing = if linked {
                 self.saved().await?;
-                store::links(self.pool, self.tenant, "lead", &ids).await?
+                store::links(self.pool, self.tenant, Entity::Lead, &ids).await?
             } else {
                 HashMap::new()
             };
             let mut links = Vec::new();
             for lead in &leads {
-                self.count("lead").read += 1;
+                self.count(Entity::Lead).read += 1;
                 seen.push(lead.id.clone());
                 let content = hash(&json!([lead.person_id, lead.is_archived]));
                 let prev = existing.get(&lead.id);
                 if prev.and_then(|p| p.content_hash.as_deref()) == Some(content.as_str()) {
-                    self.count("lead").unchanged += 1;
+                    self.count(Entity::Lead).unchanged += 1;
                     continue;
                 }
                 if prev.is_some() {
-                    self.count("lead").updated += 1
+                    self.count(Entity::Lead).updated += 1
                 } else {
-                    self.count("lead").created += 1
+                    self.count(Entity::Lead).created += 1
                 }
                 self.dirty.extend(prev.and_then(|p| p.person_id));
                 self.dirty.extend(lead.person_id.map(|p| p as i64));
                 links.push(Link {
-                    entity: "lead".into(),
+                    entity: Entity::Lead.to_string(),
                     pipedrive_id: lead.id.clone(),
                     person_id: lead.person_id.map(|p| p as i64),
                     content_hash: Some(content),
@@ -237,7 +238,7 @@ impl<'s> Engine<'s> {
                     ..Default::default()
                 });
             }
-            let mut cp = self.checkpoints.get("lead").cloned().unwrap_or_default();
+            let mut cp = self.checkpoints.get(Entity::Lead.as_str()).cloned().unwrap_or_default();
             match self.mode {
                 Mode::Backfill => {
                     cp.backfill_cursor = next.map(|n| n.to_string());
@@ -249,8 +250,8 @@ impl<'s> Engine<'s> {
                     }
                 }
             }
-            self.checkpoints.insert("lead".into(), cp.clone());
-            self.save_page("lead", links, cp).await?;
+            self.checkpoints.insert(Entity::Lead.to_string(), cp.clone());
+            self.save_page(Entity::Lead, links, cp).await?;
             match next {
                 Some(n) => start = n,
                 None => break,
@@ -268,7 +269,7 @@ impl<'s> Engine<'s> {
             .fetch_all(self.pool)
             .await?;
             for (_, person) in gone {
-                self.count("lead").deleted += 1;
+                self.count(Entity::Lead).deleted += 1;
                 self.dirty.extend(person);
             }
         }

@@ -18,6 +18,7 @@ use crate::brevo::api::ImportContact;
 use crate::brevo::api::Upserted;
 use crate::domain::TenantId;
 use crate::mapping::transform;
+use crate::sync::Entity;
 use crate::sync::Mode;
 use crate::sync::outbox::Event;
 use crate::sync::store;
@@ -50,7 +51,7 @@ impl<'s> Engine<'s> {
             let old = store::links(
                 self.pool,
                 self.tenant,
-                "person",
+                Entity::Person,
                 &moved.iter().map(i64::to_string).collect::<Vec<_>>(),
             )
             .await?;
@@ -87,7 +88,7 @@ impl<'s> Engine<'s> {
         let rows = std::mem::take(&mut self.later);
         self.write_now(rows).await?;
         if let Some(cp) = self.later_checkpoint.take() {
-            self.save_checkpoint("person", &cp).await?;
+            self.save_checkpoint(Entity::Person.as_str(), &cp).await?;
         }
         Ok(())
     }
@@ -301,7 +302,7 @@ impl<'s> Engine<'s> {
         }
         if let Some(cp) = ready {
             let t = Instant::now();
-            self.save_checkpoint("person", &cp).await?;
+            self.save_checkpoint(Entity::Person.as_str(), &cp).await?;
             self.spent.add("database: checkpoints", t);
         }
         Ok(())
@@ -412,7 +413,7 @@ impl<'s> Engine<'s> {
                     None
                 }
                 Err(e) => {
-                    self.count("person").failed += 1;
+                    self.count(Entity::Person).failed += 1;
                     let payload = json!({"email": row.email, "attributes": row.attributes(), "lists": row.lists});
                     errors.push(RecordError {
                         id: row.person_id.to_string(),
@@ -427,11 +428,11 @@ impl<'s> Engine<'s> {
             }
             links.push(person_link(&row, brevo_id));
         }
-        store::record_errors(self.pool, self.tenant, self.run, "person", &errors).await?;
+        store::record_errors(self.pool, self.tenant, self.run, Entity::Person, &errors).await?;
         // The events of these writes are durable before the links that consume them.
         self.flush_events().await?;
         store::upsert_links(self.pool, self.tenant, &links).await?;
-        store::resolve_errors(self.pool, self.tenant, "person", &resolved).await?;
+        store::resolve_errors(self.pool, self.tenant, Entity::Person, &resolved).await?;
         Ok(())
     }
 
@@ -439,15 +440,15 @@ impl<'s> Engine<'s> {
     /// added or updated (not in a backfill, which fires no automations for the past).
     pub(super) fn took(&mut self, row: &Row, created: bool, events: bool) {
         if created {
-            self.count("person").created += 1
+            self.count(Entity::Person).created += 1
         } else {
-            self.count("person").updated += 1
+            self.count(Entity::Person).updated += 1
         }
         if self.mode == Mode::Incremental && events {
             let rule = if row.existed {
-                self.rule("updated", "person")
+                self.rule("updated", Entity::Person)
             } else {
-                self.rule("added", "person")
+                self.rule("added", Entity::Person)
             };
             if let Some(name) = rule {
                 self.events.push(Event {
@@ -560,7 +561,7 @@ pub(super) fn lists_of(facts: &Value) -> Vec<i64> {
 
 pub(super) fn person_link(r: &Row, brevo_id: Option<i64>) -> Link {
     Link {
-        entity: "person".into(),
+        entity: Entity::Person.to_string(),
         pipedrive_id: r.person_id.to_string(),
         brevo_ref: Some(r.email.clone()),
         brevo_id,
@@ -579,7 +580,7 @@ pub(super) fn person_links(rows: &[Row]) -> store::LinkColumns {
     for r in rows {
         let lists = r.lists.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let own = if r.own.trim().is_empty() { "{}" } else { &r.own };
-        c.entity.push("person".to_owned());
+        c.entity.push(Entity::Person.to_string());
         c.pipedrive_id.push(r.person_id.to_string());
         c.brevo_ref.push(Some(r.email.clone()));
         c.brevo_id.push(None);
