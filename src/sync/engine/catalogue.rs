@@ -43,7 +43,7 @@ impl<'s> Engine<'s> {
             return None;
         }
         if !self.mapping.options.create_missing_attributes {
-            self.notes.push(format!(
+            self.report.notes.push(format!(
                 "Brevo has no attribute {}: Brevo drops their values (create them in Brevo, or turn options.create_missing_attributes on).",
                 missing.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
             ));
@@ -82,10 +82,10 @@ impl<'s> Engine<'s> {
         let created = task.await.map_err(|e| {
             Stop::Retry(format!("creating the Brevo attributes was interrupted: {e}"))
         })??;
-        self.spent.add("waiting for attributes", t);
+        self.report.spent.add("waiting for attributes", t);
         if !created.is_empty() {
             tracing::info!(count = created.len(), "created the Brevo attributes the mapping needs");
-            self.notes.push(format!(
+            self.report.notes.push(format!(
                 "Created Brevo attributes: {}.",
                 created.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
             ));

@@ -62,7 +62,7 @@ impl<'s> Engine<'s> {
             if rows.len() >= self.s.bulk.import_rows {
                 self.write_now(std::mem::take(&mut rows)).await?;
             }
-            self.report().await;
+            self.report_soon();
         }
         self.write_now(rows).await
     }

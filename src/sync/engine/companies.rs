@@ -39,7 +39,7 @@ impl<'s> Engine<'s> {
         if let Some(mut task) = self.company_contacts_task.take() {
             let t = Instant::now();
             self.company_contacts = (&mut task.0).await.unwrap_or_default();
-            self.spent.add("waiting for the companies' contacts", t);
+            self.report.spent.add("waiting for the companies' contacts", t);
         }
     }
 
@@ -207,7 +207,7 @@ impl<'s> Engine<'s> {
         }
         let left = total - written;
         if left > 0 {
-            self.notes.push(format!(
+            self.report.notes.push(format!(
                 "{left} organization(s) wait for their Brevo company: Brevo allows 100 company calls an hour, so they follow in the next runs."
             ));
         }

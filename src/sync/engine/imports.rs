@@ -52,7 +52,7 @@ impl<'s> Engine<'s> {
                     let answer = (&mut task.0).await.map_err(|e| {
                         Stop::Retry(format!("polling Brevo's imports was interrupted: {e}"))
                     })?;
-                    self.spent.add("Brevo: process polls", t);
+                    self.report.spent.add("Brevo: process polls", t);
                     match answer {
                         Ok(processes) => Some((ids, processes)),
                         // The hour's bucket had no call left: a later poll waits for one.
@@ -92,7 +92,7 @@ impl<'s> Engine<'s> {
                     (self.last_poll, self.polls) = (Some(Instant::now()), self.polls + 1);
                     let t = Instant::now();
                     let processes = self.brevo.recent_processes().await?;
-                    self.spent.add("Brevo: process polls", t);
+                    self.report.spent.add("Brevo: process polls", t);
                     (None, processes)
                 }
             };
@@ -152,7 +152,7 @@ impl<'s> Engine<'s> {
                     _ if took_all => {
                         let t = Instant::now();
                         self.apply_import(import).await?;
-                        self.spent.add("recording imports", t);
+                        self.report.spent.add("recording imports", t);
                     }
                     _ if import.rows.len() >= 2 * BULK_MIN && !import.lists.is_empty() => {
                         // Which rows it dropped Brevo does not say: each half is imported again,
@@ -199,7 +199,7 @@ impl<'s> Engine<'s> {
             }
             let t = Instant::now();
             tokio::time::sleep(delay).await;
-            self.spent.add("waiting for Brevo's imports", t);
+            self.report.spent.add("waiting for Brevo's imports", t);
             waits += 1;
             if waits >= 3 {
                 delay = delay.mul_f64(1.5).min(Duration::from_secs(30));

@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use super::outbox::{self, Event};
 use super::store::{self, Checkpoint, Link, RunStatus};
-use super::{Counts, EntityCounts, JOB_FULL_RESYNC, Mode};
+use super::{EntityCounts, JOB_FULL_RESYNC, Mode};
 use crate::accounts::Member;
 use crate::brevo::BrevoError;
 use crate::brevo::api::BrevoApi;
@@ -53,9 +53,11 @@ mod companies;
 mod imports;
 mod persons;
 mod records;
+mod report;
 mod writes;
 
 use self::catalogue::load_catalogue;
+use self::report::Report;
 use self::writes::{Written, person_links};
 
 /// Pipedrive timestamps have whole seconds: each incremental read starts this much earlier, and
@@ -91,8 +93,6 @@ const DELETIONS_EVERY: time::Duration = time::Duration::minutes(15);
 /// Leads have no `updated_since` (v1): an incremental run reads them at most this often.
 const LEADS_EVERY: time::Duration = time::Duration::hours(1);
 const PAGE: u32 = 500;
-/// How often a run records its progress (the Sync page shows it as it changes).
-const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// Persons pages read ahead of the one being written (each about 500 persons, 1 MB decoded and
 /// more while it is prepared). Pipedrive's limiter keeps the slots a waiting reader leaves (a
 /// sliding window), so a few pages cover a pause of the persons loop; more only hold memory.
@@ -317,15 +317,15 @@ pub async fn run_job(services: &Services, job: &Job) -> Result<(), JobError> {
         let mut engine =
             Engine::prepare(services, tenant, run.id, mode, checkpoints, started).await?;
         engine.lease = store::Lease { job: job.id, owner: job.owner.clone() };
-        engine.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
-        engine.base_tokens = run.pipedrive_tokens as u64;
-        engine.base_calls = run.brevo_calls as u64;
+        engine.report.counts = serde_json::from_value(run.counts.clone()).unwrap_or_default();
+        engine.report.base_tokens = run.pipedrive_tokens as u64;
+        engine.report.base_calls = run.brevo_calls as u64;
         engine.retry_persons = payload.persons.iter().filter_map(|p| p.parse().ok()).collect();
         engine.force_deletions = trigger == "manual";
         let outcome = engine.execute().await;
         engine.report_now().await;
-        tracing::info!(time = %engine.spent, "where the run's time went");
-        outcome.map(|()| engine.summary())
+        tracing::info!(time = %engine.report.spent, "where the run's time went");
+        outcome.map(|()| engine.report.summary())
     }
     .instrument(span)
     .await;
@@ -419,11 +419,6 @@ pub struct Engine<'s> {
     cat: Arc<Catalogue>,
     checkpoints: HashMap<String, Checkpoint>,
     started: OffsetDateTime,
-    counts: Counts,
-    base_tokens: u64,
-    base_calls: u64,
-    steps: Vec<Step>,
-    step: usize,
     /// Persons whose deals, leads or organization changed.
     dirty: BTreeSet<i64>,
     /// Persons written or checked in this run.
@@ -439,7 +434,6 @@ pub struct Engine<'s> {
     retry_persons: Vec<i64>,
     /// A manual sync checks for deletions whatever the time since the last check.
     force_deletions: bool,
-    notes: Vec<String>,
     /// Backfill rows waiting for an import, by the lists they go to.
     bulk: BTreeMap<Vec<i64>, Bucket>,
     /// Checkpoints of the persons pages read (numbered by `backfill_pages`), oldest first, until
@@ -447,8 +441,6 @@ pub struct Engine<'s> {
     held: VecDeque<(u64, Checkpoint)>,
     /// Pages a backfill has read, every entity together (see `page_read`).
     backfill_pages: u64,
-    /// Where the run's time goes (logged when it ends).
-    spent: Spent,
     /// Writes on their way: each import (or batch of contacts written one at a time) is sent by
     /// a task of its own, so the persons go on being read and prepared meanwhile.
     inflight: VecDeque<AbortOnDrop<Result<Sent, Stop>>>,
@@ -473,9 +465,8 @@ pub struct Engine<'s> {
     /// Whether imports have their links recorded while Brevo processes them, not once it
     /// confirmed them: in a backfill that found no person linked (see `record_links_ahead`).
     links_ahead: bool,
-    /// When the progress was last recorded, and the report on its way (see `report`).
-    last_report: Option<Instant>,
-    reporting: Option<AbortOnDrop<()>>,
+    /// What the run tells of itself: steps, counts, notes, where its time went.
+    report: Report,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
     last_poll: Option<Instant>,
     polls: usize,
@@ -531,24 +522,6 @@ struct PendingImport {
 /// a backfill has groups: the persons loop goes on while Brevo's limiter spaces them out.
 const MAX_INFLIGHT: usize = 12;
 
-/// Seconds per kind of work, for the log line that tells where a run's time went.
-#[derive(Default)]
-struct Spent(BTreeMap<&'static str, Duration>);
-
-impl Spent {
-    fn add(&mut self, what: &'static str, since: Instant) {
-        *self.0.entry(what).or_default() += since.elapsed();
-    }
-}
-
-impl std::fmt::Display for Spent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> =
-            self.0.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect();
-        f.write_str(&parts.join(", "))
-    }
-}
-
 fn hash(v: &Value) -> String {
     format!("{:x}", Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
 }
@@ -569,13 +542,6 @@ fn parse_time(t: Option<&str>) -> Option<OffsetDateTime> {
 /// one commits nothing more.
 fn lease_lost() -> Stop {
     Stop::Retry("another worker took this sync over (the lease was lost); this one stopped".into())
-}
-
-/// A progress report that fails is logged and left: the next one carries the same counts.
-async fn record_progress(pool: &PgPool, run: i64, p: store::Progress) {
-    if let Err(e) = store::progress(pool, run, &p).await {
-        tracing::warn!(error = %e, "could not record the run's progress");
-    }
 }
 
 /// Pages read ahead of the loop that works on them.
@@ -691,6 +657,7 @@ impl<'s> Engine<'s> {
             tenant,
             run,
             lease: store::Lease::default(),
+            report: Report::new(pool.clone(), run, steps),
             mode,
             pd,
             brevo,
@@ -698,11 +665,6 @@ impl<'s> Engine<'s> {
             cat,
             checkpoints,
             started,
-            counts: Counts::new(),
-            base_tokens: 0,
-            base_calls: 0,
-            steps,
-            step: 0,
             dirty: BTreeSet::new(),
             done: HashSet::new(),
             seen_emails: HashMap::new(),
@@ -710,11 +672,9 @@ impl<'s> Engine<'s> {
             events: Vec::new(),
             retry_persons: Vec::new(),
             force_deletions: false,
-            notes: Vec::new(),
             bulk: BTreeMap::new(),
             held: VecDeque::new(),
             backfill_pages: 0,
-            spent: Spent::default(),
             inflight: VecDeque::new(),
             unsaved_checkpoints: VecDeque::new(),
             writes_sent: 0,
@@ -725,8 +685,6 @@ impl<'s> Engine<'s> {
             last_poll: None,
             polls: 0,
             polling: None,
-            last_report: None,
-            reporting: None,
             persons_linked: true,
             persons_read: false,
             links_ahead: false,
@@ -743,45 +701,19 @@ impl<'s> Engine<'s> {
     }
 
     fn count(&mut self, entity: Entity) -> &mut EntityCounts {
-        self.counts.entry(entity.to_string()).or_default()
+        self.report.count(entity)
     }
 
-    /// Records the run's progress, at most every `REPORT_EVERY` (a page takes a few milliseconds),
-    /// by a task beside the loop: the loop does not wait for the database.
-    async fn report(&mut self) {
-        let idle = self.reporting.as_ref().is_none_or(|task| task.is_finished());
-        if idle && self.last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
-            self.last_report = Some(Instant::now());
-            let (pool, run, p) = (self.pool.clone(), self.run, self.progress());
-            self.reporting = Some(AbortOnDrop::spawn(
-                async move { record_progress(&pool, run, p).await }.in_current_span(),
-            ));
-        }
+    /// Records the run's progress soon (see `Report::record_soon`).
+    fn report_soon(&mut self) {
+        let (tokens, calls) = (self.pd.tokens_spent(), self.brevo.calls());
+        self.report.record_soon(tokens, calls);
     }
 
-    /// Records the run's progress now, after any report still on its way (which must not land
-    /// after this one).
+    /// Records the run's progress now.
     async fn report_now(&mut self) {
-        if let Some(task) = self.reporting.take() {
-            let _ = task.await;
-        }
-        self.last_report = Some(Instant::now());
-        record_progress(self.pool, self.run, self.progress()).await;
-    }
-
-    fn progress(&self) -> store::Progress {
-        store::Progress {
-            phase: self.steps.get(self.step).map_or("finishing", |s| s.as_str()),
-            steps_done: self.step as i32,
-            steps_total: self.steps.len() as i32,
-            counts: self.counts.clone(),
-            pipedrive_tokens: self.base_tokens + self.pd.tokens_spent(),
-            brevo_calls: self.base_calls + self.brevo.calls(),
-        }
-    }
-
-    fn summary(&self) -> Option<String> {
-        (!self.notes.is_empty()).then(|| self.notes.join(" "))
+        let (tokens, calls) = (self.pd.tokens_spent(), self.brevo.calls());
+        self.report.record_now(tokens, calls).await;
     }
 
     async fn execute(&mut self) -> Result<(), Stop> {
@@ -812,10 +744,10 @@ impl<'s> Engine<'s> {
             let ids = std::mem::take(&mut self.retry_persons);
             self.persons_by_id(&ids).await?;
         }
-        for i in 1..self.steps.len() {
-            self.step = i;
+        for i in 1..self.report.steps.len() {
+            self.report.step = i;
             self.report_now().await;
-            let step = self.steps[i];
+            let step = self.report.steps[i];
             if !matches!(step, Step::Organizations | Step::Deals | Step::Leads) {
                 self.finish_attributes(attributes.take()).await?;
             }
@@ -838,7 +770,7 @@ impl<'s> Engine<'s> {
                     })??,
                     None => store::analyze_links(self.pool).await?,
                 }
-                self.spent.add("database: statistics", t);
+                self.report.spent.add("database: statistics", t);
             }
             if step == Step::Deals {
                 self.company_contacts_task = self.start_company_contacts();
@@ -859,7 +791,7 @@ impl<'s> Engine<'s> {
             self.saved().await?;
         }
         self.finish_attributes(attributes.take()).await?;
-        self.step = self.steps.len();
+        self.report.step = self.report.steps.len();
         Ok(())
     }
 
@@ -873,8 +805,8 @@ impl<'s> Engine<'s> {
         if self.mode != Mode::Backfill {
             return;
         }
-        let next = self.steps.get(step + 1..).unwrap_or_default();
-        match self.steps[step] {
+        let next = self.report.steps.get(step + 1..).unwrap_or_default();
+        match self.report.steps[step] {
             Step::Organizations if next.contains(&Step::Deals) && self.deals_ahead.is_none() => {
                 self.deals_ahead = self.query(Entity::Deal).map(|(q, c)| {
                     prefetch(self.pd.list_from::<Deal>("/api/v2/deals", q, c), PAGES_AHEAD)
@@ -993,7 +925,7 @@ impl<'s> Engine<'s> {
             }
             .in_current_span(),
         )));
-        self.report().await;
+        self.report_soon();
         Ok(())
     }
 
@@ -1004,7 +936,7 @@ impl<'s> Engine<'s> {
             (&mut task.0)
                 .await
                 .map_err(|e| Stop::Retry(format!("recording a page was interrupted: {e}")))??;
-            self.spent.add("database: pages", t);
+            self.report.spent.add("database: pages", t);
         }
         Ok(())
     }

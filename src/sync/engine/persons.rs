@@ -90,7 +90,7 @@ impl<'s> Engine<'s> {
         loop {
             let t = Instant::now();
             let Some(page) = stream.recv().await else { break };
-            self.spent.add("waiting for Pipedrive", t);
+            self.report.spent.add("waiting for Pipedrive", t);
             let (page, prepared) = page?;
             self.page_read().await?;
             let latest =
@@ -101,8 +101,8 @@ impl<'s> Engine<'s> {
                 self.confirm_imports(false).await?;
             }
             let t = Instant::now();
-            self.report().await;
-            self.spent.add("progress", t);
+            self.report_soon();
+            self.report.spent.add("progress", t);
         }
         self.persons_read = true;
         let t = Instant::now();
@@ -110,15 +110,15 @@ impl<'s> Engine<'s> {
         self.flush_all().await?;
         let s = Instant::now();
         self.settle_writes(true).await?;
-        self.spent.add("(end) sending the last writes", s);
+        self.report.spent.add("(end) sending the last writes", s);
         let s = Instant::now();
         self.confirm_imports(true).await?;
-        self.spent.add("(end) Brevo's imports", s);
+        self.report.spent.add("(end) Brevo's imports", s);
         let s = Instant::now();
         self.settle_recording(true).await?;
         self.save_ready_checkpoint().await?;
-        self.spent.add("(end) recording", s);
-        self.spent.add("(after the last persons page)", t);
+        self.report.spent.add("(end) recording", s);
+        self.report.spent.add("(after the last persons page)", t);
         self.links_ahead = false;
         Ok(())
     }
@@ -183,7 +183,7 @@ impl<'s> Engine<'s> {
                 Some(Err(_)) => {}
             }
         }
-        self.spent.add("transform", t);
+        self.report.spent.add("transform", t);
         // What the links know of these persons, and who holds their emails (their deals, leads and
         // organizations are in `known`).
         let t = Instant::now();
@@ -198,7 +198,7 @@ impl<'s> Engine<'s> {
             )?,
             false => (HashMap::new(), HashMap::new()),
         };
-        self.spent.add("database: lookups", t);
+        self.report.spent.add("database: lookups", t);
         let t = Instant::now();
         let mut errors = Vec::new();
         for ((p, out), draft) in persons.iter().zip(prepared).zip(drafts) {
@@ -257,7 +257,7 @@ impl<'s> Engine<'s> {
                 None => self.count(Entity::Person).unchanged += 1,
             }
         }
-        self.spent.add("transform", t);
+        self.report.spent.add("transform", t);
         let t = Instant::now();
         if self.mode == Mode::Backfill && checkpoint.is_some() && !errors.is_empty() {
             // Written beside the loop; the page's checkpoint waits for them.
@@ -275,7 +275,7 @@ impl<'s> Engine<'s> {
         } else {
             store::record_errors(self.pool, self.tenant, self.run, Entity::Person, &errors).await?;
         }
-        self.spent.add("database: record errors", t);
+        self.report.spent.add("database: record errors", t);
         for id in deleted {
             self.person_deleted(id).await?;
         }

@@ -229,7 +229,7 @@ impl<'s> Engine<'s> {
         while self.inflight.len() >= MAX_INFLIGHT {
             let t = Instant::now();
             self.settle_one().await?;
-            self.spent.add("waiting for Brevo to take writes", t);
+            self.report.spent.add("waiting for Brevo to take writes", t);
         }
         self.inflight.push_back(AbortOnDrop::spawn(write.in_current_span()));
         self.writes_sent += 1;
@@ -259,7 +259,7 @@ impl<'s> Engine<'s> {
             Sent::OneByOne(written, stopped) => {
                 let t = Instant::now();
                 self.record_written(written).await?;
-                self.spent.add("recording contacts written one by one", t);
+                self.report.spent.add("recording contacts written one by one", t);
                 if let Some(e) = stopped {
                     return Err(e.into());
                 }
@@ -275,7 +275,7 @@ impl<'s> Engine<'s> {
         while self.inflight.front().is_some_and(|task| wait || task.is_finished()) {
             self.settle_one().await?;
         }
-        self.spent.add("waiting for Brevo to take writes", t);
+        self.report.spent.add("waiting for Brevo to take writes", t);
         self.save_ready_checkpoint().await
     }
 
@@ -303,7 +303,7 @@ impl<'s> Engine<'s> {
         if let Some(cp) = ready {
             let t = Instant::now();
             self.save_checkpoint(Entity::Person.as_str(), &cp).await?;
-            self.spent.add("database: checkpoints", t);
+            self.report.spent.add("database: checkpoints", t);
         }
         Ok(())
     }
@@ -318,7 +318,7 @@ impl<'s> Engine<'s> {
                 })??;
             }
         }
-        self.spent.add("waiting for imports to be recorded", t);
+        self.report.spent.add("waiting for imports to be recorded", t);
         Ok(())
     }
 
