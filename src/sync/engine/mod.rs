@@ -50,6 +50,7 @@ use crate::task::AbortOnDrop;
 mod catalogue;
 mod changes;
 mod companies;
+mod gate;
 mod imports;
 mod persons;
 mod records;
@@ -57,6 +58,7 @@ mod report;
 mod writes;
 
 use self::catalogue::load_catalogue;
+use self::gate::CheckpointGate;
 use self::report::Report;
 use self::writes::{Written, person_links};
 
@@ -436,25 +438,18 @@ pub struct Engine<'s> {
     force_deletions: bool,
     /// Backfill rows waiting for an import, by the lists they go to.
     bulk: BTreeMap<Vec<i64>, Bucket>,
-    /// Checkpoints of the persons pages read (numbered by `backfill_pages`), oldest first, until
-    /// none of their rows waits in `bulk` any more: only then may the checkpoint be saved.
-    held: VecDeque<(u64, Checkpoint)>,
+    /// When a persons page's checkpoint may be saved (the rule, in `gate`).
+    gate: CheckpointGate,
     /// Pages a backfill has read, every entity together (see `page_read`).
     backfill_pages: u64,
     /// Writes on their way: each import (or batch of contacts written one at a time) is sent by
     /// a task of its own, so the persons go on being read and prepared meanwhile.
     inflight: VecDeque<AbortOnDrop<Result<Sent, Stop>>>,
-    /// Persons checkpoints no waiting row depends on, oldest first, each with the number of
-    /// writes sent before it: saved once those are settled and their imports recorded.
-    unsaved_checkpoints: VecDeque<(u64, Checkpoint)>,
-    /// Writes sent, and writes settled, in this run (settled in the order they start).
-    writes_sent: u64,
-    writes_settled: u64,
     /// Imports Brevo accepted and has not confirmed.
     pending: Vec<PendingImport>,
     /// Links of confirmed imports, and record errors of a backfill's pages, being written by tasks
     /// beside the persons loop, one at a time (`recorder`); each with the first checkpoint it
-    /// holds back (numbered by the writes sent before it, as `unsaved_checkpoints`).
+    /// holds back (numbered by the writes sent before it: see `gate`).
     recording: VecDeque<(u64, AbortOnDrop<Result<(), Stop>>)>,
     /// One turn at a time: more slowed the loop's lookups and held more links in memory.
     recorder: Arc<tokio::sync::Semaphore>,
@@ -510,7 +505,7 @@ struct PendingImport {
     companions: Vec<i64>,
     lists: Vec<i64>,
     rows: Vec<Row>,
-    /// The write it came from, numbered as `writes_sent` counts them.
+    /// The write it came from, numbered as the gate counts them.
     write: u64,
     /// Its links being recorded ahead of Brevo's answer (`Engine::links_ahead`): the task, which
     /// gives the note that tells whose links they are.
@@ -673,12 +668,9 @@ impl<'s> Engine<'s> {
             retry_persons: Vec::new(),
             force_deletions: false,
             bulk: BTreeMap::new(),
-            held: VecDeque::new(),
+            gate: CheckpointGate::default(),
             backfill_pages: 0,
             inflight: VecDeque::new(),
-            unsaved_checkpoints: VecDeque::new(),
-            writes_sent: 0,
-            writes_settled: 0,
             pending: Vec::new(),
             recording: VecDeque::new(),
             recorder: Arc::new(tokio::sync::Semaphore::new(1)),

@@ -271,7 +271,7 @@ impl<'s> Engine<'s> {
                 Ok(store::record_errors(&pool, tenant, run, Entity::Person, &errors).await?)
             };
             self.recording
-                .push_back((self.writes_sent, AbortOnDrop::spawn(task.in_current_span())));
+                .push_back((self.gate.sent_so_far(), AbortOnDrop::spawn(task.in_current_span())));
         } else {
             store::record_errors(self.pool, self.tenant, self.run, Entity::Person, &errors).await?;
         }

@@ -102,7 +102,7 @@ impl<'s> Engine<'s> {
     ) -> Result<(), Stop> {
         // `page_read` numbered this page (a stage follows each page of a backfill's persons).
         let page = self.backfill_pages;
-        self.held.push_back((page, checkpoint));
+        self.gate.hold(page, checkpoint);
         for row in rows {
             let bucket = self.bulk.entry(row.lists.clone()).or_insert_with(|| Bucket {
                 rows: Vec::new(),
@@ -232,7 +232,7 @@ impl<'s> Engine<'s> {
             self.report.spent.add("waiting for Brevo to take writes", t);
         }
         self.inflight.push_back(AbortOnDrop::spawn(write.in_current_span()));
-        self.writes_sent += 1;
+        self.gate.sent();
         Ok(())
     }
 
@@ -242,8 +242,7 @@ impl<'s> Engine<'s> {
         let sent = task
             .await
             .map_err(|e| Stop::Retry(format!("a write to Brevo was interrupted: {e}")))??;
-        let write = self.writes_settled;
-        self.writes_settled += 1;
+        let write = self.gate.settle();
         match sent {
             Sent::Import(process_id, companions, lists, rows) => {
                 let ahead = self.links_ahead.then(|| self.record_links_ahead(process_id, &rows));
@@ -292,15 +291,7 @@ impl<'s> Engine<'s> {
             .chain(self.recording.iter().map(|(from, _)| *from))
             .min()
             .unwrap_or(u64::MAX);
-        let mut ready = None;
-        while self
-            .unsaved_checkpoints
-            .front()
-            .is_some_and(|(sent, _)| *sent <= self.writes_settled && *sent < held_from)
-        {
-            ready = self.unsaved_checkpoints.pop_front().map(|(_, cp)| cp);
-        }
-        if let Some(cp) = ready {
+        if let Some(cp) = self.gate.ready(held_from) {
             let t = Instant::now();
             self.save_checkpoint(Entity::Person.as_str(), &cp).await?;
             self.report.spent.add("database: checkpoints", t);
@@ -327,13 +318,7 @@ impl<'s> Engine<'s> {
     /// pages it has not written.
     pub(super) async fn release_checkpoint(&mut self) -> Result<(), Stop> {
         let oldest_waiting = self.bulk.values().map(|b| b.since).min().unwrap_or(u64::MAX);
-        let mut safe = None;
-        while self.held.front().is_some_and(|(page, _)| *page < oldest_waiting) {
-            safe = self.held.pop_front().map(|(_, cp)| cp);
-        }
-        if let Some(cp) = safe {
-            self.unsaved_checkpoints.push_back((self.writes_sent, cp));
-        }
+        self.gate.release_before(oldest_waiting);
         self.settle_writes(false).await
     }
 
@@ -363,7 +348,7 @@ impl<'s> Engine<'s> {
                     companions: Vec::new(),
                     lists: lists.clone(),
                     rows,
-                    write: self.writes_settled,
+                    write: self.gate.settled_so_far(),
                     ahead: None,
                 });
                 imported = true;
