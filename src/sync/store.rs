@@ -2,7 +2,7 @@
 //! Every statement is scoped by tenant. Links are written a page at a time (one statement).
 
 use crate::sync::Entity;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -159,36 +159,12 @@ pub async fn links(
 }
 
 /// Links of `entity` whose person is one of `persons` (deals and leads of those persons).
-///
-/// A backfill's page of persons is a run of nearly consecutive ids: there one range scan of the
-/// index (`between` the lowest and the highest) replaces a descent per person, which was most of
-/// the database's work per page; the links of persons in the range but not asked for are left
-/// out here. Scattered ids (an incremental run) are looked up one by one.
 pub async fn links_of_persons(
     pool: &PgPool,
     tenant: TenantId,
     entity: Entity,
     persons: &[i64],
 ) -> Result<Vec<Link>, sqlx::Error> {
-    let (Some(&lo), Some(&hi)) = (persons.iter().min(), persons.iter().max()) else {
-        return Ok(Vec::new());
-    };
-    if dense(lo, hi, persons.len()) {
-        let wanted: HashSet<i64> = persons.iter().copied().collect();
-        let rows: Vec<Link> = sqlx::query_as(&format!(
-            "select {LINK_COLUMNS} from record_links l where l.tenant_id = $1 and l.entity = $2 and l.person_id between $3 and $4"
-        ))
-        .bind(tenant)
-        .bind(entity.as_str())
-        .bind(lo)
-        .bind(hi)
-        .fetch_all(pool)
-        .await?;
-        return Ok(rows
-            .into_iter()
-            .filter(|l| l.person_id.is_some_and(|p| wanted.contains(&p)))
-            .collect());
-    }
     sqlx::query_as(&format!(
         "select {LINK_COLUMNS} from unnest($3::bigint[]) as i(id) join record_links l on l.tenant_id = $1 and l.entity = $2 and l.person_id = i.id"
     ))
@@ -197,13 +173,6 @@ pub async fn links_of_persons(
         .bind(persons)
         .fetch_all(pool)
         .await
-}
-
-/// Whether `count` ids between `lo` and `hi` fill at least half of that range, so
-/// that scanning the range reads the links of at most about twice the persons asked for.
-fn dense(lo: i64, hi: i64, count: usize) -> bool {
-    let span = hi.saturating_sub(lo).saturating_add(1);
-    span <= (count as i64).saturating_mul(2)
 }
 
 /// The persons linked to these contact emails.
@@ -705,19 +674,4 @@ pub async fn delete_import<'e>(
         .execute(db)
         .await
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dense;
-
-    #[test]
-    fn a_range_is_scanned_only_when_the_ids_fill_half_of_it() {
-        assert!(dense(1, 500, 500));
-        assert!(dense(1, 1000, 500));
-        assert!(!dense(1, 1001, 500));
-        assert!(dense(7, 7, 1));
-        assert!(!dense(1, i64::MAX, 2));
-        assert!(!dense(i64::MIN, i64::MAX, 3));
-    }
 }
