@@ -8,12 +8,10 @@ use super::POLL_AT_IMPORTS;
 use super::POLL_EVERY;
 use super::POLL_SOON;
 use super::PendingImport;
-use super::Row;
 use super::Stop;
 use super::WAIT_AT_IMPORTS;
 use super::person_links;
 use super::writes::by_their_lists;
-use super::writes::links_ahead_note;
 use super::writes::record_links;
 use super::writes::send_import;
 use crate::brevo::BrevoError;
@@ -99,7 +97,7 @@ impl<'s> Engine<'s> {
             let mut known: HashMap<i64, crate::brevo::api::Process> =
                 processes.into_iter().map(|p| (p.id, p)).collect();
             let mut still = Vec::new();
-            for mut import in std::mem::take(&mut self.pending) {
+            for import in std::mem::take(&mut self.pending) {
                 // Sent after the poll: the next one tells.
                 if answers_for.as_ref().is_some_and(|ids| !ids.contains(&import.process_id)) {
                     still.push(import);
@@ -132,7 +130,6 @@ impl<'s> Engine<'s> {
                         // One of the lists' imports did not take every row: the rows are imported
                         // again by the lists they go to, as any other group.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import of the last groups did not take every row: importing each group again");
-                        self.undo_links_ahead(&mut import).await?;
                         for (lists, rows) in by_their_lists(import.rows) {
                             if rows.len() < BULK_MIN || lists.is_empty() {
                                 self.write_one_by_one(rows).await?;
@@ -145,7 +142,6 @@ impl<'s> Engine<'s> {
                                 lists,
                                 rows,
                                 write: import.write,
-                                ahead: None,
                             });
                         }
                     }
@@ -159,7 +155,6 @@ impl<'s> Engine<'s> {
                         // down to a few rows written one by one, which names the failing record:
                         // a bad row costs a logarithmic number of imports, not a call per row.
                         tracing::info!(process.id, status = %process.status, rows = import.rows.len(), "an import did not take every row: importing each half again");
-                        self.undo_links_ahead(&mut import).await?;
                         let (first, second) = import.rows.split_at(import.rows.len() / 2);
                         for half in [first, second] {
                             let process_id = send_import(&self.brevo, &import.lists, half).await?;
@@ -169,13 +164,11 @@ impl<'s> Engine<'s> {
                                 lists: import.lists.clone(),
                                 rows: half.to_vec(),
                                 write: import.write,
-                                ahead: None,
                             });
                         }
                     }
                     _ => {
                         tracing::info!(process.id, status = %process.status, "an import did not take every row: writing them one by one");
-                        self.undo_links_ahead(&mut import).await?;
                         self.write_one_by_one(import.rows).await?;
                     }
                 }
@@ -205,44 +198,6 @@ impl<'s> Engine<'s> {
                 delay = delay.mul_f64(1.5).min(Duration::from_secs(30));
             }
         }
-    }
-
-    /// Records the links of an import Brevo accepted while Brevo processes it (a task beside the
-    /// loop, in the recorder's turn), with a note in `sync_imports` of whose they are. The pages'
-    /// checkpoints still wait for Brevo's answer: should the run stop before it, the next
-    /// attempt deletes these links and reads the pages again (`execute`); should the import not
-    /// take every row, they go before its rows are written again (`undo_links_ahead`). At a
-    /// backfill's end this takes the links' writing (a fifth of a second for 10,000 rows) off
-    /// the time after the last page.
-    pub(super) fn record_links_ahead(
-        &self,
-        process_id: i64,
-        rows: &[Row],
-    ) -> AbortOnDrop<Result<i64, Stop>> {
-        let (pool, tenant, run, recorder) =
-            (self.pool.clone(), self.tenant, self.run, self.recorder.clone());
-        let persons: Vec<i64> = rows.iter().map(|r| r.person_id).collect();
-        let links = person_links(rows);
-        let task = async move {
-            let _turn = recorder
-                .acquire()
-                .await
-                .map_err(|_| Stop::Retry("the run stopped recording".into()))?;
-            Ok(store::record_links_ahead(&pool, tenant, run, process_id, &persons, &links).await?)
-        };
-        AbortOnDrop(tokio::spawn(task.in_current_span()))
-    }
-
-    /// An import whose links went in ahead did not take every row: the links go (once written),
-    /// and its rows are written again as any others.
-    pub(super) async fn undo_links_ahead(
-        &mut self,
-        import: &mut PendingImport,
-    ) -> Result<(), Stop> {
-        let Some(task) = import.ahead.take() else { return Ok(()) };
-        let note = links_ahead_note(task).await?;
-        store::undo_links_ahead(self.pool, self.tenant, Some(note)).await?;
-        Ok(())
     }
 
     /// Records a completed import: the list memberships its target did not cover (none, for the
@@ -277,17 +232,6 @@ impl<'s> Engine<'s> {
         let held_from = import.write + 1;
         let resolved: Vec<String> =
             import.rows.iter().filter(|r| !r.has_issues).map(|r| r.person_id.to_string()).collect();
-        if let Some(ahead) = import.ahead {
-            // The links went in while Brevo worked: they stay, and their note goes.
-            let task = async move {
-                let note = links_ahead_note(ahead).await?;
-                store::delete_import(&pool, tenant, note).await?;
-                store::resolve_errors(&pool, tenant, Entity::Person, &resolved).await?;
-                Ok(())
-            };
-            self.recording.push_back((held_from, AbortOnDrop::spawn(task.in_current_span())));
-            return Ok(());
-        }
         // Once the persons are read, nothing else needs the database: the links go in two halves
         // at once (on two cores).
         let parts = if self.persons_read { 2 } else { 1 };

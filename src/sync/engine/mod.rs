@@ -457,9 +457,6 @@ pub struct Engine<'s> {
     persons_linked: bool,
     /// Whether the persons step has read its last page.
     persons_read: bool,
-    /// Whether imports have their links recorded while Brevo processes them, not once it
-    /// confirmed them: in a backfill that found no person linked (see `record_links_ahead`).
-    links_ahead: bool,
     /// What the run tells of itself: steps, counts, notes, where its time went.
     report: Report,
     /// When Brevo's processes were last polled (polls share Brevo's 100-calls-an-hour bucket).
@@ -507,9 +504,6 @@ struct PendingImport {
     rows: Vec<Row>,
     /// The write it came from, numbered as the gate counts them.
     write: u64,
-    /// Its links being recorded ahead of Brevo's answer (`Engine::links_ahead`): the task, which
-    /// gives the note that tells whose links they are.
-    ahead: Option<AbortOnDrop<Result<i64, Stop>>>,
 }
 
 /// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows, about
@@ -679,7 +673,6 @@ impl<'s> Engine<'s> {
             polling: None,
             persons_linked: true,
             persons_read: false,
-            links_ahead: false,
             company_contacts_task: None,
             company_contacts: HashMap::new(),
             deals_ahead: None,
@@ -720,16 +713,6 @@ impl<'s> Engine<'s> {
                     self.save_checkpoint(entity, &cp).await?;
                 }
             }
-        }
-        // Links an attempt that stopped recorded ahead of imports Brevo had not confirmed: their
-        // persons are written again (the pages they came from are read again: their checkpoint
-        // waited for the imports).
-        let undone = store::undo_links_ahead(self.pool, self.tenant, None).await?;
-        if undone > 0 {
-            tracing::info!(
-                links = undone,
-                "deleted the links an earlier attempt recorded ahead of unconfirmed imports"
-            );
         }
         if !self.retry_persons.is_empty() {
             self.finish_attributes(attributes.take()).await?;

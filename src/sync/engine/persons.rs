@@ -85,7 +85,6 @@ impl<'s> Engine<'s> {
         let mut stream = prefetch(pages, 2);
         if self.mode == Mode::Backfill {
             self.persons_linked = store::has_links(self.pool, self.tenant, Entity::Person).await?;
-            self.links_ahead = !self.persons_linked;
         }
         loop {
             let t = Instant::now();
@@ -119,7 +118,6 @@ impl<'s> Engine<'s> {
         self.save_ready_checkpoint().await?;
         self.report.spent.add("(end) recording", s);
         self.report.spent.add("(after the last persons page)", t);
-        self.links_ahead = false;
         Ok(())
     }
 

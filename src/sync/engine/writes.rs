@@ -245,15 +245,7 @@ impl<'s> Engine<'s> {
         let write = self.gate.settle();
         match sent {
             Sent::Import(process_id, companions, lists, rows) => {
-                let ahead = self.links_ahead.then(|| self.record_links_ahead(process_id, &rows));
-                self.pending.push(PendingImport {
-                    process_id,
-                    companions,
-                    lists,
-                    rows,
-                    write,
-                    ahead,
-                });
+                self.pending.push(PendingImport { process_id, companions, lists, rows, write });
             }
             Sent::OneByOne(written, stopped) => {
                 let t = Instant::now();
@@ -349,7 +341,6 @@ impl<'s> Engine<'s> {
                     lists: lists.clone(),
                     rows,
                     write: self.gate.settled_so_far(),
-                    ahead: None,
                 });
                 imported = true;
                 rows = rest;
@@ -575,15 +566,6 @@ pub(super) fn person_links(rows: &[Row]) -> store::LinkColumns {
         c.facts.push(format!(r#"{{"own":{own},"lists":[{lists}]}}"#));
     }
     c
-}
-
-/// The note of an import's links recorded ahead (`Engine::record_links_ahead`), once written.
-pub(super) async fn links_ahead_note(
-    mut task: AbortOnDrop<Result<i64, Stop>>,
-) -> Result<i64, Stop> {
-    (&mut task.0)
-        .await
-        .map_err(|e| Stop::Retry(format!("recording an import's links was interrupted: {e}")))?
 }
 
 /// Writes links in a transaction of their own, committed without waiting for the disk: should
