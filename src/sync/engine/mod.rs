@@ -507,9 +507,9 @@ struct PendingImport {
 }
 
 /// Writes on their way to Brevo, at most (an import holds up to `Bulk::import_rows` rows, about
-/// 2 MB). Groups come due together (they wait at most `Bulk::hold_pages`), so this is about as many as
-/// a backfill has groups: the persons loop goes on while Brevo's limiter spaces them out.
-const MAX_INFLIGHT: usize = 12;
+/// 2 MB): the persons loop goes on while Brevo's limiter spaces them out. More measured no
+/// faster (docs/benchmarks.md).
+const MAX_INFLIGHT: usize = 4;
 
 fn hash(v: &Value) -> String {
     format!("{:x}", Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
