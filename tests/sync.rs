@@ -1286,3 +1286,65 @@ async fn with_persons_off_no_contact_is_written(pool: PgPool) {
     let state = s.brevo_state().await;
     assert_eq!(state["contacts"].as_array().unwrap().len(), 0, "{}", state["contacts"]);
 }
+
+/// A dead letter (an event Brevo refused) is shown as a record error of its run; Retry puts it
+/// back in the outbox and the retry run sends it.
+#[sqlx::test(migrator = "pipebridge::db::MIGRATOR")]
+async fn a_refused_event_is_retried_from_the_run_page(pool: PgPool) {
+    let s = setup(&pool, 30, "").await;
+    let t = s.member.tenant_id;
+    s.sync(&pool).await;
+    let (person, run): (String, i64) = sqlx::query_as(
+        "select l.pipedrive_id, (select max(id) from sync_runs where tenant_id = $1)
+         from record_links l where l.tenant_id = $1 and l.entity = 'person' and l.brevo_ref is not null limit 1",
+    )
+    .bind(t)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // As the drain leaves one: the outbox row dead, its record error open on the run.
+    let id: i64 = sqlx::query_scalar(
+        "insert into sync_outbox (tenant_id, run_id, dedupe_key, person_id, event_name, properties, status, last_error)
+         values ($1, $2, 'test:1', $3, 'retried_event', '{\"n\": 1}', 'dead', 'refused') returning id",
+    )
+    .bind(t)
+    .bind(run)
+    .bind(person.parse::<i64>().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into record_errors (tenant_id, run_id, entity, pipedrive_id, reason) values ($1, $2, 'event', $3, 'Brevo refused the event')",
+    )
+    .bind(t)
+    .bind(run)
+    .bind(pipebridge::sync::outbox::error_id(id))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let error: i64 = sqlx::query_scalar(
+        "select id from record_errors where tenant_id = $1 and entity = 'event'",
+    )
+    .bind(t)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(sync::retry(&pool, &s.member, Some(error)).await.unwrap());
+    let (_, outcome) = s.worker.run_next_job().await.unwrap().expect("the retry run");
+    assert_eq!(outcome, Outcome::Succeeded);
+    let status: String = sqlx::query_scalar("select status from sync_outbox where id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+    let sent = s.brevo_state().await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_name"] == "retried_event")
+        .count();
+    assert_eq!(sent, 1);
+    let open: i64 = count(&pool, "select count(*) from record_errors where tenant_id = $1 and entity = 'event' and status <> 'resolved'", t).await;
+    assert_eq!(open, 0);
+}
