@@ -56,7 +56,6 @@ struct Row {
     brevo: Option<String>,
     mapping: Option<i32>,
     succeeded: bool,
-    underway: bool,
     failed: bool,
 }
 
@@ -67,7 +66,6 @@ pub async fn checklist(pool: &PgPool, member: &Member) -> Result<Checklist, sqlx
             (select status from connections where tenant_id = $1 and provider = 'brevo') as brevo,
             (select max(version) from mapping_versions where tenant_id = $1) as mapping,
             exists (select 1 from sync_runs where tenant_id = $1 and status = 'succeeded') as succeeded,
-            exists (select 1 from jobs where tenant_id = $1 and kind like 'sync.%' and state in ('queued', 'running')) as underway,
             exists (select 1 from sync_runs where tenant_id = $1 and status = 'failed') as failed",
     )
     .bind(member.tenant_id)
@@ -75,7 +73,7 @@ pub async fn checklist(pool: &PgPool, member: &Member) -> Result<Checklist, sqlx
     .await?;
     let first_sync = if row.succeeded {
         FirstSync::Succeeded
-    } else if row.underway {
+    } else if crate::sync::history::sync_pending(pool, member).await? {
         FirstSync::Underway
     } else if row.failed {
         FirstSync::Failed

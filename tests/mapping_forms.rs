@@ -176,7 +176,19 @@ async fn a_first_mapping_from_the_forms_with_lists_made_in_brevo(pool: PgPool) {
     let brevo_lists_before = s.brevo_lists().await.len();
 
     // The suggested lists: one folder, four lists, made once.
-    let made = lists::suggested(&pool, &s.key, &s.limits, &s.member).await.unwrap();
+    let stage_keys: Vec<String> = f.stages.iter().map(|r| r.key.clone()).collect();
+    let suggested =
+        lists::suggested(&pool, &s.key, &s.limits, &s.member, &stage_keys).await.unwrap();
+    let by_role = |s: &lists::Suggested| {
+        let lists::Suggested { all_contacts, qualified_leads, customers, churned, .. } = s.clone();
+        vec![
+            (ListRole::AllContacts, all_contacts),
+            (ListRole::QualifiedLeads, qualified_leads),
+            (ListRole::Customers, customers),
+            (ListRole::Churned, churned),
+        ]
+    };
+    let made = by_role(&suggested);
     assert_eq!(made.iter().map(|(r, _)| *r).collect::<Vec<_>>(), ListRole::ALL.to_vec());
     assert!(made.iter().all(|(_, m)| !m.existed));
     assert_eq!(made[2].1.name, "Pipedrive — Customers");
@@ -196,7 +208,8 @@ async fn a_first_mapping_from_the_forms_with_lists_made_in_brevo(pool: PgPool) {
             .iter()
             .any(|(id, name, folder)| *id == m.id && *name == m.name && *folder == ours[0])
     }));
-    let again = lists::suggested(&pool, &s.key, &s.limits, &s.member).await.unwrap();
+    let again =
+        by_role(&lists::suggested(&pool, &s.key, &s.limits, &s.member, &stage_keys).await.unwrap());
     assert!(again.iter().all(|(_, m)| m.existed));
     assert_eq!(
         again.iter().map(|(_, m)| m.id).collect::<Vec<_>>(),
@@ -228,13 +241,21 @@ async fn a_first_mapping_from_the_forms_with_lists_made_in_brevo(pool: PgPool) {
         customers: Some(id(ListRole::Customers)),
         churned: Some(id(ListRole::Churned)),
     };
+    // Every stage row gets the list of what it makes a person.
     for (key, list) in sub.stages.iter_mut() {
-        *list = Some(match key.as_str() {
+        let expected = match key.as_str() {
             "won" => id(ListRole::Customers),
             "lost" => id(ListRole::Churned),
             _ => id(ListRole::QualifiedLeads),
-        });
+        };
+        assert!(
+            suggested.stages.contains(&(key.clone(), expected)),
+            "{key}: {:?}",
+            suggested.stages
+        );
+        *list = Some(expected);
     }
+    assert_eq!(suggested.stages.len(), sub.stages.len());
     sub.stages[0].1 = Some(demo.id);
     sub.stages[1].1 = None;
     let name_row = sub.person.iter().position(|(p, _)| p == "name").unwrap();

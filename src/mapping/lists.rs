@@ -202,21 +202,52 @@ pub async fn create(
     Maker::new(pool, key, limits, member).await?.make(name).await
 }
 
-/// The suggested lists, one per role, in [`ListRole::ALL`]'s order: made where Brevo has none of
-/// the default name.
+/// The suggested lists, one per role, and the list each stage row gets from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggested {
+    pub all_contacts: MadeList,
+    pub qualified_leads: MadeList,
+    pub customers: MadeList,
+    pub churned: MadeList,
+    /// (stage key, list): open stages → qualified leads, won → customers, lost → churned.
+    pub stages: Vec<(String, i64)>,
+}
+
+/// The list a stage row gets by default: a won deal makes a customer, a lost one a churned
+/// contact, an open one a qualified lead.
+pub fn default_stage_list(
+    stage_key: &str,
+    qualified_leads: i64,
+    customers: i64,
+    churned: i64,
+) -> i64 {
+    match stage_key {
+        "won" => customers,
+        "lost" => churned,
+        _ => qualified_leads,
+    }
+}
+
+/// Makes the suggested lists where Brevo has none of the default name, and gives each of
+/// `stage_keys` (the forms' stage rows) its default list.
 #[tracing::instrument(skip_all, fields(tenant_id = %member.tenant_id))]
 pub async fn suggested(
     pool: &PgPool,
     key: &SecretKey,
     limits: &Registry,
     member: &Member,
-) -> Result<Vec<(ListRole, MadeList)>, ListError> {
+    stage_keys: &[String],
+) -> Result<Suggested, ListError> {
     let mut maker = Maker::new(pool, key, limits, member).await?;
-    let mut made = Vec::new();
-    for role in ListRole::ALL {
-        made.push((role, maker.make(&role.default_name()).await?));
-    }
-    Ok(made)
+    let all_contacts = maker.make(&ListRole::AllContacts.default_name()).await?;
+    let qualified_leads = maker.make(&ListRole::QualifiedLeads.default_name()).await?;
+    let customers = maker.make(&ListRole::Customers.default_name()).await?;
+    let churned = maker.make(&ListRole::Churned.default_name()).await?;
+    let stages = stage_keys
+        .iter()
+        .map(|k| (k.clone(), default_stage_list(k, qualified_leads.id, customers.id, churned.id)))
+        .collect();
+    Ok(Suggested { all_contacts, qualified_leads, customers, churned, stages })
 }
 
 #[cfg(test)]
@@ -230,6 +261,13 @@ mod tests {
         assert!(matches!(parse_name(&"x".repeat(MAX_NAME + 1)), Err(ListError::Invalid(_))));
         assert_eq!(ListRole::Customers.default_name(), "Pipedrive — Customers");
         assert_eq!(ListRole::parse("churned"), Some(ListRole::Churned));
+    }
+
+    #[test]
+    fn stages_default_to_the_list_of_what_they_make_a_person() {
+        assert_eq!(default_stage_list("7", 1, 2, 3), 1, "an open stage: qualified leads");
+        assert_eq!(default_stage_list("won", 1, 2, 3), 2);
+        assert_eq!(default_stage_list("lost", 1, 2, 3), 3);
     }
 
     #[test]

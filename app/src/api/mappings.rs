@@ -116,6 +116,8 @@ pub struct SuggestedListsView {
     pub qualified_leads: MadeListView,
     pub customers: MadeListView,
     pub churned: MadeListView,
+    /// (stage key, list) for each stage row the forms sent.
+    pub stages: Vec<(String, i64)>,
 }
 
 #[server(endpoint = "mapping_forms")]
@@ -137,10 +139,14 @@ pub async fn create_brevo_list(tenant_id: String, name: String) -> Result<MadeLi
     server::create_list(tenant_id, name).await
 }
 
-/// Makes the suggested lists (one per role) in the tenant's Brevo account.
-#[server(endpoint = "suggested_lists")]
-pub async fn suggested_lists(tenant_id: String) -> Result<SuggestedListsView, AppError> {
-    server::suggested_lists(tenant_id).await
+/// Makes the suggested lists (one per role) in the tenant's Brevo account, and gives each of the
+/// forms' stage rows its default list.
+#[server(endpoint = "suggested_lists", input = leptos::server_fn::codec::Json)]
+pub async fn suggested_lists(
+    tenant_id: String,
+    stage_keys: Vec<String>,
+) -> Result<SuggestedListsView, AppError> {
+    server::suggested_lists(tenant_id, stage_keys).await
 }
 
 #[server(endpoint = "load_mapping")]
@@ -392,20 +398,27 @@ mod server {
         )
     }
 
-    pub async fn suggested_lists(tenant_id: String) -> Result<SuggestedListsView, AppError> {
+    pub async fn suggested_lists(
+        tenant_id: String,
+        stage_keys: Vec<String>,
+    ) -> Result<SuggestedListsView, AppError> {
         respond(
             async {
                 let (state, member) = s::member(&tenant_id).await?;
-                let mut by_role =
-                    lists::suggested(&state.pool, &state.secret_key, &state.limits, &member)
-                        .await?
-                        .into_iter();
-                let mut next = || by_role.next().map(|(_, m)| made(m)).ok_or(AppError::Internal);
+                let s = lists::suggested(
+                    &state.pool,
+                    &state.secret_key,
+                    &state.limits,
+                    &member,
+                    &stage_keys,
+                )
+                .await?;
                 Ok(SuggestedListsView {
-                    all_contacts: next()?,
-                    qualified_leads: next()?,
-                    customers: next()?,
-                    churned: next()?,
+                    all_contacts: made(s.all_contacts),
+                    qualified_leads: made(s.qualified_leads),
+                    customers: made(s.customers),
+                    churned: made(s.churned),
+                    stages: s.stages,
                 })
             }
             .await,

@@ -60,8 +60,17 @@ pub fn DashboardPage() -> impl IntoView {
 #[component]
 fn Checklist(base: String, tenant_id: String) -> impl IntoView {
     let tick = super::sync::ticker(3000);
-    let checklist =
-        Resource::new(move || tick.get(), move |_| first_run_checklist(tenant_id.clone()));
+    // Read again every few seconds while the checklist shows, and no more once it is done.
+    let done = RwSignal::new(false);
+    let checklist = Resource::new(
+        move || (!done.get()).then(|| tick.get()),
+        move |_| first_run_checklist(tenant_id.clone()),
+    );
+    Effect::new(move |_| {
+        if checklist.get().is_some_and(|c| c.is_ok_and(|c| c.done)) {
+            done.set(true);
+        }
+    });
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new({

@@ -210,7 +210,7 @@ fn Forms(
 
     let suggest = Action::new({
         let tenant_id = tenant_id.clone();
-        move |_: &()| suggested_lists(tenant_id.clone())
+        move |keys: &Vec<String>| suggested_lists(tenant_id.clone(), keys.clone())
     });
     Effect::new(move |_| {
         if let Some(Ok(s)) = suggest.value().get() {
@@ -227,11 +227,9 @@ fn Forms(
             churned.set(Some(s.churned.id));
             stages.with_value(|rows| {
                 for row in rows {
-                    row.list.set(Some(match row.key.as_str() {
-                        "won" => s.customers.id,
-                        "lost" => s.churned.id,
-                        _ => s.qualified_leads.id,
-                    }))
+                    if let Some((_, list)) = s.stages.iter().find(|(key, _)| *key == row.key) {
+                        row.list.set(Some(*list));
+                    }
                 }
             });
         }
@@ -318,7 +316,7 @@ fn Forms(
         <h3>"Lists"</h3>
         {can_manage.then(|| view! {
             <div class="button-row">
-                <button type="button" data-testid="suggest-lists" disabled=move || suggest.pending().get() on:click=move |_| { suggest.dispatch(()); }>
+                <button type="button" data-testid="suggest-lists" disabled=move || suggest.pending().get() on:click=move |_| { suggest.dispatch(stages.with_value(|rows| rows.iter().map(|r| r.key.clone()).collect())); }>
                     "Use suggested lists"
                 </button>
                 <span class="muted">"Makes (or finds) a list per role in a “Pipedrive” folder in Brevo, and gives every stage one: open stages → qualified leads, won → customers, lost → churned."</span>
