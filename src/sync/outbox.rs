@@ -209,7 +209,9 @@ async fn dead_letter(
     props: &Map<String, Value>,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    mark(pool, &[id], "dead", Some(message)).await?;
+    // The record error first, so that a dead letter is never out of sight. (Should the process
+    // stop in between, the event stays pending and is tried again; a Retry of that error then
+    // finds nothing dead to put back and only resolves it.)
     store::record_error(
         pool,
         tenant,
@@ -219,7 +221,8 @@ async fn dead_letter(
         &format!("Brevo refused the event {name}: {message}"),
         &json!({"event": name, "email": email, "properties": props}),
     )
-    .await
+    .await?;
+    mark(pool, &[id], "dead", Some(message)).await
 }
 
 /// Puts dead letters back in the queue (by their record errors' ids, `outbox:<id>`); returns
